@@ -1,0 +1,189 @@
+use super::*;
+use crate::sink::SinkKind;
+use crate::source::SourceConfig;
+use crate::WhenFull;
+
+fn errors(text: &str) -> Vec<String> {
+    load_str(text, "t.toml")
+        .unwrap_err()
+        .errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+#[test]
+fn the_issue_example_loads() {
+    let c = load_str(
+        r#"
+data_dir = "/tmp/lw"
+[sources.containers]
+type = "docker_json_file"
+root = "/var/lib/docker/containers"
+[sinks.archive]
+type = "file"
+inputs = ["containers"]
+path = "/var/log/logwharf/{{.ID}}.log"
+encoding = "json"
+max_size = "10m"
+max_file = 3
+compress = true
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.data_dir.to_str(), Some("/tmp/lw"));
+    assert!(matches!(c.sources["containers"], SourceConfig::DockerJsonFile(_)));
+    let s = &c.sinks["archive"];
+    assert_eq!(s.inputs, vec!["containers"]);
+    assert_eq!(s.buffer.when_full, WhenFull::Block);
+    let SinkKind::File(f) = &s.kind else { panic!() };
+    assert_eq!(f.max_size, Some(crate::ByteSize(10 << 20)));
+    assert_eq!(f.max_file, 3);
+    assert!(f.compress);
+}
+
+#[test]
+fn docker_option_names_are_aliases() {
+    let c = load_str(
+        r#"
+[sources.c]
+type = "docker_json_file"
+[sinks.f]
+type = "file"
+inputs = ["c"]
+path = "/tmp/x.log"
+max-size = "1m"
+max-file = 2
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    let SinkKind::File(f) = &c.sinks["f"].kind else { panic!() };
+    assert_eq!((f.max_size, f.max_file), (Some(crate::ByteSize(1 << 20)), 2));
+}
+
+#[test]
+fn every_error_is_reported_with_path_and_line() {
+    let e = errors(
+        r#"
+[sources.c]
+type = "docker_json_file"
+rooot = "/x"
+
+[sources.d]
+type = "docker_jsonfile"
+
+[sinks.f]
+type = "file"
+inputs = ["c", "nope"]
+path = "/tmp/{{.Nmae}}.log"
+
+[sinks.g]
+type = "file"
+inputs = ["c"]
+path = "/tmp/g.log"
+max_size = "10q"
+"#,
+    );
+    assert_eq!(
+        e,
+        vec![
+            "line 4: sources.c.rooot: unknown key",
+            "line 7: sources.d.type: unknown source type \"docker_jsonfile\" (known: docker_json_file)",
+            "line 11: sinks.f.inputs: input \"nope\" names no source (sources: c)",
+            "line 12: sinks.f.path: unknown field .Nmae in template \"/tmp/{{.Nmae}}.log\" (known: .ID .FullID .Name .ImageID .ImageFullID .ImageName .DaemonName)",
+            "line 18: sinks.g.max_size: invalid size \"10q\" (expected e.g. 512, 10k, 20m, 1g)",
+        ]
+    );
+}
+
+#[test]
+fn unknown_sink_type_and_missing_type() {
+    let e = errors(
+        r#"
+[sources.c]
+type = "docker_json_file"
+[sinks.a]
+type = "kafak"
+inputs = ["c"]
+[sinks.b]
+inputs = ["c"]
+"#,
+    );
+    assert_eq!(
+        e,
+        vec![
+            "line 5: sinks.a.type: unknown sink type \"kafak\" (known: blackhole, console, file)",
+            "line 7: sinks.b: missing `type` (one of: blackhole, console, file)",
+        ]
+    );
+}
+
+#[test]
+fn compress_needs_rotation_like_docker() {
+    let e = errors(
+        r#"
+[sources.c]
+type = "docker_json_file"
+[sinks.f]
+type = "file"
+inputs = ["c"]
+path = "/tmp/f.log"
+compress = true
+"#,
+    );
+    assert_eq!(
+        e,
+        vec!["line 8: sinks.f.compress: compress cannot be true when max_file is less than 2 or max_size is not set"]
+    );
+}
+
+#[test]
+fn bad_encoding_and_buffer_keys() {
+    let e = errors(
+        r#"
+[sources.c]
+type = "docker_json_file"
+[sinks.f]
+type = "file"
+inputs = ["c"]
+path = "/tmp/f.log"
+encoding = "text"
+[sinks.f.buffer]
+when_full = "drop_oldest"
+"#,
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].starts_with("line 10: sinks.f.buffer.when_full: unknown variant `drop_oldest`"), "{e:?}");
+    assert_eq!(
+        e[1],
+        "line 8: sinks.f.encoding: encoding \"text\" is not supported by this sink (expected one of: json, docker)"
+    );
+}
+
+#[test]
+fn syntax_errors_have_a_line() {
+    let e = errors("[sources.c]\ntype = \n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("line 2: "), "{e:?}");
+}
+
+#[test]
+fn env_interpolation() {
+    let (out, errs) = interpolate_env("a = \"${X}\"\nb = \"${Y:-dflt}\"\nc = \"$$5 ${Z}\"", |k| {
+        (k == "X").then(|| "xv".to_string())
+    });
+    assert_eq!(out, "a = \"xv\"\nb = \"dflt\"\nc = \"$5 \"");
+    assert_eq!(errs.len(), 1);
+    assert_eq!(
+        errs[0].to_string(),
+        "line 3: environment variable Z is not set (use ${Z:-default} for a default)"
+    );
+}
+
+#[test]
+fn builtin_default_is_valid() {
+    let c = Config::builtin_default();
+    assert!(c.sinks.contains_key("console"));
+}

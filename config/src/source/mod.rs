@@ -1,0 +1,36 @@
+//! `[sources.NAME]` tables: one config struct per source `type`.
+
+pub mod docker_json_file;
+
+pub use docker_json_file::{DockerJsonFileConfig, ReadFrom};
+
+use crate::load::Decoder;
+
+/// The source types logwharf knows, for error messages.
+pub const SOURCE_TYPES: &[&str] = &["docker_json_file"];
+
+/// A configured source.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    DockerJsonFile(DockerJsonFileConfig),
+}
+
+impl SourceConfig {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceConfig::DockerJsonFile(_) => "docker_json_file",
+        }
+    }
+
+    /// Decodes the table of one source by its `type`; `None` means errors were recorded.
+    pub(crate) fn decode(type_name: &str, d: &mut Decoder<'_>) -> Option<SourceConfig> {
+        Some(match type_name {
+            "docker_json_file" => {
+                let c: DockerJsonFileConfig = d.decode()?;
+                c.validate(d);
+                SourceConfig::DockerJsonFile(c)
+            }
+            _ => return None,
+        })
+    }
+}
