@@ -1,1 +1,25 @@
-//! placeholder
+//! logwharf's collector: the event model, the pipeline runtime that carries batches from
+//! sources to sinks with acknowledgements and checkpoints, and the sources themselves.
+//!
+//! Data flow (see DESIGN.md §3): a source reads, parses and tags lines into [`Event`]s, sends
+//! them as one [`Batch`] through its [`SourceOutput`] (the router: one bounded buffer per sink
+//! that names the source in `inputs`), and learns through the batch's acknowledgement when every
+//! sink has delivered it. Only then does its read position become eligible for the
+//! [`CheckpointStore`].
+
+pub mod ack;
+pub mod checkpoint;
+pub mod event;
+pub mod metrics;
+pub mod shutdown;
+pub mod sink;
+pub mod sources;
+pub mod time;
+pub mod topology;
+
+pub use ack::{AckToken, OnDelivered};
+pub use checkpoint::CheckpointStore;
+pub use event::{Batch, ContainerMeta, Event, EventFlags, Stream};
+pub use shutdown::Shutdown;
+pub use sink::{Sink, SinkBatch, SinkInput};
+pub use topology::{SourceOutput, Topology};

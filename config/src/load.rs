@@ -231,7 +231,10 @@ fn decode_inputs(
 ) -> Option<Vec<String>> {
     let p = with(path, "inputs");
     let Some(v) = v else {
-        errors.push((path.to_vec(), "missing `inputs` (the sources this sink reads)".into()));
+        errors.push((
+            path.to_vec(),
+            "missing `inputs` (the sources this sink reads)".into(),
+        ));
         return None;
     };
     let inputs: Vec<String> = match v.try_into() {
@@ -313,7 +316,8 @@ impl<'a> Decoder<'a> {
                         _ => {}
                     }
                 }
-                self.errors.push((p, e.into_inner().message().trim().to_string()));
+                self.errors
+                    .push((p, e.into_inner().message().trim().to_string()));
                 None
             }
         }

@@ -191,8 +191,14 @@ mod tests {
 
     #[test]
     fn renders_functions() {
-        assert_eq!(Template::parse("{{.Name | lower}}").unwrap().render(&Ctx), "sysl");
-        assert_eq!(Template::parse("{{upper .Name}}").unwrap().render(&Ctx), "SYSL");
+        assert_eq!(
+            Template::parse("{{.Name | lower}}").unwrap().render(&Ctx),
+            "sysl"
+        );
+        assert_eq!(
+            Template::parse("{{upper .Name}}").unwrap().render(&Ctx),
+            "SYSL"
+        );
     }
 
     #[test]
@@ -201,7 +207,11 @@ mod tests {
             Template::parse("{{.Nmae}}").unwrap_err(),
             "unknown field .Nmae in template \"{{.Nmae}}\" (known: .ID .FullID .Name .ImageID .ImageFullID .ImageName .DaemonName)"
         );
-        assert!(Template::parse("{{.Name").unwrap_err().starts_with("unclosed action"));
-        assert!(Template::parse("{{.Name | shout}}").unwrap_err().contains("unknown function"));
+        assert!(Template::parse("{{.Name")
+            .unwrap_err()
+            .starts_with("unclosed action"));
+        assert!(Template::parse("{{.Name | shout}}")
+            .unwrap_err()
+            .contains("unknown function"));
     }
 }

@@ -100,7 +100,9 @@ impl<'de> Deserialize<'de> for DurationValue {
             S(String),
         }
         match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("invalid duration (expected seconds or e.g. \"500ms\", \"1s\")")
+            serde::de::Error::custom(
+                "invalid duration (expected seconds or e.g. \"500ms\", \"1s\")",
+            )
         })? {
             Raw::N(n) => Ok(DurationValue(Duration::from_secs(n))),
             Raw::S(s) => DurationValue::parse(&s).map_err(serde::de::Error::custom),
@@ -134,9 +136,18 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        assert_eq!(DurationValue::parse("500ms").unwrap().0, Duration::from_millis(500));
-        assert_eq!(DurationValue::parse("2s").unwrap().0, Duration::from_secs(2));
-        assert_eq!(DurationValue::parse("5m").unwrap().0, Duration::from_secs(300));
+        assert_eq!(
+            DurationValue::parse("500ms").unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            DurationValue::parse("2s").unwrap().0,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            DurationValue::parse("5m").unwrap().0,
+            Duration::from_secs(300)
+        );
         assert!(DurationValue::parse("5 fortnights").is_err());
     }
 }

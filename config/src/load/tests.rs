@@ -33,7 +33,10 @@ compress = true
     )
     .unwrap();
     assert_eq!(c.data_dir.to_str(), Some("/tmp/lw"));
-    assert!(matches!(c.sources["containers"], SourceConfig::DockerJsonFile(_)));
+    assert!(matches!(
+        c.sources["containers"],
+        SourceConfig::DockerJsonFile(_)
+    ));
     let s = &c.sinks["archive"];
     assert_eq!(s.inputs, vec!["containers"]);
     assert_eq!(s.buffer.when_full, WhenFull::Block);
@@ -59,8 +62,13 @@ max-file = 2
         "t.toml",
     )
     .unwrap();
-    let SinkKind::File(f) = &c.sinks["f"].kind else { panic!() };
-    assert_eq!((f.max_size, f.max_file), (Some(crate::ByteSize(1 << 20)), 2));
+    let SinkKind::File(f) = &c.sinks["f"].kind else {
+        panic!()
+    };
+    assert_eq!(
+        (f.max_size, f.max_file),
+        (Some(crate::ByteSize(1 << 20)), 2)
+    );
 }
 
 #[test]
@@ -155,7 +163,10 @@ when_full = "drop_oldest"
 "#,
     );
     assert_eq!(e.len(), 2, "{e:?}");
-    assert!(e[0].starts_with("line 10: sinks.f.buffer.when_full: unknown variant `drop_oldest`"), "{e:?}");
+    assert!(
+        e[0].starts_with("line 10: sinks.f.buffer.when_full: unknown variant `drop_oldest`"),
+        "{e:?}"
+    );
     assert_eq!(
         e[1],
         "line 8: sinks.f.encoding: encoding \"text\" is not supported by this sink (expected one of: json, docker)"

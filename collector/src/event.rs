@@ -1,0 +1,164 @@
+//! The event model: one log entry ([`Event`]), the container it came from ([`ContainerMeta`],
+//! shared by `Arc` across every line of that container) and the unit that crosses channels
+//! ([`Batch`]).
+
+use bytes::Bytes;
+use logwharf_config::{TemplateContext, TemplateField};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Which output stream of the container a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    /// Not from a container stream (e.g. a syslog message from a host).
+    Unknown,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::Unknown => "unknown",
+        }
+    }
+}
+
+/// Marks on an event that downstream consumers should see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventFlags(pub u8);
+
+impl EventFlags {
+    /// The input line could not be parsed; `message` is the raw line.
+    pub const MALFORMED: EventFlags = EventFlags(1);
+    /// A partial line shipped without its continuation (timeout, overflow, end of stream).
+    pub const PARTIAL: EventFlags = EventFlags(2);
+    /// The message was cut at the configured size cap.
+    pub const TRUNCATED: EventFlags = EventFlags(4);
+
+    pub fn contains(self, other: EventFlags) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+
+    pub fn insert(&mut self, other: EventFlags) {
+        self.0 |= other.0;
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// What is known about a container. One record per container, shared by every event of that
+/// container through an `Arc`; never cloned per line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerMeta {
+    /// Full 64-character id.
+    pub id: String,
+    /// Name without Docker's leading `/`.
+    pub name: Option<String>,
+    pub image_name: Option<String>,
+    /// Full image id (`sha256:…`).
+    pub image_id: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Only the variables selected by `env`/`env_regex`; never the whole environment.
+    pub env: BTreeMap<String, String>,
+    pub compose_project: Option<String>,
+    pub compose_service: Option<String>,
+    pub log_driver: Option<String>,
+}
+
+impl ContainerMeta {
+    /// Metadata that knows nothing but the id (before, or without, the Docker API).
+    pub fn from_id(id: impl Into<String>) -> ContainerMeta {
+        ContainerMeta {
+            id: id.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Docker's 12-character short id.
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+}
+
+impl TemplateContext for ContainerMeta {
+    fn field(&self, field: TemplateField) -> Cow<'_, str> {
+        let image_full = self.image_id.as_deref().unwrap_or("");
+        let image_hex = image_full.strip_prefix("sha256:").unwrap_or(image_full);
+        Cow::Borrowed(match field {
+            TemplateField::Id => self.short_id(),
+            TemplateField::FullId => &self.id,
+            TemplateField::Name => self.name.as_deref().unwrap_or(""),
+            TemplateField::ImageId => &image_hex[..image_hex.len().min(12)],
+            TemplateField::ImageFullId => image_full,
+            TemplateField::ImageName => self.image_name.as_deref().unwrap_or(""),
+            TemplateField::DaemonName => "docker",
+        })
+    }
+}
+
+/// Docker's per-line `attrs` (from `labels`/`env`/`tag` log-opts), in file order. Shared by
+/// `Arc` between consecutive lines that carry the same attrs.
+pub type Attrs = Vec<(String, String)>;
+
+/// One log entry.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Nanoseconds since the Unix epoch, UTC.
+    pub time_ns: i64,
+    pub stream: Stream,
+    pub flags: EventFlags,
+    /// The line without its trailing newline. Usually a slice of a buffer shared by the batch.
+    pub message: Bytes,
+    pub container: Option<Arc<ContainerMeta>>,
+    pub attrs: Option<Arc<Attrs>>,
+    /// Source-specific extras (syslog facility, forward record keys, …); `None` on the hot path.
+    pub fields: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+}
+
+impl Event {
+    pub fn new(time_ns: i64, stream: Stream, message: Bytes) -> Event {
+        Event {
+            time_ns,
+            stream,
+            flags: EventFlags::default(),
+            message,
+            container: None,
+            attrs: None,
+            fields: None,
+        }
+    }
+
+    /// Bytes counted for metrics: the message length.
+    pub fn size(&self) -> usize {
+        self.message.len()
+    }
+}
+
+/// Events from one source, crossing channels together. The router wraps it in an `Arc` and
+/// hands the same batch to every sink that reads the source.
+#[derive(Debug)]
+pub struct Batch {
+    /// The source's name (the `NAME` of `[sources.NAME]`).
+    pub source: Arc<str>,
+    pub events: Vec<Event>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    pub fn byte_size(&self) -> usize {
+        self.events.iter().map(Event::size).sum()
+    }
+}

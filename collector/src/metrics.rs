@@ -1,0 +1,37 @@
+//! Metric names, in one place so that dashboards and the README agree with the code. Every
+//! counter is labelled by component (`source` or `sink` name); losses and drops are also
+//! labelled by container, which none of the anchors report.
+
+/// Events a source emitted into the pipeline.
+pub const SOURCE_EVENTS: &str = "logwharf_source_events_total";
+/// Message bytes a source emitted.
+pub const SOURCE_BYTES: &str = "logwharf_source_bytes_total";
+/// Raw bytes a source read from its input (files, sockets).
+pub const SOURCE_READ_BYTES: &str = "logwharf_source_read_bytes_total";
+/// Lines that did not parse and were passed on raw (labels: source, container).
+pub const MALFORMED_LINES: &str = "logwharf_malformed_lines_total";
+/// Partial lines cut at the size cap or shipped without their end (labels: source, container).
+pub const PARTIAL_TRUNCATED: &str = "logwharf_partial_lines_truncated_total";
+/// Bytes skipped to resynchronise after garbage (NUL runs, torn writes).
+pub const SKIPPED_BYTES: &str = "logwharf_skipped_bytes_total";
+/// Bytes a source could not read because the file vanished first (labels: source, container).
+pub const LOST_BYTES: &str = "logwharf_lost_bytes_total";
+/// Bytes written to a file but not yet acknowledged (gauge; labels: source, container).
+pub const CHECKPOINT_LAG_BYTES: &str = "logwharf_checkpoint_lag_bytes";
+/// Files currently tailed (gauge).
+pub const FILES_WATCHED: &str = "logwharf_files_watched";
+
+/// Events a sink delivered.
+pub const SINK_EVENTS: &str = "logwharf_sink_events_total";
+/// Bytes a sink wrote (encoded).
+pub const SINK_BYTES: &str = "logwharf_sink_bytes_total";
+/// Sink errors (label `kind`).
+pub const SINK_ERRORS: &str = "logwharf_sink_errors_total";
+/// Sink retries after a transient error.
+pub const SINK_RETRIES: &str = "logwharf_sink_retries_total";
+/// Events dropped because a `when_full = "drop_newest"` buffer was full (labels: sink, container).
+pub const BUFFER_DROPPED: &str = "logwharf_buffer_dropped_events_total";
+/// Events waiting in a sink's buffer (gauge).
+pub const BUFFER_EVENTS: &str = "logwharf_buffer_events";
+/// Checkpoint file writes that failed.
+pub const CHECKPOINT_WRITE_ERRORS: &str = "logwharf_checkpoint_write_errors_total";

@@ -1,0 +1,26 @@
+//! The shutdown signal every task watches: cancelled on SIGTERM/SIGINT (or when `--once`
+//! finishes), after which sources stop reading and the runtime drains the sinks.
+
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Default)]
+pub struct Shutdown(CancellationToken);
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        Shutdown(CancellationToken::new())
+    }
+
+    pub fn trigger(&self) {
+        self.0.cancel();
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// Resolves once shutdown has been triggered.
+    pub async fn wait(&self) {
+        self.0.cancelled().await
+    }
+}

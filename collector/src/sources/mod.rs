@@ -1,0 +1,42 @@
+//! Sources: one module per source `type`. A source reads, parses and tags, sends batches
+//! through its [`SourceOutput`], and records read positions in the [`CheckpointStore`] only from
+//! its batches' acknowledgements.
+
+pub mod docker_json_file;
+
+use crate::checkpoint::CheckpointStore;
+use crate::shutdown::Shutdown;
+use crate::topology::SourceOutput;
+use logwharf_config::SourceConfig;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Everything a running source gets from the runtime.
+pub struct SourceContext {
+    pub name: Arc<str>,
+    pub out: SourceOutput,
+    pub shutdown: Shutdown,
+    pub checkpoints: Arc<CheckpointStore>,
+    /// `run --once`: read everything present to its end, then return.
+    pub once: bool,
+}
+
+/// A running source. Returns when shutdown is triggered (or, with `once`, when done).
+#[async_trait::async_trait]
+pub trait Source: Send {
+    async fn run(self: Box<Self>, ctx: SourceContext) -> anyhow::Result<()>;
+}
+
+/// Builds the source a config describes (validation beyond the config crate's, no I/O).
+pub fn build(
+    name: &str,
+    config: &SourceConfig,
+    _data_dir: &Path,
+) -> anyhow::Result<Box<dyn Source>> {
+    let _ = name;
+    match config {
+        SourceConfig::DockerJsonFile(c) => {
+            Ok(Box::new(docker_json_file::DockerJsonFile::new(c.clone())?))
+        }
+    }
+}

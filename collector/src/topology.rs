@@ -1,0 +1,283 @@
+//! The pipeline runtime: builds every sink and source of a [`Config`], connects each source to
+//! the bounded buffers of the sinks that name it in `inputs` (the router lives in
+//! [`SourceOutput::send`]), runs them, and shuts down in order: stop sources, drain sinks within
+//! `shutdown_timeout`, write the final checkpoints.
+
+use crate::ack::{AckToken, OnDelivered};
+use crate::checkpoint::CheckpointStore;
+use crate::event::{Batch, Event};
+use crate::metrics as m;
+use crate::shutdown::Shutdown;
+use crate::sink::{Sink, SinkBatch, SinkInput};
+use crate::sources::{self, SourceContext};
+use anyhow::Context;
+use logwharf_config::{Config, SinkConfig, WhenFull};
+use std::sync::Arc;
+use tokio::sync::{mpsc, Semaphore};
+
+/// Builds a sink from its config (provided by the sinks crate; the collector does not know the
+/// sink types).
+pub type SinkBuilder<'a> = &'a dyn Fn(&str, &SinkConfig) -> anyhow::Result<Box<dyn Sink>>;
+
+/// The sinks' buffers were closed: the pipeline is shutting down.
+#[derive(Debug, thiserror::Error)]
+#[error("the pipeline is shutting down")]
+pub struct Closed;
+
+struct SinkTarget {
+    name: Arc<str>,
+    tx: mpsc::UnboundedSender<SinkBatch>,
+    permits: Arc<Semaphore>,
+    capacity: u32,
+    when_full: WhenFull,
+}
+
+/// A source's connection to the sinks that read it. Cheap to clone (one per reader task).
+#[derive(Clone)]
+pub struct SourceOutput {
+    source: Arc<str>,
+    targets: Arc<[SinkTarget]>,
+}
+
+impl SourceOutput {
+    /// The source's name.
+    pub fn source(&self) -> &Arc<str> {
+        &self.source
+    }
+
+    /// Sends a batch to every sink that reads this source; `on_done` runs once every sink has
+    /// settled it (`true`: delivered or deliberately dropped and counted). Waits while a
+    /// `block` buffer is full — that wait is the backpressure that stops the source.
+    pub async fn send(
+        &self,
+        events: Vec<Event>,
+        on_done: Option<OnDelivered>,
+    ) -> Result<(), Closed> {
+        if events.is_empty() {
+            if let Some(f) = on_done {
+                f(true);
+            }
+            return Ok(());
+        }
+        let bytes: usize = events.iter().map(Event::size).sum();
+        metrics::counter!(m::SOURCE_EVENTS, "source" => self.source.to_string())
+            .increment(events.len() as u64);
+        metrics::counter!(m::SOURCE_BYTES, "source" => self.source.to_string())
+            .increment(bytes as u64);
+        let n = events.len();
+        let batch = Arc::new(Batch {
+            source: self.source.clone(),
+            events,
+        });
+        let token = AckToken::new(on_done);
+        for t in self.targets.iter() {
+            let want = (n as u32).clamp(1, t.capacity);
+            let permit = match t.when_full {
+                WhenFull::Block => t
+                    .permits
+                    .clone()
+                    .acquire_many_owned(want)
+                    .await
+                    .map_err(|_| Closed)?,
+                WhenFull::DropNewest => match t.permits.clone().try_acquire_many_owned(want) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        count_dropped(&t.name, &batch);
+                        continue;
+                    }
+                },
+            };
+            let sb = SinkBatch {
+                batch: batch.clone(),
+                ack: token.share(),
+                _permit: Some(permit),
+            };
+            t.tx.send(sb).map_err(|_| Closed)?;
+        }
+        token.delivered();
+        Ok(())
+    }
+
+    /// An output to nowhere but the returned receiver, for source unit tests.
+    pub fn for_test(source: &str, capacity: u32) -> (SourceOutput, SinkInput) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let t = SinkTarget {
+            name: "test".into(),
+            tx,
+            permits: Arc::new(Semaphore::new(capacity as usize)),
+            capacity,
+            when_full: WhenFull::Block,
+        };
+        (
+            SourceOutput {
+                source: source.into(),
+                targets: Arc::new([t]),
+            },
+            SinkInput {
+                name: "test".into(),
+                rx,
+            },
+        )
+    }
+}
+
+fn count_dropped(sink: &str, batch: &Batch) {
+    // Per container, since a drop that cannot be traced to its container cannot be acted on.
+    let mut i = 0;
+    while i < batch.events.len() {
+        let id = batch.events[i].container.as_ref().map(|c| c.id.clone());
+        let mut j = i + 1;
+        while j < batch.events.len()
+            && batch.events[j].container.as_ref().map(|c| &c.id) == id.as_ref()
+        {
+            j += 1;
+        }
+        metrics::counter!(m::BUFFER_DROPPED, "sink" => sink.to_string(), "container" => id.unwrap_or_default())
+            .increment((j - i) as u64);
+        i = j;
+    }
+    tracing::warn!(sink, events = batch.events.len(), source = %batch.source, "buffer full: dropped the newest batch (when_full = \"drop_newest\")");
+}
+
+/// A running pipeline.
+pub struct Topology;
+
+impl Topology {
+    /// Runs `config` until `shutdown` is triggered (or, with `once`, until every source has
+    /// read everything present), then drains and writes the final checkpoints.
+    pub async fn run(
+        config: &Config,
+        build_sink: SinkBuilder<'_>,
+        once: bool,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<()> {
+        let store = Arc::new(
+            CheckpointStore::open(&config.data_dir).context("opening the checkpoint store")?,
+        );
+
+        // Build everything before starting anything, so a bad component starts nothing.
+        let mut sink_tasks = Vec::new();
+        let mut targets: Vec<(Vec<globset::GlobMatcher>, SinkTarget)> = Vec::new();
+        let mut sinks_built = Vec::new();
+        for (name, sc) in &config.sinks {
+            let sink = build_sink(name, sc).with_context(|| format!("building sink {name:?}"))?;
+            sinks_built.push((name.clone(), sc, sink));
+        }
+        let mut sources_built = Vec::new();
+        for (name, sc) in &config.sources {
+            let src = sources::build(name, sc, &config.data_dir)
+                .with_context(|| format!("building source {name:?}"))?;
+            sources_built.push((name.clone(), src));
+        }
+
+        for (name, sc, sink) in sinks_built {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let capacity = sc.buffer.max_events.clamp(1, u32::MAX as usize >> 4) as u32;
+            let name: Arc<str> = name.into();
+            let matchers = sc
+                .inputs
+                .iter()
+                .map(|i| {
+                    globset::Glob::new(i)
+                        .unwrap_or_else(|_| globset::Glob::new(&globset::escape(i)).unwrap())
+                        .compile_matcher()
+                })
+                .collect();
+            targets.push((
+                matchers,
+                SinkTarget {
+                    name: name.clone(),
+                    tx,
+                    permits: Arc::new(Semaphore::new(capacity as usize)),
+                    capacity,
+                    when_full: sc.buffer.when_full,
+                },
+            ));
+            let input = SinkInput {
+                name: name.clone(),
+                rx,
+            };
+            sink_tasks.push((
+                name.clone(),
+                tokio::spawn(async move {
+                    if let Err(e) = sink.run(input).await {
+                        tracing::error!(sink = %name, error = %format!("{e:#}"), "sink stopped with an error");
+                    }
+                }),
+            ));
+        }
+
+        let mut source_tasks = Vec::new();
+        for (name, src) in sources_built {
+            let mine: Vec<SinkTarget> = targets
+                .iter()
+                .filter(|(ms, _)| ms.iter().any(|m| m.is_match(&name)))
+                .map(|(_, t)| SinkTarget {
+                    name: t.name.clone(),
+                    tx: t.tx.clone(),
+                    permits: t.permits.clone(),
+                    capacity: t.capacity,
+                    when_full: t.when_full,
+                })
+                .collect();
+            if mine.is_empty() {
+                tracing::warn!(source = %name, "no sink reads this source; its events are discarded");
+            }
+            let ctx = SourceContext {
+                name: name.as_str().into(),
+                out: SourceOutput {
+                    source: name.as_str().into(),
+                    targets: mine.into(),
+                },
+                shutdown: shutdown.clone(),
+                checkpoints: store.clone(),
+                once,
+            };
+            source_tasks.push((
+                name.clone(),
+                tokio::spawn(async move {
+                    if let Err(e) = src.run(ctx).await {
+                        tracing::error!(source = %name, error = %format!("{e:#}"), "source stopped with an error");
+                    }
+                }),
+            ));
+        }
+        // The sinks' channels close once every source (holding the senders) has stopped.
+        drop(targets);
+
+        let flusher = tokio::spawn(
+            store
+                .clone()
+                .run_flusher(config.checkpoint_interval.0, shutdown.clone()),
+        );
+
+        for (name, t) in source_tasks {
+            if let Err(e) = t.await {
+                tracing::error!(source = %name, error = %e, "source task panicked");
+            }
+        }
+        tracing::info!("sources stopped; draining sinks");
+        let deadline = tokio::time::Instant::now() + config.shutdown_timeout.0;
+        for (name, mut t) in sink_tasks {
+            tokio::select! {
+                r = &mut t => if let Err(e) = r {
+                    tracing::error!(sink = %name, error = %e, "sink task panicked");
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(sink = %name, "sink did not drain within shutdown_timeout; what it still holds is not checkpointed and will be re-read");
+                    t.abort();
+                    let _ = t.await;
+                }
+            }
+        }
+        shutdown.trigger();
+        let _ = flusher.await;
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.flush())
+            .await
+            .context("checkpoint writer")?
+            .context("writing the final checkpoints")?;
+        tracing::info!("stopped; checkpoints written");
+        Ok(())
+    }
+}
