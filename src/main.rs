@@ -1,1 +1,163 @@
-fn main() {}
+//! The `logwharf` binary: command line, logging, metrics endpoint, signals — thin wiring around
+//! the config, collector and sinks crates.
+
+mod api;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use logwharf_collector::{Shutdown, Topology};
+use logwharf_config::Config;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Log collection and shipping daemon for Docker hosts.
+#[derive(Parser)]
+#[command(name = "logwharf", version, about, propagate_version = true)]
+struct Cli {
+    /// More internal logging (-v debug, -vv trace); LOGWHARF_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline (without a config: every container's json-file log → console).
+    Run {
+        /// Config file; default $LOGWHARF_CONFIG, then /etc/logwharf/logwharf.toml, then the
+        /// built-in default.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Ship everything present, write checkpoints, exit (backfills and benchmarks).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check a config file and exit: 0 when valid, 2 with every error listed.
+    Validate {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+}
+
+const DEFAULT_CONFIG: &str = "/etc/logwharf/logwharf.toml";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
+        Command::Validate { config } => match load_config(config.as_deref()) {
+            Ok((c, origin)) => {
+                println!(
+                    "{origin}: valid ({} source{}, {} sink{})",
+                    c.sources.len(),
+                    plural(c.sources.len()),
+                    c.sinks.len(),
+                    plural(c.sinks.len())
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config, once } => {
+            let (config, origin) = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            tracing::info!(config = %origin, once, "logwharf {} starting", env!("CARGO_PKG_VERSION"));
+            match run(config, once) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("logwharf: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn load_config(explicit: Option<&Path>) -> Result<(Config, String), logwharf_config::ConfigErrors> {
+    let env = std::env::var_os("LOGWHARF_CONFIG").map(PathBuf::from);
+    let path = explicit.map(Path::to_path_buf).or(env).or_else(|| {
+        Path::new(DEFAULT_CONFIG)
+            .exists()
+            .then(|| DEFAULT_CONFIG.into())
+    });
+    match path {
+        Some(p) => logwharf_config::load(&p).map(|c| (c, p.display().to_string())),
+        None => Ok((Config::builtin_default(), "<built-in default>".to_string())),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOGWHARF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(config: Config, once: bool) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        if config.api.enabled {
+            api::start(config.api.address).await?;
+        }
+        let shutdown = Shutdown::new();
+        tokio::spawn(watch_signals(shutdown.clone()));
+        Topology::run(&config, &logwharf_sinks::build, once, shutdown).await
+    })
+}
+
+/// SIGTERM/SIGINT: graceful shutdown; a second one: exit now.
+async fn watch_signals(shutdown: Shutdown) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let mut seen = 0;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        seen += 1;
+        if seen == 1 {
+            tracing::info!(
+                "signal received: stopping sources, draining sinks (again to exit at once)"
+            );
+            shutdown.trigger();
+        } else {
+            tracing::warn!("second signal: exiting without draining");
+            std::process::exit(130);
+        }
+    }
+}

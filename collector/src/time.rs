@@ -136,7 +136,7 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ns: i64, fraction: Fraction) {
             if v == 0 {
                 0
             } else {
-                while v % 10 == 0 {
+                while v.is_multiple_of(10) {
                     v /= 10;
                     n -= 1;
                 }

@@ -1,1 +1,18 @@
-//! placeholder
+//! logwharf's sinks: one module per sink `type`, each a config struct (from logwharf-config) →
+//! [`build`] (validates, connects lazily) → a task implementing the collector's [`Sink`] trait
+//! that pulls batches, encodes, writes, and settles acknowledgements.
+
+pub mod blackhole;
+
+use logwharf_collector::Sink;
+use logwharf_config::{SinkConfig, SinkKind};
+
+/// Builds the sink a config describes. No network or file I/O happens here.
+pub fn build(name: &str, config: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
+    Ok(match &config.kind {
+        SinkKind::Blackhole(_) => Box::new(blackhole::Blackhole::new(name)),
+        SinkKind::Console(_) | SinkKind::File(_) => {
+            anyhow::bail!("sink type {} is not built yet", config.kind.type_name())
+        }
+    })
+}
