@@ -8,6 +8,7 @@
 //! [`CheckpointStore`].
 
 pub mod ack;
+pub mod backoff;
 pub mod checkpoint;
 pub mod event;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod shutdown;
 pub mod sink;
 pub mod sources;
 pub mod time;
+pub mod tls;
 pub mod topology;
 
 pub use ack::{AckToken, OnDelivered};

@@ -6,6 +6,7 @@
 //! path and the line it is on (see [`ConfigErrors`]). Nothing here starts anything: the
 //! collector and the sinks turn these structs into running components.
 
+mod common;
 mod error;
 mod load;
 mod units;
@@ -14,6 +15,7 @@ pub mod sink;
 pub mod source;
 pub mod template;
 
+pub use common::{BatchConfig, TlsConfig};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, load_str};
 pub use sink::{BufferConfig, Encoding, SinkConfig, SinkKind, WhenFull};
