@@ -1,0 +1,301 @@
+//! Shared harness for the end-to-end tests: runs the real `logwharf` binary, talks to the real
+//! peers that `scripts/testbed` installs and starts (dockerd, rsyslog, …).
+//!
+//! A test whose peer is missing FAILS when `CI=true`; elsewhere it skips with a loud message
+//! (run `scripts/testbed` to get the peers).
+#![allow(dead_code)]
+
+use std::io::{BufRead, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_logwharf"))
+}
+
+pub fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
+}
+
+/// Returns true when `peer` is usable. When it is not: panics in CI, skips loudly elsewhere.
+pub fn require(peer: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    if in_ci() {
+        panic!("peer {peer} is missing (CI=true): scripts/testbed should have started it");
+    }
+    eprintln!("\n*** SKIPPED: peer {peer} is missing; run scripts/testbed first ***\n");
+    false
+}
+
+/// A free loopback TCP port (also free for UDP in practice on a quiet test host).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` every 50 ms until it is true or `timeout` passes; returns the last result.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A temporary directory for one test: config, data_dir and outputs.
+pub struct TestDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        TestDir {
+            dir: tempfile::Builder::new()
+                .prefix(&format!("lw-{name}-"))
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `logwharf.toml` with `{dir}` replaced by this directory, and returns its path.
+    /// `data_dir` and a free `api.address` are prepended unless the text sets them.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let mut full = String::new();
+        if !text.contains("data_dir") {
+            full.push_str("data_dir = \"{dir}/data\"\n");
+        }
+        if !text.contains("[api]") {
+            full.push_str(&format!("[api]\naddress = \"127.0.0.1:{}\"\n", free_port()));
+        }
+        full.push_str(text);
+        let p = self.path().join("logwharf.toml");
+        std::fs::write(&p, full.replace("{dir}", self.path().to_str().unwrap())).unwrap();
+        p
+    }
+}
+
+/// A running logwharf process; killed (SIGKILL) when dropped.
+pub struct Logwharf {
+    pub child: Child,
+    pub stderr_path: PathBuf,
+}
+
+impl Logwharf {
+    /// Starts `logwharf run -c CONFIG [extra…]`, stderr to `<dir>/logwharf-<n>.log`.
+    pub fn start(config: &Path, extra: &[&str]) -> Logwharf {
+        let dir = config.parent().unwrap();
+        let mut n = 0;
+        let stderr_path = loop {
+            let p = dir.join(format!("logwharf-{n}.log"));
+            if !p.exists() {
+                break p;
+            }
+            n += 1;
+        };
+        let child = Command::new(bin())
+            .args(["run", "-c", config.to_str().unwrap()])
+            .args(extra)
+            .env("LOGWHARF_LOG", "info,logwharf_collector=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("spawn logwharf");
+        Logwharf { child, stderr_path }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        self.wait(Duration::from_secs(60))
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            if Instant::now() > end {
+                panic!(
+                    "logwharf did not exit within {timeout:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Logwharf {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `logwharf run --once -c CONFIG` to completion; panics unless it exits 0.
+pub fn run_once(config: &Path) -> String {
+    let mut lw = Logwharf::start(config, &["--once"]);
+    let code = lw.wait(Duration::from_secs(300));
+    let log = lw.log();
+    assert_eq!(code, Some(0), "logwharf --once failed:\n{log}");
+    log
+}
+
+/// GET http://addr/path, returning the body.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// The value of a Prometheus counter line that starts with `prefix` (name plus labels),
+/// summed over all matching series.
+pub fn metric(text: &str, name: &str, label_filter: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| label_filter.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Reads a file of JSON lines (missing file: empty).
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let Ok(f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    std::io::BufReader::new(f)
+        .lines()
+        .map(|l| l.unwrap())
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+pub fn count_lines(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
+}
+
+/// The real Docker daemon of the testbed.
+pub mod docker {
+    use super::*;
+
+    pub const IMAGE: &str = "logwharf-busybox:latest";
+    pub const ROOT: &str = "/var/lib/docker/containers";
+
+    /// True when dockerd answers and the busybox image exists.
+    pub fn available() -> bool {
+        Command::new("docker")
+            .args(["image", "inspect", IMAGE])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// `require("dockerd", available())`.
+    pub fn require() -> bool {
+        super::require("dockerd (scripts/testbed)", available())
+    }
+
+    fn docker(args: &[&str]) -> String {
+        let out = Command::new("docker")
+            .args(args)
+            .output()
+            .expect("run docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// A container created (not started) from the busybox image, removed on drop.
+    pub struct Container {
+        pub id: String,
+        pub name: String,
+    }
+
+    impl Container {
+        /// `docker create --network none --name NAME OPTS… IMAGE sh -c SCRIPT`.
+        pub fn create(name: &str, opts: &[&str], script: &str) -> Container {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let mut args = vec!["create", "--network", "none", "--name", name];
+            args.extend_from_slice(opts);
+            args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+            let id = docker(&args);
+            Container {
+                id,
+                name: name.to_string(),
+            }
+        }
+
+        pub fn start(&self) {
+            docker(&["start", &self.id]);
+        }
+
+        /// Waits for the container to exit; returns its exit code.
+        pub fn wait(&self) -> i32 {
+            docker(&["wait", &self.id]).parse().unwrap_or(-1)
+        }
+
+        pub fn dir(&self) -> PathBuf {
+            Path::new(ROOT).join(&self.id)
+        }
+    }
+
+    impl Drop for Container {
+        fn drop(&mut self) {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", &self.id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
