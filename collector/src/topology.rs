@@ -92,7 +92,12 @@ impl SourceOutput {
                 ack: token.share(),
                 _permit: Some(permit),
             };
-            t.tx.send(sb).map_err(|_| Closed)?;
+            if let Err(mpsc::error::SendError(lost)) = t.tx.send(sb) {
+                // The sink task has stopped (it logged why). Its copy stays unsettled, so the
+                // source's position does not move past this batch; other sinks carry on.
+                tracing::debug!(sink = %t.name, "sink has stopped; batch not delivered to it");
+                drop(lost);
+            }
         }
         token.delivered();
         Ok(())
@@ -251,9 +256,23 @@ impl Topology {
                 .run_flusher(config.checkpoint_interval.0, shutdown.clone()),
         );
 
-        for (name, t) in source_tasks {
-            if let Err(e) = t.await {
-                tracing::error!(source = %name, error = %e, "source task panicked");
+        for (name, mut t) in source_tasks {
+            // Sources stop promptly on shutdown; one that does not is not waited for forever.
+            let r = tokio::select! {
+                r = &mut t => r,
+                _ = async {
+                    shutdown.wait().await;
+                    tokio::time::sleep(config.shutdown_timeout.0).await
+                } => {
+                    tracing::warn!(source = %name, "source did not stop within shutdown_timeout; aborting it");
+                    t.abort();
+                    t.await
+                }
+            };
+            if let Err(e) = r {
+                if e.is_panic() {
+                    tracing::error!(source = %name, error = %e, "source task panicked");
+                }
             }
         }
         tracing::info!("sources stopped; draining sinks");
