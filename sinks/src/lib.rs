@@ -3,6 +3,7 @@
 //! that pulls batches, encodes, writes, and settles acknowledgements.
 
 pub mod blackhole;
+pub mod encoding;
 
 use logwharf_collector::Sink;
 use logwharf_config::{SinkConfig, SinkKind};
