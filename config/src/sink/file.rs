@@ -2,7 +2,7 @@
 //! JSON events, with Docker's rotation limits (`max_size`, `max_file`, `compress`).
 
 use crate::load::Decoder;
-use crate::{ByteSize, Encoding, Template};
+use crate::{ByteSize, DurationValue, Encoding, Template};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -20,6 +20,13 @@ pub struct FileSinkConfig {
     /// Gzip rotated files (`.1.gz` …), as Docker's `compress`.
     #[serde(default)]
     pub compress: bool,
+    /// Files held open at most; the least recently written is closed beyond it (hosts have
+    /// hundreds of containers). Default 256.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
+    /// A file not written for this long is closed (reopened on its next line). Default 60s.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: DurationValue,
 }
 
 fn default_encoding() -> Encoding {
@@ -30,11 +37,38 @@ fn default_max_file() -> u32 {
     1
 }
 
+fn default_max_open_files() -> usize {
+    256
+}
+
+fn default_idle_timeout() -> DurationValue {
+    DurationValue::from_millis(60_000)
+}
+
 impl FileSinkConfig {
+    /// A config with every key at its default but `path`.
+    pub fn new(path: Template) -> FileSinkConfig {
+        FileSinkConfig {
+            path,
+            encoding: default_encoding(),
+            max_size: None,
+            max_file: default_max_file(),
+            compress: false,
+            max_open_files: default_max_open_files(),
+            idle_timeout: default_idle_timeout(),
+        }
+    }
+
     pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
         self.encoding.check(&[Encoding::Json, Encoding::Docker], d);
         if self.max_file < 1 {
             d.error(&["max_file"], "max_file cannot be less than 1");
+        }
+        if self.max_open_files < 1 {
+            d.error(&["max_open_files"], "max_open_files must be at least 1");
+        }
+        if self.idle_timeout.0.is_zero() {
+            d.error(&["idle_timeout"], "idle_timeout must be greater than 0");
         }
         if matches!(self.max_size, Some(ByteSize(0))) {
             d.error(&["max_size"], "max_size must be greater than 0");
