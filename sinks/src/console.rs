@@ -4,9 +4,12 @@
 //! Each batch is encoded into one buffer and written with one `write_all` on a locked stdout
 //! (on the blocking pool, so a slow reader of our stdout never stalls the runtime); the batch
 //! is acknowledged only after that write succeeded. When the reader goes away (broken pipe) the
-//! sink stops and leaves what it holds unacknowledged, so nothing is checkpointed past it.
+//! sink stops and leaves what it holds unacknowledged, so nothing is checkpointed past it; other
+//! write errors are retried with backoff from the byte where the write stopped.
 
 use crate::encoding::Encoder;
+use crate::file::rotation::write_counted;
+use crate::file::RetryPolicy;
 use anyhow::Context;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{Sink, SinkInput};
@@ -22,18 +25,17 @@ pub enum ConsoleOutput {
 }
 
 impl ConsoleOutput {
-    fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+    /// Writes `buf` and flushes; how many bytes went out, even on failure.
+    fn write(&self, buf: &[u8]) -> (usize, io::Result<()>) {
+        fn go(w: &mut dyn Write, buf: &[u8]) -> (usize, io::Result<()>) {
+            match write_counted(w, buf) {
+                (n, Ok(())) => (n, w.flush()),
+                r => r,
+            }
+        }
         match self {
-            ConsoleOutput::Stdout => {
-                let mut out = io::stdout().lock();
-                out.write_all(buf)?;
-                out.flush()
-            }
-            ConsoleOutput::Writer(w) => {
-                let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
-                w.write_all(buf)?;
-                w.flush()
-            }
+            ConsoleOutput::Stdout => go(&mut io::stdout().lock(), buf),
+            ConsoleOutput::Writer(w) => go(&mut *w.lock().unwrap_or_else(|p| p.into_inner()), buf),
         }
     }
 }
@@ -42,6 +44,7 @@ pub struct ConsoleSink {
     name: String,
     encoder: Encoder,
     output: ConsoleOutput,
+    retry: RetryPolicy,
 }
 
 impl ConsoleSink {
@@ -54,7 +57,22 @@ impl ConsoleSink {
             name: name.to_string(),
             encoder: Encoder::new(config.encoding),
             output,
+            retry: RetryPolicy::default(),
         }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> ConsoleSink {
+        self.retry = retry;
+        self
+    }
+
+    fn count_error(&self, e: &io::Error) {
+        let kind = if e.kind() == io::ErrorKind::BrokenPipe {
+            "broken_pipe"
+        } else {
+            "write"
+        };
+        metrics::counter!(m::SINK_ERRORS, "sink" => self.name.clone(), "kind" => kind).increment(1);
     }
 }
 
@@ -70,33 +88,45 @@ impl Sink for ConsoleSink {
             for event in &batch.events {
                 self.encoder.encode_line(&batch.source, event, &mut buf);
             }
-            let output = self.output.clone();
-            let (returned, result) = tokio::task::spawn_blocking(move || {
-                let r = output.write_all(&buf);
-                (buf, r)
-            })
-            .await
-            .context("console writer task")?;
-            buf = returned;
-            match result {
-                Ok(()) => {
-                    events.increment(batch.len() as u64);
-                    bytes.increment(buf.len() as u64);
-                    ack.delivered();
-                }
-                Err(e) => {
-                    let kind = if e.kind() == io::ErrorKind::BrokenPipe {
-                        "broken_pipe"
-                    } else {
-                        "write"
-                    };
-                    metrics::counter!(m::SINK_ERRORS, "sink" => self.name.clone(), "kind" => kind)
-                        .increment(1);
-                    tracing::error!(sink = %self.name, error = %e, "cannot write to stdout; the console sink stops and leaves its events unacknowledged");
+            let mut written = 0;
+            let mut attempt = 0;
+            let mut backoff = self.retry.initial_backoff;
+            let ok = loop {
+                let output = self.output.clone();
+                let (returned, n, result) = tokio::task::spawn_blocking(move || {
+                    let (n, r) = output.write(&buf[written..]);
+                    (buf, n, r)
+                })
+                .await
+                .context("console writer task")?;
+                buf = returned;
+                written += n;
+                let Err(e) = result else { break true };
+                self.count_error(&e);
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    // The runtime logs the returned error (once) at error level.
                     drop(ack);
-                    return Err(e)
-                        .with_context(|| format!("sink {:?}: writing to stdout", self.name));
+                    return Err(e).with_context(|| {
+                        format!(
+                            "sink {:?}: stdout is closed (broken pipe); the sink stops and leaves its events unacknowledged",
+                            self.name
+                        )
+                    });
                 }
+                if attempt >= self.retry.retries {
+                    tracing::error!(sink = %self.name, error = %e, "giving up on a batch after repeated stdout write errors; it stays unacknowledged");
+                    break false;
+                }
+                tracing::warn!(sink = %self.name, error = %e, retry_in = ?backoff, "stdout write failed; retrying");
+                metrics::counter!(m::SINK_RETRIES, "sink" => self.name.clone()).increment(1);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(self.retry.max_backoff);
+                attempt += 1;
+            };
+            if ok {
+                events.increment(batch.len() as u64);
+                bytes.increment(buf.len() as u64);
+                ack.delivered();
             }
         }
         Ok(())
@@ -179,6 +209,59 @@ mod tests {
         }
     }
 
+    /// Fails once after accepting `ok` bytes, then works.
+    struct FailsOnce {
+        ok: usize,
+        failed: bool,
+        out: Vec<u8>,
+    }
+    impl Write for FailsOnce {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if !self.failed && self.out.len() + buf.len() > self.ok {
+                self.failed = true;
+                let k = self.ok - self.out.len();
+                if k == 0 {
+                    return Err(io::Error::other("EAGAIN-ish"));
+                }
+                self.out.extend_from_slice(&buf[..k]);
+                return Ok(k);
+            }
+            self.out.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn transient_errors_are_retried_without_repeating_bytes() {
+        let out = Arc::new(Mutex::new(FailsOnce {
+            ok: 3,
+            failed: false,
+            out: Vec::new(),
+        }));
+        let cfg = ConsoleConfig {
+            encoding: Encoding::Raw,
+        };
+        let sink = ConsoleSink::with_output("c", &cfg, ConsoleOutput::Writer(out.clone()))
+            .with_retry(RetryPolicy {
+                retries: 2,
+                initial_backoff: std::time::Duration::from_millis(1),
+                max_backoff: std::time::Duration::from_millis(1),
+            });
+        let (tx, input) = SinkInput::for_test("c");
+        let (t, r) = token();
+        tx.send(SinkBatch::detached(batch(&["abcd", "ef"]), t))
+            .unwrap();
+        drop(tx);
+        Box::new(sink).run(input).await.unwrap();
+        assert_eq!(r.try_recv(), Ok(true));
+        let w = out.lock().unwrap();
+        assert!(w.failed);
+        assert_eq!(w.out, b"abcd\nef\n");
+    }
+
     #[tokio::test]
     async fn broken_pipe_stops_without_acknowledging() {
         let sink = ConsoleSink::with_output(
@@ -192,7 +275,7 @@ mod tests {
         tx.send(SinkBatch::detached(batch(&["a"]), t1)).unwrap();
         tx.send(SinkBatch::detached(batch(&["b"]), t2)).unwrap();
         let err = Box::new(sink).run(input).await.unwrap_err();
-        assert!(format!("{err:#}").contains("writing to stdout"), "{err:#}");
+        assert!(format!("{err:#}").contains("broken pipe"), "{err:#}");
         assert_eq!(r1.try_recv(), Ok(false));
         // The second batch is still queued; once the queue goes, it is not delivered either.
         drop(tx);

@@ -167,7 +167,7 @@ pub fn create_log_file(path: &Path, truncate: bool) -> io::Result<File> {
 
 /// Writes `buf`, reporting how many bytes made it even when it fails part way (so a retry
 /// continues where the file ends instead of repeating a torn line).
-pub fn write_counted(w: &mut impl Write, mut buf: &[u8]) -> (usize, io::Result<()>) {
+pub fn write_counted(w: &mut (impl Write + ?Sized), mut buf: &[u8]) -> (usize, io::Result<()>) {
     let mut n = 0;
     while !buf.is_empty() {
         match w.write(buf) {
