@@ -355,3 +355,17 @@ fn chunks_stop_at_the_line_that_crosses_the_limit() {
     p.written = 7; // a retry after a torn write continues inside the second line
     assert_eq!(p.chunk_end(Some(1)), 10);
 }
+
+#[tokio::test]
+async fn a_rotated_file_left_uncompressed_is_compressed_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.log");
+    let mut cfg = config(&p);
+    cfg.max_size = Some(ByteSize(1 << 20));
+    cfg.max_file = 3;
+    cfg.compress = true;
+    fs::write(dir.path().join("c.log.1"), "left over\n").unwrap();
+    assert_eq!(run(&cfg, vec![vec![event(0, None)]]).await, [true]);
+    assert_eq!(names(dir.path()), ["c.log", "c.log.1.gz"]);
+    assert_eq!(gunzip(&dir.path().join("c.log.1.gz")), b"left over\n");
+}

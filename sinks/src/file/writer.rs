@@ -165,11 +165,13 @@ impl OpenFiles {
             Some(lf) => lf,
             None => {
                 self.make_room();
-                LogFile::open(&p.path).map_err(|source| FileError {
+                let lf = LogFile::open(&p.path).map_err(|source| FileError {
                     kind: "open",
                     path: p.path.clone(),
                     source,
-                })?
+                })?;
+                self.resume_compression(&p.path);
+                lf
             }
         };
         while !p.is_done() {
@@ -199,6 +201,27 @@ impl OpenFiles {
         Ok(())
     }
 
+    /// A `<path>.1` left uncompressed (the previous run stopped while gzipping it) is gzipped
+    /// now, before a rotation could overwrite it.
+    fn resume_compression(&mut self, path: &Arc<Path>) {
+        if self.policy.compresses()
+            && !self.compressions.contains_key(path)
+            && sibling(path, 1, "").exists()
+        {
+            self.start_compression(path, None);
+        }
+    }
+
+    fn start_compression(&mut self, path: &Arc<Path>, last_time_ns: Option<i64>) {
+        let sink = self.sink.clone();
+        let c = spawn_compress(&self.runtime, path, last_time_ns, move |e| {
+            metrics::counter!(m::SINK_ERRORS, "sink" => sink.to_string(), "kind" => "compress")
+                .increment(1);
+            tracing::error!(sink = %sink, error = %e, "cannot compress a rotated file; it stays uncompressed");
+        });
+        self.compressions.insert(path.clone(), c);
+    }
+
     /// Docker's `checkCapacityAndRotate`: close, shift the siblings (or, with `max_file < 2`,
     /// nothing), reopen `path` truncated, start gzipping `.1`. Waits first for the previous
     /// compression of the same path, so its renames never race it.
@@ -211,13 +234,7 @@ impl OpenFiles {
         self.policy.shift_siblings(path)?;
         let file = create_log_file(path, true)?;
         if self.policy.compresses() {
-            let sink = self.sink.clone();
-            let c = spawn_compress(&self.runtime, path, last_time_ns, move |e| {
-                metrics::counter!(m::SINK_ERRORS, "sink" => sink.to_string(), "kind" => "compress")
-                    .increment(1);
-                tracing::error!(sink = %sink, error = %e, "cannot compress a rotated file; it stays uncompressed");
-            });
-            self.compressions.insert(path.clone(), c);
+            self.start_compression(path, last_time_ns);
         }
         tracing::debug!(sink = %self.sink, path = %path.display(), rotated_to = %sibling(path, 1, "").display(), "rotated");
         Ok(LogFile {
