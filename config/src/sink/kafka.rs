@@ -276,7 +276,10 @@ impl KafkaSinkConfig {
         self.encoding
             .check(&[Encoding::Json, Encoding::Raw, Encoding::Docker], d);
         if self.brokers.is_empty() {
-            d.error(&["brokers"], "names no broker (expected e.g. [\"kafka1:9092\"])");
+            d.error(
+                &["brokers"],
+                "names no broker (expected e.g. [\"kafka1:9092\"])",
+            );
         }
         for (i, b) in self.brokers.iter().enumerate() {
             let port_ok = b
@@ -365,7 +368,8 @@ mod tests {
 
     #[test]
     fn headers_and_compression_names() {
-        let c = parse("headers = [\"container_name\", \"stream\"]\ncompression = \"zstd\"").unwrap();
+        let c =
+            parse("headers = [\"container_name\", \"stream\"]\ncompression = \"zstd\"").unwrap();
         assert_eq!(
             c.headers,
             vec![HeaderField::ContainerName, HeaderField::Stream]

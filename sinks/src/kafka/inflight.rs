@@ -21,10 +21,7 @@ use tokio::sync::Notify;
 /// were received (batch numbers wrap after 2^32 batches; only retry order notices).
 pub(super) type MsgId = usize;
 
-const _: () = assert!(
-    usize::BITS >= 64,
-    "message ids pack two u32s into a usize"
-);
+const _: () = assert!(usize::BITS >= 64, "message ids pack two u32s into a usize");
 
 pub(super) fn msg_id(batch: u32, index: u32) -> MsgId {
     ((batch as usize) << 32) | index as usize
@@ -272,7 +269,10 @@ impl InFlight {
     pub(super) fn take_retries(&self) -> (Vec<MsgId>, bool) {
         let mut inner = self.lock();
         let delivered = self.delivered.swap(false, Ordering::AcqRel);
-        (std::mem::take(&mut inner.retry).into_iter().collect(), delivered)
+        (
+            std::mem::take(&mut inner.retry).into_iter().collect(),
+            delivered,
+        )
     }
 
     /// Messages librdkafka holds.
@@ -373,7 +373,11 @@ mod tests {
         f.mark_sent(b, 0, 3, &mut marked);
         assert_eq!(marked, vec![2], "only the waiting message");
         f.report(msg_id(b, 2), Outcome::Delivered { bytes: 1 });
-        assert_eq!(rx.try_recv(), Ok(true), "a refused message settles its batch");
+        assert_eq!(
+            rx.try_recv(),
+            Ok(true),
+            "a refused message settles its batch"
+        );
         assert!(f.is_empty());
         assert_eq!(f.sent(), 0);
     }

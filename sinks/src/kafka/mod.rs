@@ -76,24 +76,7 @@ impl KafkaSink {
 #[async_trait::async_trait]
 impl Sink for KafkaSink {
     async fn run(self: Box<Self>, input: SinkInput) -> anyhow::Result<()> {
-        let inflight = Arc::new(InFlight::new(&self.name));
-        let producer = Producer::create(&self.client, inflight.clone(), &self.brokers)
-            .with_context(|| format!("kafka sink {:?}", self.name))?;
-        let task = Task {
-            inflight,
-            producer,
-            queue: VecDeque::new(),
-            retry_at: None,
-            backoff: Backoff::network(),
-            buf: Vec::with_capacity(4096),
-            marked: Vec::with_capacity(CHUNK as usize),
-            full_log: Throttled::new(Duration::from_secs(30)),
-            backpressure: metrics::counter!(m::SINK_BACKPRESSURE, "sink" => self.name.clone()),
-            retries: metrics::counter!(m::SINK_RETRIES, "sink" => self.name.clone()),
-            inflight_gauge: metrics::gauge!(m::SINK_INFLIGHT_EVENTS, "sink" => self.name.clone()),
-            sink: *self,
-        };
-        task.run(input).await
+        Task::new(*self)?.run(input).await
     }
 }
 
@@ -133,10 +116,34 @@ struct Task {
     full_log: Throttled,
     backpressure: metrics::Counter,
     retries: metrics::Counter,
+    restarts: metrics::Counter,
     inflight_gauge: metrics::Gauge,
 }
 
 impl Task {
+    /// Creates the producer (which connects in the background).
+    fn new(sink: KafkaSink) -> anyhow::Result<Task> {
+        let inflight = Arc::new(InFlight::new(&sink.name));
+        let producer = Producer::create(&sink.client, inflight.clone(), &sink.brokers)
+            .with_context(|| format!("kafka sink {:?}", sink.name))?;
+        let name = sink.name.clone();
+        Ok(Task {
+            inflight,
+            producer,
+            queue: VecDeque::new(),
+            retry_at: None,
+            backoff: Backoff::network(),
+            buf: Vec::with_capacity(4096),
+            marked: Vec::with_capacity(CHUNK as usize),
+            full_log: Throttled::new(Duration::from_secs(30)),
+            backpressure: metrics::counter!(m::SINK_BACKPRESSURE, "sink" => name.clone()),
+            retries: metrics::counter!(m::SINK_RETRIES, "sink" => name.clone()),
+            restarts: metrics::counter!(m::SINK_CLIENT_RESTARTS, "sink" => name.clone()),
+            inflight_gauge: metrics::gauge!(m::SINK_INFLIGHT_EVENTS, "sink" => name),
+            sink,
+        })
+    }
+
     async fn run(self, input: SinkInput) -> anyhow::Result<()> {
         self.run_inner(input, None).await
     }
@@ -174,7 +181,11 @@ impl Task {
                     tokio::task::yield_now().await;
                     continue;
                 }
-                Stop::Fatal => continue,
+                Stop::Fatal => {
+                    // `produce` said fatal: librdkafka has recorded it for `fatal()` above.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 Stop::Empty | Stop::Full | Stop::Backoff => {}
             }
             if !open && self.queue.is_empty() && self.inflight.is_empty() {
@@ -310,7 +321,9 @@ impl Task {
             }
         };
         self.buf.clear();
-        self.sink.records.encode(&batch.source, event, &mut self.buf);
+        self.sink
+            .records
+            .encode(&batch.source, event, &mut self.buf);
         let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, id)
             .payload(&self.buf[..])
             .timestamp(event.time_ns.div_euclid(1_000_000));
@@ -372,7 +385,7 @@ impl Task {
         );
         metrics::counter!(m::SINK_ERRORS, "sink" => self.sink.name.clone(), "kind" => "fatal")
             .increment(1);
-        metrics::counter!(m::SINK_CLIENT_RESTARTS, "sink" => self.sink.name.clone()).increment(1);
+        self.restarts.increment(1);
         let deadline = Instant::now() + FATAL_DRAIN;
         while self.inflight.sent() > 0 && Instant::now() < deadline {
             self.inflight.changed(Duration::from_millis(100)).await;

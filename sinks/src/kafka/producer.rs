@@ -14,9 +14,10 @@ use logwharf_collector::metrics as m;
 use logwharf_config::sink::KafkaSinkConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
 use rdkafka::{ClientConfig, ClientContext};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,7 +107,6 @@ pub(super) enum SendError {
 pub(super) struct Reports {
     inflight: Arc<InFlight>,
     brokers: String,
-    fatal: AtomicBool,
     refused_log: Throttled,
     failed_log: Throttled,
 }
@@ -120,12 +120,10 @@ impl Reports {
 
 impl ClientContext for Reports {
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
-            self.fatal.store(true, Ordering::Release);
-            self.inflight.wake();
-            // The sink logs the fatal error (with librdkafka's underlying code) when it acts.
-            return;
-        }
+        // A fatal error arrives here with its underlying code (the event API does not say
+        // `_FATAL`); the sink asks librdkafka whether one was raised, so wake it up, and let it
+        // log the fatal error when it acts on it.
+        self.inflight.wake();
         tracing::warn!(sink = %self.inflight.sink(), brokers = %self.brokers, error = %error, reason, "kafka client error");
     }
 }
@@ -193,7 +191,6 @@ impl Producer {
         let reports = Reports {
             inflight,
             brokers: brokers.to_string(),
-            fatal: AtomicBool::new(false),
             refused_log: Throttled::new(Duration::from_secs(10)),
             failed_log: Throttled::new(Duration::from_secs(10)),
         };
@@ -204,7 +201,9 @@ impl Producer {
     }
 
     fn get(&self) -> &ThreadedProducer<Reports> {
-        self.inner.as_ref().expect("the producer is only taken when closing")
+        self.inner
+            .as_ref()
+            .expect("the producer is only taken when closing")
     }
 
     /// Hands one message to librdkafka (which copies it).
@@ -223,16 +222,10 @@ impl Producer {
         }
     }
 
-    /// librdkafka's underlying fatal error, once one was raised.
+    /// librdkafka's underlying fatal error, once one was raised (an atomic read in
+    /// librdkafka while there is none).
     pub(super) fn fatal(&self) -> Option<(RDKafkaErrorCode, String)> {
-        let p = self.get();
-        if !p.context().fatal.load(Ordering::Acquire) {
-            return None;
-        }
-        Some(p.client().fatal_error().unwrap_or((
-            RDKafkaErrorCode::Fatal,
-            "fatal error (no detail)".to_string(),
-        )))
+        self.get().client().fatal_error()
     }
 
     /// Destroys the producer on a blocking thread and waits for it: its queue is purged and
@@ -305,7 +298,8 @@ mod tests {
         let e = check(&cc).unwrap_err().to_string();
         assert!(e.contains("no.such.property"), "{e}");
         let mut cc = ClientConfig::new();
-        cc.set("ssl.key.password", "hunter2").set("security.protocol", "bogus");
+        cc.set("ssl.key.password", "hunter2")
+            .set("security.protocol", "bogus");
         let e = format!("{:#}", check(&cc).unwrap_err());
         assert!(!e.contains("hunter2"), "{e}");
     }

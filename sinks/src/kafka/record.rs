@@ -130,7 +130,12 @@ impl Records {
     }
 
     /// The headers for `event`, or `None` when none are configured.
-    pub(super) fn headers(&self, route: &Route, source: &str, event: &Event) -> Option<OwnedHeaders> {
+    pub(super) fn headers(
+        &self,
+        route: &Route,
+        source: &str,
+        event: &Event,
+    ) -> Option<OwnedHeaders> {
         if self.headers.is_empty() {
             return None;
         }

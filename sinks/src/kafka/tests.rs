@@ -21,10 +21,7 @@ fn cluster() -> MockCluster<'static, DefaultProducerContext> {
 }
 
 fn config(brokers: &str) -> KafkaSinkConfig {
-    let mut c = KafkaSinkConfig::new(
-        vec![brokers.to_string()],
-        Template::parse(TOPIC).unwrap(),
-    );
+    let mut c = KafkaSinkConfig::new(vec![brokers.to_string()], Template::parse(TOPIC).unwrap());
     c.encoding = Encoding::Raw;
     c
 }
@@ -39,7 +36,11 @@ fn batch(c: &Arc<ContainerMeta>, msgs: &[String]) -> (SinkBatch, mpsc::Receiver<
     let events = msgs
         .iter()
         .map(|m| {
-            let mut e = Event::new(1_700_000_000_000_000_000, Stream::Stdout, Bytes::from(m.clone()));
+            let mut e = Event::new(
+                1_700_000_000_000_000_000,
+                Stream::Stdout,
+                Bytes::from(m.clone()),
+            );
             e.container = Some(c.clone());
             e
         })
@@ -49,9 +50,12 @@ fn batch(c: &Arc<ContainerMeta>, msgs: &[String]) -> (SinkBatch, mpsc::Receiver<
         events,
     };
     (
-        SinkBatch::detached(b, AckToken::new(Some(Box::new(move |ok| {
-            let _ = tx.send(ok);
-        })))),
+        SinkBatch::detached(
+            b,
+            AckToken::new(Some(Box::new(move |ok| {
+                let _ = tx.send(ok);
+            }))),
+        ),
         rx,
     )
 }
@@ -60,8 +64,8 @@ fn lines(from: usize, n: usize) -> Vec<String> {
     (from..from + n).map(|i| format!("line {i}")).collect()
 }
 
-/// Reads every message of `TOPIC` until `want` are seen or 20 s pass: (key, value) in
-/// partition order.
+/// Reads every message of `TOPIC` until `want` are seen (and half a second more, for
+/// duplicates) or 20 s pass: (key, value) in partition order.
 fn consume(brokers: &str, want: usize) -> Vec<(String, String)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -71,12 +75,19 @@ fn consume(brokers: &str, want: usize) -> Vec<(String, String)> {
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..2 {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).unwrap();
     let mut out = Vec::new();
-    let end = std::time::Instant::now() + Duration::from_secs(20);
-    while out.len() < want && std::time::Instant::now() < end {
+    let mut end = std::time::Instant::now() + Duration::from_secs(20);
+    let mut lingering = false;
+    while std::time::Instant::now() < end {
+        if out.len() >= want && !lingering {
+            // A little longer, so that duplicates would show.
+            lingering = true;
+            end = std::time::Instant::now() + Duration::from_millis(500);
+        }
         if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
             out.push((
                 String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
@@ -124,7 +135,10 @@ async fn delivers_in_order_per_key_and_acks_each_batch() {
     assert_eq!(per_key.len(), 2, "the key is the container id");
     for (k, nums) in per_key {
         assert!(k == a.id || k == b.id);
-        assert!(nums.windows(2).all(|w| w[0] < w[1]), "in order within the key");
+        assert!(
+            nums.windows(2).all(|w| w[0] < w[1]),
+            "in order within the key"
+        );
         assert_eq!(nums.len(), 500);
     }
 }
@@ -158,7 +172,9 @@ async fn waits_through_a_broker_outage_with_a_tiny_queue() {
     let brokers = mock.bootstrap_servers();
     let mut cfg = config(&brokers);
     cfg.queue_max_messages = 20;
-    let sink = KafkaSink::new("k", &cfg).unwrap();
+    let mut task = Task::new(KafkaSink::new("k", &cfg).unwrap()).unwrap();
+    let waits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    task.backpressure = metrics::Counter::from_arc(waits.clone());
     let (tx, input) = SinkInput::for_test("k");
     mock.broker_down(1).unwrap();
     let mut acks = Vec::new();
@@ -168,14 +184,22 @@ async fn waits_through_a_broker_outage_with_a_tiny_queue() {
         acks.push(rx);
     }
     drop(tx);
-    let task = tokio::spawn(async move { run(sink, input).await });
+    let task = tokio::spawn(task.run(input));
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        waits.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the full queue made the sink wait"
+    );
     assert!(
         acks.iter().all(|rx| rx.try_recv().is_err()),
         "nothing is acknowledged while the broker is down"
     );
     mock.broker_up(1).unwrap();
-    task.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     for rx in acks {
         assert_eq!(rx.try_recv(), Ok(true));
     }
@@ -185,16 +209,19 @@ async fn waits_through_a_broker_outage_with_a_tiny_queue() {
         .iter()
         .map(|(_, v)| v.strip_prefix("line ").unwrap().parse().unwrap())
         .collect();
-    assert!(nums.windows(2).all(|w| w[0] < w[1]), "one key: one partition, in order");
+    assert!(
+        nums.windows(2).all(|w| w[0] < w[1]),
+        "one key: one partition, in order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_error_replaces_the_producer_and_resends_what_was_not_delivered() {
     let mock = cluster();
     let brokers = mock.bootstrap_servers();
-    let inflight = Arc::new(InFlight::new("k"));
-    let sink = KafkaSink::new("k", &config(&brokers)).unwrap();
-    let producer = Producer::create(&sink.client, inflight.clone(), &brokers).unwrap();
+    let mut task = Task::new(KafkaSink::new("k", &config(&brokers)).unwrap()).unwrap();
+    let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    task.restarts = metrics::Counter::from_arc(restarts.clone());
     // Hold the broker's responses back so that messages are in librdkafka's hands when the
     // fatal error strikes.
     mock.broker_round_trip_time(1, Duration::from_millis(300))
@@ -207,20 +234,6 @@ async fn a_fatal_error_replaces_the_producer_and_resends_what_was_not_delivered(
         acks.push(rx);
     }
     drop(tx);
-    let task = Task {
-        inflight: inflight.clone(),
-        producer,
-        queue: VecDeque::new(),
-        retry_at: None,
-        backoff: Backoff::network(),
-        buf: Vec::new(),
-        marked: Vec::new(),
-        full_log: Throttled::new(Duration::from_secs(30)),
-        backpressure: metrics::Counter::noop(),
-        retries: metrics::Counter::noop(),
-        inflight_gauge: metrics::Gauge::noop(),
-        sink,
-    };
     let fatal = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handle = tokio::spawn(task.run_with_fault(input, fatal.clone()));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -232,15 +245,21 @@ async fn a_fatal_error_replaces_the_producer_and_resends_what_was_not_delivered(
         .unwrap()
         .unwrap()
         .unwrap();
+    assert_eq!(restarts.load(std::sync::atomic::Ordering::Relaxed), 1);
     for rx in acks {
         assert_eq!(rx.try_recv(), Ok(true));
     }
     let got = consume(&brokers, 1000);
+    assert_eq!(got.len(), 1000, "no duplicates either");
     let mut nums: Vec<usize> = got
         .iter()
         .map(|(_, v)| v.strip_prefix("line ").unwrap().parse().unwrap())
         .collect();
     nums.sort_unstable();
     nums.dedup();
-    assert_eq!(nums.len(), 1000, "every message delivered after the replacement");
+    assert_eq!(
+        nums.len(),
+        1000,
+        "every message delivered after the replacement"
+    );
 }
