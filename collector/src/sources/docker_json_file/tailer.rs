@@ -298,8 +298,11 @@ impl ContainerTail {
         let mut b = BatchBuilder::new(&self.settings);
         // Looked for on every batch, not only at the end of the file: a reader behind a fast
         // writer must take hold of rotated files before Docker deletes them.
+        // The same for rewriting in place: new content past our offset must not be read as
+        // the continuation of the old.
         let filled = self
             .refresh_rotation()
+            .and_then(|rotated| if rotated { Ok(false) } else { self.check_rewritten() })
             .and_then(|_| self.fill(&mut b, now));
         let (idle, error) = match filled {
             Ok(idle) => (idle, None),
