@@ -193,7 +193,11 @@ mod tests {
         let b = t.track(point(20));
         let c = t.track(point(30));
         c(true);
-        assert_eq!(stored(&store), None, "batches before it are still in flight");
+        assert_eq!(
+            stored(&store),
+            None,
+            "batches before it are still in flight"
+        );
         a(true);
         assert_eq!(stored(&store), Some(10));
         b(true);

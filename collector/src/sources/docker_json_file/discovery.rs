@@ -46,7 +46,7 @@ impl IdFilter {
 
     pub fn accepts(&self, id: &str) -> bool {
         !self.exclude.as_ref().is_some_and(|s| s.is_match(id))
-            && self.include.as_ref().map_or(true, |s| s.is_match(id))
+            && self.include.as_ref().is_none_or(|s| s.is_match(id))
     }
 }
 
@@ -62,7 +62,11 @@ pub struct Found {
 /// One look at the root: `None` if it does not exist.
 ///
 /// Container directories in `known` (already being read) are not looked into.
-pub fn scan(root: &Path, filter: &IdFilter, known: &HashSet<String>) -> io::Result<Option<Vec<Found>>> {
+pub fn scan(
+    root: &Path,
+    filter: &IdFilter,
+    known: &HashSet<String>,
+) -> io::Result<Option<Vec<Found>>> {
     let entries = match fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -103,7 +107,7 @@ pub fn live_log_name(dir: &Path, id: &str) -> Option<String> {
         }
         if let Some(pos) = name.find("-json.log") {
             let base = &name[..pos + "-json.log".len()];
-            if other.as_deref().map_or(true, |o: &str| base < o) {
+            if other.as_deref().is_none_or(|o: &str| base < o) {
                 other = Some(base.to_string());
             }
         }
@@ -221,7 +225,12 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
         assert_eq!(
-            scan(&r.join("missing"), &IdFilter::new(&[], &[]).unwrap(), &HashSet::new()).unwrap(),
+            scan(
+                &r.join("missing"),
+                &IdFilter::new(&[], &[]).unwrap(),
+                &HashSet::new()
+            )
+            .unwrap(),
             None
         );
         fs::create_dir(r.join("aaa")).unwrap();
@@ -246,10 +255,15 @@ mod tests {
                 ("ccc", Some("ccc-json.log"))
             ]
         );
-        assert_eq!(live_log_name(&r.join("ddd"), "ddd").as_deref(), Some("weird-json.log"));
+        assert_eq!(
+            live_log_name(&r.join("ddd"), "ddd").as_deref(),
+            Some("weird-json.log")
+        );
         // Known containers are not looked into.
         let known: HashSet<String> = ["aaa".to_string()].into();
-        let found = scan(r, &IdFilter::new(&[], &[]).unwrap(), &known).unwrap().unwrap();
+        let found = scan(r, &IdFilter::new(&[], &[]).unwrap(), &known)
+            .unwrap()
+            .unwrap();
         assert_eq!(found[0].live_name, None);
     }
 }

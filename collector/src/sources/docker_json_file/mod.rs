@@ -196,7 +196,7 @@ impl Runner {
             self.watcher.watch(&f.dir);
             if f.live_name.is_some()
                 && !self.readers.contains_key(&f.id)
-                && self.retry_after.get(&f.id).map_or(true, |t| *t <= now)
+                && self.retry_after.get(&f.id).is_none_or(|t| *t <= now)
             {
                 self.spawn_reader(f, start_at);
             }
@@ -231,7 +231,11 @@ impl Runner {
         };
         let lag = metrics::gauge!(crate::metrics::CHECKPOINT_LAG_BYTES, "source" => self.ctx.name.to_string(), "container" => id.clone());
         let store = self.ctx.checkpoints.clone();
-        let (out, shutdown, once) = (self.ctx.out.clone(), self.ctx.shutdown.clone(), self.ctx.once);
+        let (out, shutdown, once) = (
+            self.ctx.out.clone(),
+            self.ctx.shutdown.clone(),
+            self.ctx.once,
+        );
         self.tasks.spawn(async move {
             let started = tokio::task::spawn_blocking(move || ContainerTail::start(params)).await;
             let (tail, commit_now) = match started {

@@ -270,13 +270,14 @@ mod tests {
         assert!(r.complete);
         assert!(r.attrs.is_none());
 
-        let (r, m) = parse(r#"{"log":"nonl","stream":"stderr","time":"2026-11-25T13:05:25Z"}"#)
-            .unwrap();
+        let (r, m) =
+            parse(r#"{"log":"nonl","stream":"stderr","time":"2026-11-25T13:05:25Z"}"#).unwrap();
         assert_eq!(m, "nonl");
         assert_eq!(r.stream, Stream::Stderr);
         assert!(!r.complete, "no trailing newline: a partial record");
 
-        let (r, m) = parse(r#"{"log":"","stream":"stdout","time":"2026-11-25T13:05:25Z"}"#).unwrap();
+        let (r, m) =
+            parse(r#"{"log":"","stream":"stdout","time":"2026-11-25T13:05:25Z"}"#).unwrap();
         assert_eq!(m, "");
         assert!(!r.complete);
         let (r, m) =
@@ -293,8 +294,10 @@ mod tests {
         .unwrap();
         assert_eq!(m, "a\"b\\c/d\te\rf\u{8}g\u{c}h<i>j&k");
         // Only the last newline ends the line; inner ones are part of the message.
-        let (r, m) =
-            parse(&format!(r#"{{"log":"x\ny\n","stream":"stdout","time":"{T}"}}"#)).unwrap();
+        let (r, m) = parse(&format!(
+            r#"{{"log":"x\ny\n","stream":"stdout","time":"{T}"}}"#
+        ))
+        .unwrap();
         assert_eq!(m, "x\ny");
         assert!(r.complete);
     }
@@ -322,9 +325,18 @@ mod tests {
 
     #[test]
     fn bad_escapes_are_malformed() {
-        assert!(parse(&format!(r#"{{"log":"a\x","stream":"stdout","time":"{T}"}}"#)).is_none());
-        assert!(parse(&format!(r#"{{"log":"a\u12","stream":"stdout","time":"{T}"}}"#)).is_none());
-        assert!(parse(&format!(r#"{{"log":"a\u12zz","stream":"stdout","time":"{T}"}}"#)).is_none());
+        assert!(parse(&format!(
+            r#"{{"log":"a\x","stream":"stdout","time":"{T}"}}"#
+        ))
+        .is_none());
+        assert!(parse(&format!(
+            r#"{{"log":"a\u12","stream":"stdout","time":"{T}"}}"#
+        ))
+        .is_none());
+        assert!(parse(&format!(
+            r#"{{"log":"a\u12zz","stream":"stdout","time":"{T}"}}"#
+        ))
+        .is_none());
     }
 
     #[test]
@@ -364,7 +376,10 @@ mod tests {
             r#"{{"time":"{T}","stream":"stderr","log":"reordered\n"}}"#
         ))
         .unwrap();
-        assert_eq!((m.as_str(), r.stream, r.time_ns), ("reordered", Stream::Stderr, Some(T_NS)));
+        assert_eq!(
+            (m.as_str(), r.stream, r.time_ns),
+            ("reordered", Stream::Stderr, Some(T_NS))
+        );
         let (r, m) = parse(r#"{"log":"no stream, no time\n"}"#).unwrap();
         assert_eq!(m, "no stream, no time");
         assert_eq!((r.stream, r.time_ns), (Stream::Unknown, None));

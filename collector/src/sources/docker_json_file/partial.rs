@@ -231,7 +231,9 @@ mod tests {
         assert_eq!(&j.message[..], b"abcde");
         assert!(j.flags.contains(EventFlags::TRUNCATED));
         // The rest of the same line is dropped, and holds no resume point.
-        assert!(a.push(b"xxxxxxx", false, 3, None, || at(0, 0), now).is_none());
+        assert!(a
+            .push(b"xxxxxxx", false, 3, None, || at(0, 0), now)
+            .is_none());
         assert!(a.pending_start().is_none());
         assert!(a.push(b"end", true, 4, None, || at(0, 0), now).is_none());
         assert!(a.is_idle());
@@ -240,7 +242,9 @@ mod tests {
         let j = a.push(b"xt", true, 6, None, || at(0, 0), now).unwrap();
         assert_eq!(&j.message[..], b"next");
         // A single record over the cap.
-        let j = a.push(b"0123456789", false, 7, None, || at(0, 0), now).unwrap();
+        let j = a
+            .push(b"0123456789", false, 7, None, || at(0, 0), now)
+            .unwrap();
         assert_eq!(&j.message[..], b"01234");
         assert!(j.flags.contains(EventFlags::TRUNCATED));
         assert!(a.push(b"z", true, 8, None, || at(0, 0), now).is_none());
@@ -259,7 +263,9 @@ mod tests {
         let mut a = PartialAssembler::new(100);
         a.push(b"last words", false, 42, None, || at(0, 0), t0);
         assert_eq!(a.deadline(timeout), Some(t0 + timeout));
-        assert!(a.flush_expired(t0 + Duration::from_secs(4), timeout).is_none());
+        assert!(a
+            .flush_expired(t0 + Duration::from_secs(4), timeout)
+            .is_none());
         let j = a.flush_expired(t0 + timeout, timeout).unwrap();
         assert_eq!(&j.message[..], b"last words");
         assert_eq!(j.time_ns, 42);
@@ -274,7 +280,14 @@ mod tests {
         let timeout = Duration::from_secs(5);
         let mut a = PartialAssembler::new(100);
         a.push(b"a", false, 1, None, || at(0, 0), t0);
-        a.push(b"b", false, 2, None, || at(0, 0), t0 + Duration::from_secs(4));
+        a.push(
+            b"b",
+            false,
+            2,
+            None,
+            || at(0, 0),
+            t0 + Duration::from_secs(4),
+        );
         assert!(a
             .flush_expired(t0 + Duration::from_secs(6), timeout)
             .is_none());

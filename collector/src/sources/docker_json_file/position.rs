@@ -96,7 +96,10 @@ mod tests {
                 name: "abc-json.log".into(),
                 dev: 2049,
                 ino: 77,
-                fp: Fingerprint { crc: 0xdead_beef, len: 83 },
+                fp: Fingerprint {
+                    crc: 0xdead_beef,
+                    len: 83,
+                },
             }),
             offset: 4096,
         };
@@ -106,6 +109,9 @@ mod tests {
             serde_json::json!({"file":"abc-json.log","dev":2049,"ino":77,"fp":3735928559u32,"fp_len":83,"offset":4096})
         );
         assert_eq!(SavedPosition::from_json(&j), Some(p.to_saved()));
-        assert_eq!(SavedPosition::from_json(&serde_json::json!({"offset": 1})), None);
+        assert_eq!(
+            SavedPosition::from_json(&serde_json::json!({"offset": 1})),
+            None
+        );
     }
 }

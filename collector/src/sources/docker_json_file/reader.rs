@@ -125,9 +125,9 @@ impl Reader {
                 continue; // removed meanwhile: one more pass to drain and flush
             }
             tail.release_idle_memory();
-            let wait = batch
-                .partial_deadline
-                .map_or(POLL, |d| d.saturating_duration_since(Instant::now()).min(POLL));
+            let wait = batch.partial_deadline.map_or(POLL, |d| {
+                d.saturating_duration_since(Instant::now()).min(POLL)
+            });
             tokio::select! {
                 _ = control.wake.notified() => {
                     tokio::select! {

@@ -203,7 +203,8 @@ impl ReadBuf {
 }
 
 /// An entry of a container's directory at one look: held open, or vanished between the
-/// listing and the open.
+/// listing and the open. (A handful per listing, each moved once: not worth boxing.)
+#[allow(clippy::large_enum_variant)]
 enum Slot {
     Open(OpenFile),
     Vanished(Sibling),
@@ -302,7 +303,13 @@ impl ContainerTail {
         // the continuation of the old.
         let filled = self
             .refresh_rotation()
-            .and_then(|rotated| if rotated { Ok(false) } else { self.check_rewritten() })
+            .and_then(|rotated| {
+                if rotated {
+                    Ok(false)
+                } else {
+                    self.check_rewritten()
+                }
+            })
             .and_then(|_| self.fill(&mut b, now));
         let (idle, error) = match filled {
             Ok(idle) => (idle, None),
@@ -469,8 +476,13 @@ impl ContainerTail {
                 let base = cur.read_pos - rb.end as u64;
                 let head = if base == 0 { &rb.buf[..rb.end] } else { &[] };
                 let file = cur.identity(head).clone();
-                self.lines
-                    .line(&rb.buf[rb.start..rb.end], &file, base + rb.start as u64, b, now);
+                self.lines.line(
+                    &rb.buf[rb.start..rb.end],
+                    &file,
+                    base + rb.start as u64,
+                    b,
+                    now,
+                );
             }
             rb.start = rb.end;
         }
@@ -495,8 +507,13 @@ impl ContainerTail {
             let base = cur.read_pos - rb.end as u64;
             let head = if base == 0 { &rb.buf[..rb.end] } else { &[] };
             let file = cur.identity(head);
-            self.lines
-                .line(&rb.buf[rb.start..rb.end], file, base + rb.start as u64, b, now);
+            self.lines.line(
+                &rb.buf[rb.start..rb.end],
+                file,
+                base + rb.start as u64,
+                b,
+                now,
+            );
         }
         rb.start = rb.end;
     }

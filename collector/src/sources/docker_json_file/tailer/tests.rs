@@ -193,7 +193,10 @@ fn reads_every_line_in_order_in_bounded_batches() {
     assert!(e.flags.is_empty());
     assert_eq!(e.container.as_ref().unwrap().id, "c0ffee");
     assert!(
-        Arc::ptr_eq(e.container.as_ref().unwrap(), all[999].container.as_ref().unwrap()),
+        Arc::ptr_eq(
+            e.container.as_ref().unwrap(),
+            all[999].container.as_ref().unwrap()
+        ),
         "one ContainerMeta per container"
     );
     // Nothing new: an idle batch with nothing in it.
@@ -213,7 +216,10 @@ fn messages_of_a_batch_share_one_buffer() {
     let base = b.events[0].message.as_ptr() as usize;
     for (i, e) in b.events.iter().enumerate().skip(1) {
         let p = e.message.as_ptr() as usize;
-        assert!(p > base && p < base + 4096, "event {i} is not in the batch buffer");
+        assert!(
+            p > base && p < base + 4096,
+            "event {i} is not in the batch buffer"
+        );
     }
 }
 
@@ -313,7 +319,11 @@ fn startup_from_a_checkpoint_inside_a_compressed_sibling() {
     let (mut t, commit) = c.start_with(Some(saved), StartAt::Beginning, small());
     assert!(commit.is_none());
     let got = drain(&mut t);
-    assert_eq!(texts(&got), names(15..30), "older files skipped, newer read from 0");
+    assert_eq!(
+        texts(&got),
+        names(15..30),
+        "older files skipped, newer read from 0"
+    );
 }
 
 #[test]
@@ -459,7 +469,9 @@ fn malformed_lines_flow_on_raw_and_flagged() {
     c.append(&line("one"));
     c.append("this is not json\n");
     c.append(&line("two"));
-    c.append("{\"log\":\"bad escape \\q\",\"stream\":\"stdout\",\"time\":\"2026-11-25T13:04:22Z\"}\n");
+    c.append(
+        "{\"log\":\"bad escape \\q\",\"stream\":\"stdout\",\"time\":\"2026-11-25T13:04:22Z\"}\n",
+    );
     c.append(&line("three"));
     let mut t = c.start();
     let before = crate::time::now_nanos();
@@ -492,7 +504,11 @@ fn an_incomplete_last_line_is_waited_for() {
     let mut t = c.start();
     assert_eq!(texts(&drain(&mut t)), ["first"]);
     let r = t.resume_point().unwrap();
-    assert_eq!(r.offset as usize, line("first").len(), "not past the incomplete line");
+    assert_eq!(
+        r.offset as usize,
+        line("first").len(),
+        "not past the incomplete line"
+    );
     c.append(b);
     assert_eq!(texts(&drain(&mut t)), ["slow"]);
 }
@@ -513,7 +529,11 @@ fn an_endless_line_is_cut_and_memory_stays_bounded() {
     assert_eq!(got[0].message.len(), 100);
     assert!(got[0].flags.contains(EventFlags::MALFORMED));
     assert!(got[0].flags.contains(EventFlags::TRUNCATED));
-    assert!(t.rb.buf.len() <= 10_000 + 4096, "buffer grew to {}", t.rb.buf.len());
+    assert!(
+        t.rb.buf.len() <= 10_000 + 4096,
+        "buffer grew to {}",
+        t.rb.buf.len()
+    );
     append_to(&c.path(""), &junk);
     c.append("\n");
     c.append(&line("next"));
@@ -536,7 +556,7 @@ fn partial_records_are_joined_with_the_first_time() {
     let first_time = first.split("\"time\":\"").nth(1).unwrap();
     assert_eq!(
         got[1].time_ns,
-        crate::time::parse_rfc3339_nanos(first_time[..first_time.len() - 3].as_bytes()).unwrap()
+        crate::time::parse_rfc3339_nanos(&first_time.as_bytes()[..first_time.len() - 3]).unwrap()
     );
     assert!(got[1].flags.is_empty());
     assert_eq!(got[0].stream, Stream::Stderr);
@@ -588,7 +608,9 @@ fn a_partial_line_waiting_too_long_is_shipped_flagged() {
     let t0 = Instant::now();
     let b = t.next_batch(Flush::Expired, t0);
     assert!(b.events.is_empty());
-    let deadline = b.partial_deadline.expect("a pending partial line has a deadline");
+    let deadline = b
+        .partial_deadline
+        .expect("a pending partial line has a deadline");
     let got = drain_with(&mut t, Flush::Expired, deadline);
     assert_eq!(texts(&got), ["last words"]);
     assert!(got[0].flags.contains(EventFlags::PARTIAL));
