@@ -392,6 +392,7 @@ impl ContainerTail {
                     }
                     (Some(k), false) => {
                         let (s, e) = (rb.start, rb.start + k);
+                        b.reserve_for(k, rb.end - s);
                         rb.start = e + 1;
                         let head = if base == 0 { &rb.buf[..rb.end] } else { &[] };
                         let file = cur.identity(head);
@@ -417,6 +418,10 @@ impl ContainerTail {
                     }
                     (None, false) => {} // an incomplete line: wait for the rest of it
                 }
+            }
+            if !b.events.is_empty() {
+                // One read block per batch: the batch's buffers were sized for this block.
+                return Ok(false);
             }
             let n = read_more(rb, cur, self.settings.read_buffer_bytes)?;
             if n > 0 {
@@ -958,6 +963,8 @@ impl Lines {
 
 /// Events under construction. Messages are appended to one buffer; each event's message
 /// becomes a slice of it when the batch is finished (one allocation per batch, not per line).
+/// Buffers are sized to what the batch holds — a batch can sit in a sink's buffer for a
+/// long time, and a one-line batch must not pin a block-sized allocation.
 struct BatchBuilder {
     msgs: BytesMut,
     events: Vec<Event>,
@@ -974,13 +981,30 @@ const OWNED: (usize, usize) = (usize::MAX, 0);
 impl BatchBuilder {
     fn new(s: &TailSettings) -> BatchBuilder {
         BatchBuilder {
-            msgs: BytesMut::with_capacity(s.read_buffer_bytes.clamp(64 << 10, s.batch_max_bytes)),
-            events: Vec::with_capacity(s.batch_max_events.min(4096)),
-            ranges: Vec::with_capacity(s.batch_max_events.min(4096)),
+            msgs: BytesMut::new(),
+            events: Vec::new(),
+            ranges: Vec::new(),
             owned_bytes: 0,
             max_events: s.batch_max_events,
             max_bytes: s.batch_max_bytes,
             now_ns: None,
+        }
+    }
+
+    /// Makes room before a line of `line_len` raw bytes, with `unread` raw bytes buffered
+    /// from its start on. A decoded message is never longer than its raw line, so reserving
+    /// the buffered bytes once covers every line of the block without reallocating.
+    fn reserve_for(&mut self, line_len: usize, unread: usize) {
+        if self.msgs.capacity() - self.msgs.len() < line_len {
+            let budget = self.max_bytes.saturating_sub(self.msgs.len());
+            self.msgs.reserve(unread.min(budget).max(line_len));
+        }
+        if self.events.capacity() == self.events.len() {
+            // Assume lines of ≥128 bytes; shorter ones just grow the Vec.
+            let more =
+                (unread / 128).clamp(1, self.max_events.saturating_sub(self.events.len()).max(1));
+            self.events.reserve(more);
+            self.ranges.reserve(more);
         }
     }
 
@@ -1038,8 +1062,16 @@ impl BatchBuilder {
     }
 
     fn finish(self) -> Vec<Event> {
-        let shared = self.msgs.freeze();
+        // A batch cut short (by `batch_max_events`) leaves most of its reservation unused.
+        let shared = if self.msgs.capacity() > 2 * self.msgs.len() + (16 << 10) {
+            Bytes::copy_from_slice(&self.msgs)
+        } else {
+            self.msgs.freeze()
+        };
         let mut events = self.events;
+        if events.capacity() > 2 * events.len() + 16 {
+            events.shrink_to_fit();
+        }
         for (ev, &(s, e)) in events.iter_mut().zip(&self.ranges) {
             if (s, e) != OWNED {
                 ev.message = shared.slice(s..e);
