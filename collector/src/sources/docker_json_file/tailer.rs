@@ -659,8 +659,8 @@ impl ContainerTail {
         let Some(cur) = self.current.as_mut() else {
             return Ok(false);
         };
-        if cur.gz || cur.rank != 0 {
-            return Ok(false);
+        if cur.gz || cur.rank != 0 || !self.queue.is_empty() {
+            return Ok(false); // only the live file is rewritten in place
         }
         let size = cur.size()?;
         let rewritten = size < cur.read_pos
@@ -694,6 +694,7 @@ impl ContainerTail {
                 tracing::warn!(container = %self.id, file = %f.name, offset, "checkpoint offset is past the end of the decompressed file; reading it from the start");
                 f.rewind();
             }
+            f.identity(&[]);
             return Ok(());
         }
         let size = f.size()?;
@@ -707,6 +708,9 @@ impl ContainerTail {
             true
         };
         f.seek_to(if trusted { offset } else { 0 })?;
+        if f.read_pos > 0 {
+            f.identity(&[]);
+        }
         Ok(())
     }
 
