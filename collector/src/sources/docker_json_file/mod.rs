@@ -164,7 +164,7 @@ impl Runner {
         }
         self.root_present = Some(true);
         let root = self.root.clone();
-        self.watcher.watch(&root);
+        let _ = self.watcher.watch(&root);
         if first {
             self.prune_checkpoints();
         }
@@ -193,20 +193,23 @@ impl Runner {
         };
         let now = Instant::now();
         for f in found {
-            self.watcher.watch(&f.dir);
+            let watched = self.watcher.watch(&f.dir);
             if f.live_name.is_some()
                 && !self.readers.contains_key(&f.id)
                 && self.retry_after.get(&f.id).is_none_or(|t| *t <= now)
             {
-                self.spawn_reader(f, start_at);
+                self.spawn_reader(f, start_at, watched);
             }
         }
     }
 
-    fn spawn_reader(&mut self, found: Found, start_at: StartAt) {
+    fn spawn_reader(&mut self, found: Found, start_at: StartAt, watched: bool) {
         let Found { id, dir, live_name } = found;
         let live_name = live_name.expect("only containers with a log are started");
         let control = ReaderControl::default();
+        control
+            .watched
+            .store(watched, std::sync::atomic::Ordering::Relaxed);
         self.readers.insert(
             id.clone(),
             Running {
