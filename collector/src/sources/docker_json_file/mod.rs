@@ -66,6 +66,7 @@ impl Source for DockerJsonFile {
             retry_after: HashMap::new(),
             tasks: JoinSet::new(),
             root_present: None,
+            pruned: false,
             ctx,
         }
         .run()
@@ -93,6 +94,8 @@ struct Runner {
     tasks: JoinSet<(String, bool)>,
     /// Whether the root existed at the last look (`None`: not looked yet).
     root_present: Option<bool>,
+    /// Checkpoints of vanished containers were dropped (at the first look at the root).
+    pruned: bool,
     ctx: SourceContext,
 }
 
@@ -165,7 +168,8 @@ impl Runner {
         self.root_present = Some(true);
         let root = self.root.clone();
         let _ = self.watcher.watch(&root);
-        if first {
+        if !self.pruned {
+            self.pruned = true;
             self.prune_checkpoints();
         }
 
