@@ -324,7 +324,7 @@ fn the_broker_killed_for_10s_mid_stream_loses_and_duplicates_nothing() {
     let after = Collector::start(&broker.address(), &["logs"]);
     assert_eq!(c.wait(), 0);
     let n_before = stored_before.len();
-    let complete = after.wait_for(100_000 - n_before, Duration::from_secs(180));
+    let complete = after.wait_for(100_000 - n_before, Duration::from_secs(90));
     after.wait_quiet(Duration::from_secs(1), Duration::from_secs(10));
     let metrics = http_get(&format!("127.0.0.1:{api}"), "/metrics").unwrap_or_default();
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());

@@ -12,7 +12,7 @@
 use logwharf_collector::metrics as m;
 use logwharf_collector::{AckToken, Batch};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -84,6 +84,8 @@ pub(super) struct InFlight {
     sent: AtomicUsize,
     /// A message was delivered since the last [`InFlight::take_retries`].
     delivered: AtomicBool,
+    /// Messages delivered so far.
+    delivered_total: AtomicU64,
     /// Woken on every report and on fatal errors: the sink task waits on it.
     wake: Notify,
     events: metrics::Counter,
@@ -97,6 +99,7 @@ impl InFlight {
             inner: Mutex::new(Inner::default()),
             sent: AtomicUsize::new(0),
             delivered: AtomicBool::new(false),
+            delivered_total: AtomicU64::new(0),
             wake: Notify::new(),
             events: metrics::counter!(m::SINK_EVENTS, "sink" => sink.to_string()),
             bytes: metrics::counter!(m::SINK_BYTES, "sink" => sink.to_string()),
@@ -203,6 +206,7 @@ impl InFlight {
             match outcome {
                 Outcome::Delivered { bytes } => {
                     self.delivered.store(true, Ordering::Release);
+                    self.delivered_total.fetch_add(1, Ordering::Relaxed);
                     *state = State::Done;
                     p.remaining -= 1;
                     p.bytes += bytes as u64;
@@ -273,6 +277,11 @@ impl InFlight {
             std::mem::take(&mut inner.retry).into_iter().collect(),
             delivered,
         )
+    }
+
+    /// Messages delivered since the start.
+    pub(super) fn delivered_total(&self) -> u64 {
+        self.delivered_total.load(Ordering::Relaxed)
     }
 
     /// Messages librdkafka holds.

@@ -16,7 +16,8 @@
 //! - **Fatal errors** (idempotence fencing, sequence desynchronisation): the task lets the
 //!   requests in flight finish, destroys the producer (which reports every message it still
 //!   held as purged), creates a new one, and sends every message not delivered again, oldest
-//!   first. A message is never counted delivered because it sat in a queue.
+//!   first. A message is never counted delivered because it sat in a queue. A producer stuck
+//!   re-bumping its epoch against a broker that lost its state is replaced the same way.
 //! - **Shutdown.** When the input closes, the task waits until every batch is settled; the
 //!   runtime's `shutdown_timeout` bounds that wait, and what is left unsettled is read again
 //!   on the next start.
@@ -31,7 +32,7 @@ use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{Batch, Sink, SinkInput};
 use logwharf_config::sink::KafkaSinkConfig;
-use producer::{Producer, SendError};
+use producer::{Broken, Producer, SendError};
 use rdkafka::producer::BaseRecord;
 use rdkafka::ClientConfig;
 use record::Records;
@@ -169,8 +170,8 @@ impl Task {
                 #[cfg(test)]
                 self.producer.inject_fatal();
             }
-            if let Some((code, reason)) = self.producer.fatal() {
-                self.replace_producer(code, reason).await;
+            if let Some(why) = self.producer.broken() {
+                self.replace_producer(why).await;
                 continue;
             }
             self.collect_retries();
@@ -182,7 +183,7 @@ impl Task {
                     continue;
                 }
                 Stop::Fatal => {
-                    // `produce` said fatal: librdkafka has recorded it for `fatal()` above.
+                    // `produce` said fatal: librdkafka has recorded it for `broken()` above.
                     tokio::task::yield_now().await;
                     continue;
                 }
@@ -377,18 +378,33 @@ impl Task {
     /// After a fatal producer error: let in-flight requests finish, destroy the producer
     /// (its remaining messages are reported purged), create a new one, and queue every
     /// message that was not delivered in front, oldest first.
-    async fn replace_producer(&mut self, code: rdkafka::error::RDKafkaErrorCode, reason: String) {
+    async fn replace_producer(&mut self, why: Broken) {
         let held = self.inflight.sent();
-        tracing::error!(
-            sink = %self.sink.name, brokers = %self.sink.brokers, error = %code, reason = %reason, in_flight = held,
-            "fatal kafka producer error: replacing the producer; every message not yet delivered is sent again"
-        );
-        metrics::counter!(m::SINK_ERRORS, "sink" => self.sink.name.clone(), "kind" => "fatal")
+        let kind = match &why {
+            Broken::Fatal(code, reason) => {
+                tracing::error!(
+                    sink = %self.sink.name, brokers = %self.sink.brokers, error = %code, reason = %reason, in_flight = held,
+                    "fatal kafka producer error: replacing the producer; every message not yet delivered is sent again"
+                );
+                "fatal"
+            }
+            Broken::Stuck(reason) => {
+                tracing::error!(
+                    sink = %self.sink.name, brokers = %self.sink.brokers, reason = %reason, in_flight = held,
+                    "kafka producer is stuck: replacing the producer; every message not yet delivered is sent again"
+                );
+                "stuck"
+            }
+        };
+        metrics::counter!(m::SINK_ERRORS, "sink" => self.sink.name.clone(), "kind" => kind)
             .increment(1);
         self.restarts.increment(1);
-        let deadline = Instant::now() + FATAL_DRAIN;
-        while self.inflight.sent() > 0 && Instant::now() < deadline {
-            self.inflight.changed(Duration::from_millis(100)).await;
+        if matches!(why, Broken::Fatal(..)) {
+            // librdkafka purged its queue; what is in flight may still be acknowledged.
+            let deadline = Instant::now() + FATAL_DRAIN;
+            while self.inflight.sent() > 0 && Instant::now() < deadline {
+                self.inflight.changed(Duration::from_millis(100)).await;
+            }
         }
         let mut backoff = Backoff::network();
         let fresh = loop {

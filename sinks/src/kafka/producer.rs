@@ -18,8 +18,10 @@ use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
 use rdkafka::{ClientConfig, ClientContext};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The librdkafka configuration for `config`: the sink's keys first, then
 /// `librdkafka_options`, which override them.
@@ -42,7 +44,9 @@ pub(super) fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
         .set(
             "message.timeout.ms",
             config.message_timeout.0.as_millis().to_string(),
-        );
+        )
+        // For the epoch-bump watch (see `EpochWatch`); parsed without logging.
+        .set("statistics.interval.ms", "1000");
     for (k, v) in &config.librdkafka_options.0 {
         c.set(k, v);
     }
@@ -103,12 +107,63 @@ pub(super) enum SendError {
     Retry(KafkaError),
 }
 
-/// The producer's context: receives delivery reports and client errors.
+/// Epoch bumps without a single delivery after which the producer counts as stuck.
+const STUCK_BUMPS: i64 = 10;
+
+/// Watches librdkafka's statistics for an idempotent producer stuck in a loop: a broker that
+/// lost the producer's state (a restarted broker without durable storage) answers every
+/// request with UNKNOWN_PRODUCER_ID, librdkafka bumps the epoch locally and sends again, and
+/// nothing is ever delivered nor failed. Replacing the producer gets a new producer id.
+#[derive(Default)]
+struct EpochWatch {
+    /// (producer id, epoch, deliveries) when the current run without deliveries began.
+    anchor: Mutex<Option<(i64, i64, u64)>>,
+    stuck: AtomicBool,
+}
+
+#[derive(serde::Deserialize)]
+struct Stats {
+    eos: Option<Eos>,
+}
+
+#[derive(serde::Deserialize)]
+struct Eos {
+    producer_id: i64,
+    producer_epoch: i64,
+}
+
+impl EpochWatch {
+    /// Returns true when the producer just became stuck.
+    fn sample(&self, stats: &[u8], delivered: u64) -> bool {
+        let Ok(Stats { eos: Some(eos) }) = serde_json::from_slice::<Stats>(stats) else {
+            return false;
+        };
+        if eos.producer_id < 0 {
+            return false;
+        }
+        let mut anchor = self.anchor.lock().unwrap_or_else(|p| p.into_inner());
+        match *anchor {
+            Some((pid, epoch, d)) if pid == eos.producer_id && d == delivered => {
+                if eos.producer_epoch - epoch >= STUCK_BUMPS
+                    && !self.stuck.swap(true, Ordering::AcqRel)
+                {
+                    return true;
+                }
+            }
+            _ => *anchor = Some((eos.producer_id, eos.producer_epoch, delivered)),
+        }
+        false
+    }
+}
+
+/// The producer's context: receives delivery reports, client errors and statistics.
 pub(super) struct Reports {
     inflight: Arc<InFlight>,
     brokers: String,
     refused_log: Throttled,
     failed_log: Throttled,
+    error_log: Mutex<HashMap<String, Instant>>,
+    epochs: EpochWatch,
 }
 
 impl Reports {
@@ -124,7 +179,33 @@ impl ClientContext for Reports {
         // `_FATAL`); the sink asks librdkafka whether one was raised, so wake it up, and let it
         // log the fatal error when it acts on it.
         self.inflight.wake();
+        // rdkafka hands every error event over twice, and an outage repeats the same ones
+        // every second: each distinct error at most once per 30 s.
+        let now = Instant::now();
+        let key = error.to_string();
+        {
+            let mut seen = self.error_log.lock().unwrap_or_else(|p| p.into_inner());
+            if seen
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(30))
+            {
+                return;
+            }
+            if seen.len() > 64 {
+                seen.clear();
+            }
+            seen.insert(key, now);
+        }
         tracing::warn!(sink = %self.inflight.sink(), brokers = %self.brokers, error = %error, reason, "kafka client error");
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        if self
+            .epochs
+            .sample(statistics, self.inflight.delivered_total())
+        {
+            self.inflight.wake();
+        }
     }
 }
 
@@ -176,6 +257,16 @@ impl ProducerContext for Reports {
     }
 }
 
+/// Why a producer must be replaced.
+#[derive(Debug)]
+pub(super) enum Broken {
+    /// librdkafka raised a fatal error: its code and reason. Requests in flight may still
+    /// be acknowledged, so they are waited for.
+    Fatal(RDKafkaErrorCode, String),
+    /// The producer makes no progress (see `EpochWatch`); nothing it holds was written.
+    Stuck(String),
+}
+
 /// One librdkafka producer (with its polling thread). Replaced as a whole after a fatal error.
 pub(super) struct Producer {
     inner: Option<ThreadedProducer<Reports>>,
@@ -193,6 +284,8 @@ impl Producer {
             brokers: brokers.to_string(),
             refused_log: Throttled::new(Duration::from_secs(10)),
             failed_log: Throttled::new(Duration::from_secs(10)),
+            error_log: Mutex::new(HashMap::new()),
+            epochs: EpochWatch::default(),
         };
         let p: ThreadedProducer<Reports> = config
             .create_with_context(reports)
@@ -222,10 +315,20 @@ impl Producer {
         }
     }
 
-    /// librdkafka's underlying fatal error, once one was raised (an atomic read in
-    /// librdkafka while there is none).
-    pub(super) fn fatal(&self) -> Option<(RDKafkaErrorCode, String)> {
-        self.get().client().fatal_error()
+    /// Why this producer must be replaced, if it must: librdkafka raised a fatal error (an
+    /// atomic read in librdkafka while there is none), or the producer is stuck.
+    pub(super) fn broken(&self) -> Option<Broken> {
+        let p = self.get();
+        if let Some((code, reason)) = p.client().fatal_error() {
+            return Some(Broken::Fatal(code, reason));
+        }
+        if p.context().epochs.stuck.load(Ordering::Acquire) {
+            return Some(Broken::Stuck(format!(
+                "the idempotent producer bumped its epoch {STUCK_BUMPS} times without a delivery: \
+                 the brokers do not know its producer id (broker state lost?)"
+            )));
+        }
+        None
     }
 
     /// Destroys the producer on a blocking thread and waits for it: its queue is purged and
@@ -313,5 +416,27 @@ mod tests {
         assert_eq!(classify(RDKafkaErrorCode::MessageTimedOut), Class::Retry);
         assert_eq!(classify(RDKafkaErrorCode::Fatal), Class::Retry);
         assert_eq!(classify(RDKafkaErrorCode::UnknownTopic), Class::Retry);
+    }
+
+    fn stats(pid: i64, epoch: i64) -> Vec<u8> {
+        format!("{{\"name\":\"x\",\"brokers\":{{}},\"eos\":{{\"idemp_state\":\"Assigned\",\"producer_id\":{pid},\"producer_epoch\":{epoch},\"epoch_cnt\":1}}}}").into_bytes()
+    }
+
+    #[test]
+    fn an_epoch_bump_storm_without_deliveries_is_stuck() {
+        let w = EpochWatch::default();
+        assert!(!w.sample(&stats(1, 0), 0));
+        assert!(!w.sample(&stats(1, 5), 0));
+        assert!(!w.sample(&stats(1, 9), 5), "a delivery re-anchors");
+        assert!(!w.sample(&stats(1, 18), 5));
+        assert!(
+            w.sample(&stats(1, 19), 5),
+            "10 bumps since the last delivery"
+        );
+        assert!(!w.sample(&stats(1, 30), 5), "reported once");
+        let w = EpochWatch::default();
+        assert!(!w.sample(&stats(1, 0), 0));
+        assert!(!w.sample(&stats(2, 20), 0), "a new producer id re-anchors");
+        assert!(!w.sample(b"{\"eos\":null}", 0));
     }
 }
