@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -156,6 +156,28 @@ pub struct Record {
 }
 
 impl Record {
+    fn from_message(m: &BorrowedMessage<'_>) -> Record {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        let v = String::from_utf8_lossy(h.value.unwrap_or_default());
+                        (h.key.to_string(), v.into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Record {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().unwrap_or_default().to_vec(),
+            headers,
+        }
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.value).unwrap_or_else(|e| {
             panic!(
@@ -207,34 +229,8 @@ impl Collector {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    match consumer.poll(Duration::from_millis(100)) {
-                        Some(Ok(m)) => {
-                            let headers = m
-                                .headers()
-                                .map(|h| {
-                                    h.iter()
-                                        .map(|h| {
-                                            (
-                                                h.key.to_string(),
-                                                String::from_utf8_lossy(
-                                                    h.value.unwrap_or_default(),
-                                                )
-                                                .into_owned(),
-                                            )
-                                        })
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            records.lock().unwrap().push(Record {
-                                topic: m.topic().to_string(),
-                                partition: m.partition(),
-                                offset: m.offset(),
-                                key: m.key().map(<[u8]>::to_vec),
-                                value: m.payload().unwrap_or_default().to_vec(),
-                                headers,
-                            });
-                        }
-                        Some(Err(_)) | None => {}
+                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                        records.lock().unwrap().push(Record::from_message(&m));
                     }
                 }
             })
