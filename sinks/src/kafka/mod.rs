@@ -48,20 +48,18 @@ const BUDGET: usize = 8192;
 /// How long a fatal error's in-flight requests may take to finish before the producer goes.
 const FATAL_DRAIN: Duration = Duration::from_secs(10);
 
+/// A built kafka sink: its producer exists (it connects in the background), so every
+/// librdkafka setting — and their combinations, which librdkafka checks only when a client is
+/// created — was accepted before anything starts.
 pub struct KafkaSink {
-    name: String,
-    brokers: String,
-    client: ClientConfig,
-    records: Records,
-    queue_limits: String,
+    task: Task,
 }
 
 impl KafkaSink {
-    /// Validates the librdkafka configuration; connects nothing.
     pub fn new(name: &str, config: &KafkaSinkConfig) -> anyhow::Result<KafkaSink> {
         let client = producer::client_config(config);
         producer::check(&client).with_context(|| format!("kafka sink {name:?}"))?;
-        Ok(KafkaSink {
+        let settings = Settings {
             name: name.to_string(),
             brokers: config.brokers.join(","),
             client,
@@ -70,6 +68,9 @@ impl KafkaSink {
                 "{} messages / {} bytes",
                 config.queue_max_messages, config.queue_max_bytes.0
             ),
+        };
+        Ok(KafkaSink {
+            task: Task::new(settings)?,
         })
     }
 }
@@ -77,8 +78,17 @@ impl KafkaSink {
 #[async_trait::async_trait]
 impl Sink for KafkaSink {
     async fn run(self: Box<Self>, input: SinkInput) -> anyhow::Result<()> {
-        Task::new(*self)?.run(input).await
+        self.task.run(input).await
     }
+}
+
+/// What the task needs to know about its sink.
+struct Settings {
+    name: String,
+    brokers: String,
+    client: ClientConfig,
+    records: Records,
+    queue_limits: String,
 }
 
 /// Messages `start..end` of batch `batch`, to be sent in order.
@@ -104,7 +114,7 @@ enum Stop {
 }
 
 struct Task {
-    sink: KafkaSink,
+    sink: Settings,
     inflight: Arc<InFlight>,
     producer: Producer,
     /// What to send next, oldest first.
@@ -116,6 +126,7 @@ struct Task {
     marked: Vec<u32>,
     full_log: Throttled,
     backpressure: metrics::Counter,
+    full_waits: u64,
     retries: metrics::Counter,
     restarts: metrics::Counter,
     inflight_gauge: metrics::Gauge,
@@ -123,7 +134,7 @@ struct Task {
 
 impl Task {
     /// Creates the producer (which connects in the background).
-    fn new(sink: KafkaSink) -> anyhow::Result<Task> {
+    fn new(sink: Settings) -> anyhow::Result<Task> {
         let inflight = Arc::new(InFlight::new(&sink.name));
         let producer = Producer::create(&sink.client, inflight.clone(), &sink.brokers)
             .with_context(|| format!("kafka sink {:?}", sink.name))?;
@@ -138,6 +149,7 @@ impl Task {
             marked: Vec::with_capacity(CHUNK as usize),
             full_log: Throttled::new(Duration::from_secs(30)),
             backpressure: metrics::counter!(m::SINK_BACKPRESSURE, "sink" => name.clone()),
+            full_waits: 0,
             retries: metrics::counter!(m::SINK_RETRIES, "sink" => name.clone()),
             restarts: metrics::counter!(m::SINK_CLIENT_RESTARTS, "sink" => name.clone()),
             inflight_gauge: metrics::gauge!(m::SINK_INFLIGHT_EVENTS, "sink" => name),
@@ -217,6 +229,10 @@ impl Task {
             }
         }
         self.inflight_gauge.set(0.0);
+        tracing::info!(
+            sink = %self.sink.name, delivered = self.inflight.delivered_total(),
+            queue_full_waits = self.full_waits, "kafka sink: input closed and everything settled"
+        );
         self.producer.close().await;
         Ok(())
     }
@@ -338,6 +354,7 @@ impl Task {
             Ok(()) => Ok(()),
             Err(SendError::QueueFull) => {
                 self.backpressure.increment(1);
+                self.full_waits += 1;
                 if let Some(suppressed) = self.full_log.ready() {
                     tracing::warn!(
                         sink = %self.sink.name, brokers = %self.sink.brokers,

@@ -172,7 +172,7 @@ async fn waits_through_a_broker_outage_with_a_tiny_queue() {
     let brokers = mock.bootstrap_servers();
     let mut cfg = config(&brokers);
     cfg.queue_max_messages = 20;
-    let mut task = Task::new(KafkaSink::new("k", &cfg).unwrap()).unwrap();
+    let mut task = KafkaSink::new("k", &cfg).unwrap().task;
     let waits = Arc::new(std::sync::atomic::AtomicU64::new(0));
     task.backpressure = metrics::Counter::from_arc(waits.clone());
     let (tx, input) = SinkInput::for_test("k");
@@ -219,7 +219,7 @@ async fn waits_through_a_broker_outage_with_a_tiny_queue() {
 async fn a_fatal_error_replaces_the_producer_and_resends_what_was_not_delivered() {
     let mock = cluster();
     let brokers = mock.bootstrap_servers();
-    let mut task = Task::new(KafkaSink::new("k", &config(&brokers)).unwrap()).unwrap();
+    let mut task = KafkaSink::new("k", &config(&brokers)).unwrap().task;
     let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
     task.restarts = metrics::Counter::from_arc(restarts.clone());
     // Hold the broker's responses back so that messages are in librdkafka's hands when the
@@ -262,4 +262,14 @@ async fn a_fatal_error_replaces_the_producer_and_resends_what_was_not_delivered(
         1000,
         "every message delivered after the replacement"
     );
+}
+
+#[test]
+fn settings_librdkafka_refuses_in_combination_fail_the_build() {
+    let mut cfg = config("127.0.0.1:1");
+    cfg.librdkafka_options
+        .0
+        .insert("queue.buffering.backpressure.threshold".into(), "5".into());
+    let err = format!("{:#}", KafkaSink::new("k", &cfg).err().unwrap());
+    assert!(err.contains("enable.idempotence"), "{err}");
 }
