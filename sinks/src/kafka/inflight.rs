@@ -14,7 +14,7 @@ use logwharf_collector::{AckToken, Batch};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// A message's name: `batch number << 32 | index in the batch`. Ordered like the messages
@@ -27,7 +27,8 @@ pub(super) fn msg_id(batch: u32, index: u32) -> MsgId {
     ((batch as usize) << 32) | index as usize
 }
 
-fn split(id: MsgId) -> (u32, u32) {
+/// The batch number and index of message `id`.
+pub(super) fn split(id: MsgId) -> (u32, u32) {
     ((id >> 32) as u32, id as u32)
 }
 
@@ -306,35 +307,6 @@ impl InFlight {
 
     pub(super) fn sink(&self) -> &str {
         &self.sink
-    }
-}
-
-/// A warning that repeats at most once per `every`, with how many times it was suppressed.
-pub(super) struct Throttled {
-    every: Duration,
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicUsize,
-}
-
-impl Throttled {
-    pub(super) fn new(every: Duration) -> Throttled {
-        Throttled {
-            every,
-            last: Mutex::new(None),
-            suppressed: AtomicUsize::new(0),
-        }
-    }
-
-    /// `Some(suppressed since the last time)` when the caller should log now.
-    pub(super) fn ready(&self) -> Option<usize> {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < self.every) {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        *last = Some(now);
-        Some(self.suppressed.swap(0, Ordering::Relaxed))
     }
 }
 

@@ -25,9 +25,10 @@
 mod inflight;
 mod producer;
 mod record;
+mod throttle;
 
 use anyhow::Context as _;
-use inflight::{msg_id, InFlight, MsgId, Outcome, Throttled};
+use inflight::{msg_id, split, InFlight, MsgId, Outcome};
 use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{Batch, Sink, SinkInput};
@@ -39,6 +40,7 @@ use record::Records;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
+use throttle::Throttled;
 use tokio::time::Instant;
 
 /// Messages marked sent at once (one lock of the table per chunk, not per message).
@@ -258,7 +260,7 @@ impl Task {
     fn requeue_front(&mut self, ids: &[MsgId]) {
         let mut spans: Vec<Span> = Vec::new();
         for &id in ids {
-            let (b, i) = ((id >> 32) as u32, id as u32);
+            let (b, i) = split(id);
             match spans.last_mut() {
                 Some(s) if s.batch == b && s.end == i => s.end = i + 1,
                 _ => spans.push(Span {

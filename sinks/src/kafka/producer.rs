@@ -8,7 +8,8 @@
 //! bounded by `queue.buffering.max.messages` and `.kbytes`; a full queue is reported to the
 //! caller as [`SendError::QueueFull`] so the sink can wait (backpressure).
 
-use super::inflight::{InFlight, MsgId, Outcome, Throttled};
+use super::inflight::{InFlight, MsgId, Outcome};
+use super::throttle::Throttled;
 use anyhow::Context as _;
 use logwharf_collector::metrics as m;
 use logwharf_config::sink::KafkaSinkConfig;
