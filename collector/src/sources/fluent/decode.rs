@@ -247,3 +247,210 @@ pub fn gunzip(data: &[u8], cap: usize) -> Result<Bytes, DecodeError> {
     }
     Ok(Bytes::from(out))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fixtures in tests/fixtures/fluent (captured from Docker's driver and fluent-logger,
+    //! and built with msgpack-python; see the README there) decode to exactly the events
+    //! msgpack-python sees in them.
+    use super::*;
+    use crate::event::{EventFlags, Stream};
+    use serde_json::Value;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    fn fixture(name: &str) -> (Bytes, Vec<Value>) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fluent");
+        let raw = std::fs::read(dir.join(format!("{name}.msgpack"))).unwrap();
+        let exp: Value = serde_json::from_slice(
+            &std::fs::read(dir.join(format!("{name}.expected.json"))).unwrap(),
+        )
+        .unwrap();
+        (Bytes::from(raw), exp["events"].as_array().unwrap().clone())
+    }
+
+    fn decode_stream(raw: &Bytes) -> (Vec<Event>, Vec<Option<String>>) {
+        let mut d = ForwardDecoder::new(
+            Limits {
+                max_message: 1 << 20,
+                max_decompressed: 1 << 20,
+            },
+            Partials::new("t".into(), 1 << 20, Duration::from_secs(60)),
+        );
+        let mut out = Vec::new();
+        let mut chunks = Vec::new();
+        let mut rest = raw.clone();
+        while !rest.is_empty() {
+            let n = super::super::msgpack::value_len(&rest, 1 << 20).unwrap();
+            let frame = rest.split_to(n);
+            chunks.push(d.decode(&frame, &mut out).unwrap().chunk);
+        }
+        d.partials.flush_all(&mut out);
+        (out, chunks)
+    }
+
+    /// What logwharf should make of msgpack-python's view: partial pieces joined, mapped keys
+    /// taken out of the record.
+    fn expected(events: &[Value]) -> Vec<(String, i64, Value, bool)> {
+        let mut out = Vec::new();
+        let mut open: Option<(String, i64, serde_json::Map<String, Value>, String)> = None;
+        for e in events {
+            let mut rec = e["record"].as_object().unwrap().clone();
+            let partial = rec.get("partial_message") == Some(&Value::from("true"));
+            let last = rec.get("partial_last") == Some(&Value::from("true"));
+            for k in [
+                "partial_message",
+                "partial_id",
+                "partial_ordinal",
+                "partial_last",
+            ] {
+                rec.remove(k);
+            }
+            let log = rec
+                .get("log")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let tag = e["tag"].as_str().unwrap().to_string();
+            let t = e["time_ns"].as_i64().unwrap();
+            match open.take() {
+                Some((tg, t0, r0, mut acc)) => {
+                    acc.push_str(&log);
+                    if last {
+                        out.push((tg, t0, with_log(r0, acc), false));
+                    } else {
+                        open = Some((tg, t0, r0, acc));
+                    }
+                }
+                None if partial && !last => open = Some((tag, t, rec, log)),
+                None => out.push((tag, t, Value::Object(rec), false)),
+            }
+        }
+        if let Some((tg, t0, r0, acc)) = open {
+            out.push((tg, t0, with_log(r0, acc), true));
+        }
+        out
+    }
+
+    fn with_log(mut r: serde_json::Map<String, Value>, log: String) -> Value {
+        r.insert("log".into(), Value::from(log));
+        Value::Object(r)
+    }
+
+    fn check(name: &str) -> Vec<Event> {
+        let (raw, exp) = fixture(name);
+        let (got, _) = decode_stream(&raw);
+        let want = expected(&exp);
+        assert_eq!(got.len(), want.len(), "{name}: event count");
+        for (g, (tag, t, rec, partial)) in got.iter().zip(&want) {
+            let rec = rec.as_object().unwrap();
+            assert_eq!(g.time_ns, *t, "{name}: time");
+            assert_eq!(g.attrs.as_ref().unwrap()[0].1, *tag, "{name}: tag");
+            let msg = rec
+                .get("log")
+                .or(rec.get("message"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            assert_eq!(g.message, Bytes::from(msg.to_string()), "{name}: message");
+            let stream = match rec.get("source").and_then(Value::as_str) {
+                Some("stdout") => Stream::Stdout,
+                Some("stderr") => Stream::Stderr,
+                _ => Stream::Unknown,
+            };
+            assert_eq!(g.stream, stream, "{name}: stream");
+            match rec.get("container_id") {
+                Some(id) => {
+                    let c = g.container.as_ref().unwrap();
+                    assert_eq!(c.id, id.as_str().unwrap());
+                    let n = rec["container_name"].as_str().unwrap();
+                    assert_eq!(Some(&n[1..]), c.name.as_deref());
+                }
+                None => assert!(g.container.is_none()),
+            }
+            let mut extra = rec.clone();
+            for k in ["log", "source", "container_id", "container_name"] {
+                extra.remove(k);
+            }
+            if !rec.contains_key("log") {
+                extra.remove("message");
+            }
+            let got_fields = g.fields.as_deref().cloned().unwrap_or_default();
+            assert_eq!(got_fields, extra, "{name}: other keys → fields");
+            assert_eq!(
+                g.flags.contains(EventFlags::PARTIAL),
+                *partial,
+                "{name}: partial flag"
+            );
+        }
+        got
+    }
+
+    #[test]
+    fn docker_driver_message_mode_with_event_time() {
+        let got = check("docker-message");
+        assert_eq!(got.len(), 3);
+        // One Arc for every line of the container.
+        assert!(Arc::ptr_eq(
+            got[0].container.as_ref().unwrap(),
+            got[2].container.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            got[0].attrs.as_ref().unwrap(),
+            got[1].attrs.as_ref().unwrap()
+        ));
+        // Docker's last output without a newline stays open until the connection ends.
+        assert!(got[2].flags.contains(EventFlags::PARTIAL));
+    }
+
+    #[test]
+    fn docker_driver_integer_time_and_default_tag() {
+        let got = check("docker-message-int-time");
+        assert_eq!(got[0].attrs.as_ref().unwrap()[0].1.len(), 12);
+    }
+
+    #[test]
+    fn docker_driver_partial_records_are_joined() {
+        let got = check("docker-partial");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].message.len(), 20_000);
+        assert!(got[0].flags.is_empty());
+    }
+
+    #[test]
+    fn fluent_logger_message_mode() {
+        check("fluent-logger-message");
+    }
+
+    #[test]
+    fn forward_mode() {
+        check("forward");
+    }
+
+    #[test]
+    fn packed_forward_mode() {
+        check("packed-forward");
+    }
+
+    #[test]
+    fn compressed_packed_forward_mode_and_its_chunk() {
+        check("compressed-packed-forward");
+        let (raw, _) = fixture("compressed-packed-forward");
+        assert_eq!(
+            decode_stream(&raw).1,
+            vec![Some("Y2h1bmstMQ==".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_capped() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            gz.write_all(&zeros).unwrap();
+        }
+        let z = gz.finish().unwrap();
+        let e = gunzip(&z, 1 << 20).unwrap_err();
+        assert_eq!(e.kind, "decompressed_too_large");
+    }
+}
