@@ -51,7 +51,7 @@ pub fn count_error(source: &str, peer: &str, e: &DecodeError) {
         .increment(1);
     tracing::warn!(
         source,
-        peer,
+        peer = %peer,
         kind = e.kind,
         "closing the connection: {}",
         e.message
