@@ -19,6 +19,6 @@ pub fn build(name: &str, config: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
         SinkKind::Blackhole(_) => Box::new(blackhole::Blackhole::new(name)),
         SinkKind::Console(c) => Box::new(console::ConsoleSink::new(name, c)),
         SinkKind::File(c) => Box::new(file::FileSink::new(name, c)),
-        SinkKind::Fluentd(c) => Box::new(fluentd::Fluentd::new(name, c.clone())?),
+        SinkKind::Fluentd(c) => Box::new(fluentd::Fluentd::new(name, (**c).clone())?),
     })
 }

@@ -31,7 +31,8 @@ pub enum SinkKind {
     Blackhole(BlackholeConfig),
     Console(ConsoleConfig),
     File(FileSinkConfig),
-    Fluentd(FluentdSinkConfig),
+    /// Boxed: much larger than the other variants.
+    Fluentd(Box<FluentdSinkConfig>),
 }
 
 impl SinkKind {
@@ -61,7 +62,7 @@ impl SinkKind {
             "fluentd" => {
                 let c: FluentdSinkConfig = d.decode()?;
                 c.validate(d);
-                SinkKind::Fluentd(c)
+                SinkKind::Fluentd(Box::new(c))
             }
             _ => return None,
         })

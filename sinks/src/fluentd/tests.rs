@@ -59,10 +59,12 @@ fn events(n: usize, meta: &Arc<ContainerMeta>) -> Vec<Event> {
 
 async fn round_trip(gzip: bool, require_ack: bool, auth: bool) {
     let p = port();
-    let mut scfg = FluentSourceConfig::default();
-    scfg.address = ForwardAddress::Tcp {
-        host: "127.0.0.1".into(),
-        port: p,
+    let mut scfg = FluentSourceConfig {
+        address: ForwardAddress::Tcp {
+            host: "127.0.0.1".into(),
+            port: p,
+        },
+        ..Default::default()
     };
     let key = logwharf_config::source::ForwardAuth {
         shared_key: "k3y".into(),
@@ -74,10 +76,12 @@ async fn round_trip(gzip: bool, require_ack: bool, auth: bool) {
     }
     let (mut received, shutdown, _dir) = start_source(scfg).await;
 
-    let mut cfg = FluentdSinkConfig::default();
-    cfg.address = ForwardAddress::Tcp {
-        host: "127.0.0.1".into(),
-        port: p,
+    let mut cfg = FluentdSinkConfig {
+        address: ForwardAddress::Tcp {
+            host: "127.0.0.1".into(),
+            port: p,
+        },
+        ..Default::default()
     };
     cfg.tag = logwharf_config::Template::parse("docker.{{.Name}}").unwrap();
     cfg.require_ack = require_ack;
@@ -165,20 +169,24 @@ async fn round_trip_gzip_ack_and_shared_key() {
 #[tokio::test]
 async fn a_wrong_shared_key_never_delivers() {
     let p = port();
-    let mut scfg = FluentSourceConfig::default();
-    scfg.address = ForwardAddress::Tcp {
-        host: "127.0.0.1".into(),
-        port: p,
+    let mut scfg = FluentSourceConfig {
+        address: ForwardAddress::Tcp {
+            host: "127.0.0.1".into(),
+            port: p,
+        },
+        ..Default::default()
     };
     scfg.auth = Some(logwharf_config::source::ForwardAuth {
         shared_key: "right".into(),
         self_hostname: None,
     });
     let (mut received, shutdown, _dir) = start_source(scfg).await;
-    let mut cfg = FluentdSinkConfig::default();
-    cfg.address = ForwardAddress::Tcp {
-        host: "127.0.0.1".into(),
-        port: p,
+    let mut cfg = FluentdSinkConfig {
+        address: ForwardAddress::Tcp {
+            host: "127.0.0.1".into(),
+            port: p,
+        },
+        ..Default::default()
     };
     cfg.auth = Some(logwharf_config::source::ForwardAuth {
         shared_key: "wrong".into(),
