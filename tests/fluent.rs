@@ -94,7 +94,7 @@ fn numbers_of(events: &[&Value]) -> Vec<u64> {
 }
 
 #[test]
-fn docker_fluentd_driver_every_line_tag_stream_and_name_in_three_modes() {
+fn docker_fluentd_driver_every_line_tag_stream_and_name_in_four_modes() {
     if !docker::require() {
         return;
     }
@@ -105,10 +105,12 @@ fn docker_fluentd_driver_every_line_tag_stream_and_name_in_three_modes() {
     wait_listening(port, &lw);
     let script = "seq 1 500; seq 1 100 | sed 's/^/err-/' >&2";
     let script = script.replace("| sed 's/^/err-/'", "| while read n; do echo err-$n; done");
-    let variants: [(&str, &[&str]); 3] = [
+    let variants: [(&str, &[&str]); 4] = [
         ("lw-fluent-plain", &[]),
         ("lw-fluent-subsec", &["fluentd-sub-second-precision=true"]),
         ("lw-fluent-async", &["fluentd-async=true"]),
+        // Docker waits for our ack of every line, which comes once the file sink wrote it.
+        ("lw-fluent-ack", &["fluentd-request-ack=true"]),
     ];
     let mut containers = Vec::new();
     for (name, extra) in variants {
@@ -145,7 +147,7 @@ fn docker_fluentd_driver_every_line_tag_stream_and_name_in_three_modes() {
         let whole = events.iter().all(|e| frac(e) == "000000000");
         assert_eq!(
             whole,
-            extra.is_empty() || extra == ["fluentd-async=true"],
+            !extra.contains(&"fluentd-sub-second-precision=true"),
             "{name}: time precision"
         );
     }
@@ -350,6 +352,10 @@ impl Feeder {
     }
 
     fn send(&mut self, tag: &str, from: u64, to: u64) {
+        self.try_send(tag, from, to).expect("acked")
+    }
+
+    fn try_send(&mut self, tag: &str, from: u64, to: u64) -> std::io::Result<()> {
         let mut b = Vec::new();
         rmp::encode::write_array_len(&mut b, 3).unwrap();
         rmp::encode::write_str(&mut b, tag).unwrap();
@@ -371,14 +377,15 @@ impl Feeder {
         rmp::encode::write_map_len(&mut b, 1).unwrap();
         rmp::encode::write_str(&mut b, "chunk").unwrap();
         rmp::encode::write_str(&mut b, &chunk).unwrap();
-        self.s.write_all(&b).unwrap();
+        self.s.write_all(&b)?;
         let mut want = Vec::new();
         rmp::encode::write_map_len(&mut want, 1).unwrap();
         rmp::encode::write_str(&mut want, "ack").unwrap();
         rmp::encode::write_str(&mut want, &chunk).unwrap();
         let mut got = vec![0u8; want.len()];
-        self.s.read_exact(&mut got).unwrap();
+        self.s.read_exact(&mut got)?;
         assert_eq!(got, want);
+        Ok(())
     }
 }
 
@@ -741,4 +748,180 @@ auth = {{ shared_key = "{key}", self_hostname = "{name}" }}
         "{}",
         lw.log()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transports: TLS and unix sockets, sink to source; UDP heartbeat
+
+/// A throwaway CA and a server certificate for 127.0.0.1 signed by it (openssl CLI):
+/// (ca.pem, cert.pem, key.pem).
+fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let openssl = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(st.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=logwharf test CA",
+    ];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&ca);
+    let mut csr = vec!["req", "-new", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "key.pem", "-out", "cert.csr"]);
+    openssl(&csr);
+    std::fs::write(p("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "cert.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+/// logwharf A (fluent source on `a_port`) → fluentd sink at `sink_addr` → logwharf B
+/// (fluent source at `source_addr`) → file; returns the events B wrote.
+fn relay(
+    name: &str,
+    source_addr: &str,
+    source_extra: &str,
+    sink_addr: &str,
+    sink_extra: &str,
+) -> Vec<Value> {
+    let t = TestDir::new(name);
+    let b_dir = t.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let b_cfg = b_dir.join("logwharf.toml");
+    std::fs::write(
+        &b_cfg,
+        format!(
+            r#"
+data_dir = "{d}/data"
+[api]
+address = "127.0.0.1:{api}"
+[sources.fwd]
+type = "fluent"
+address = "{source_addr}"
+{source_extra}
+[sinks.out]
+type = "file"
+inputs = ["fwd"]
+path = "{d}/out.log"
+"#,
+            d = b_dir.display(),
+            api = free_port()
+        )
+        .replace("{dir}", t.path().to_str().unwrap()),
+    )
+    .unwrap();
+    let a_port = free_port();
+    let a_cfg = t.config(&format!(
+        r#"
+[sources.in]
+type = "fluent"
+address = "127.0.0.1:{a_port}"
+[sinks.fwd]
+type = "fluentd"
+inputs = ["in"]
+address = "{sink_addr}"
+require_ack = true
+batch = {{ timeout = "50ms" }}
+{sink_extra}
+"#
+    ));
+    let mut b = Logwharf::start(&b_cfg, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut a = Logwharf::start(&a_cfg, &[]);
+    wait_listening(a_port, &a);
+    let mut f = Feeder::connect(a_port);
+    f.s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    if let Err(e) = f.try_send("relay", 1, 101) {
+        panic!("no ack: {e}\nA:\n{}\nB:\n{}", a.log(), b.log());
+    }
+    let out = b_dir.join("out.log");
+    let done = wait_until(Duration::from_secs(20), || count_lines(&out) >= 100);
+    assert_eq!(a.terminate(), Some(0), "{}", a.log());
+    assert_eq!(b.terminate(), Some(0), "{}", b.log());
+    assert!(done, "A:\n{}\nB:\n{}", a.log(), b.log());
+    json_lines(&out)
+}
+
+#[test]
+fn tls_from_sink_to_source() {
+    let d = TestDir::new("fluent-tls-certs");
+    let (ca, crt, key) = test_pki(d.path());
+    let port = free_port();
+    let ev = relay(
+        "fluent-tls",
+        &format!("tls://127.0.0.1:{port}"),
+        &format!(
+            "tls = {{ crt_file = \"{}\", key_file = \"{}\" }}\nauth = {{ shared_key = \"k\" }}",
+            crt.display(),
+            key.display()
+        ),
+        &format!("tls://127.0.0.1:{port}"),
+        &format!(
+            "tls = {{ ca_file = \"{}\" }}\nauth = {{ shared_key = \"k\" }}",
+            ca.display()
+        ),
+    );
+    assert_eq!(ev.len(), 100);
+    assert_eq!(ev[99]["message"], "100");
+}
+
+#[test]
+fn unix_socket_from_sink_to_source() {
+    let d = TestDir::new("fluent-unix-sock");
+    let sock = d.path().join("fwd.sock");
+    let addr = format!("unix://{}", sock.display());
+    let ev = relay("fluent-unix", &addr, "", &addr, "compress = \"gzip\"");
+    assert_eq!(ev.len(), 100);
+    assert_eq!(ev[0]["tag"], "relay");
+}
+
+#[test]
+fn udp_heartbeats_are_answered_when_enabled() {
+    let t = TestDir::new("fluent-heartbeat");
+    let (port, api) = (free_port(), free_port());
+    let cfg = t.config(&receiver_config(port, api, "all.log", "heartbeat = true"));
+    let mut lw = Logwharf::start(&cfg, &[]);
+    wait_listening(port, &lw);
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    u.send_to(b"", ("127.0.0.1", port)).unwrap();
+    let mut b = [9u8; 8];
+    let (n, _) = u.recv_from(&mut b).expect("a heartbeat answer");
+    assert_eq!(&b[..n], b"\0");
+    assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
 }
