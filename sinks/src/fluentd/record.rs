@@ -254,3 +254,140 @@ impl RecordEncoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use logwharf_collector::sources::fluent::msgpack::Reader;
+    use logwharf_collector::Stream;
+    use serde_json::json;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn decode(entry: &[u8]) -> (i64, serde_json::Value) {
+        let mut r = Reader::new(entry, entry.len());
+        assert_eq!(r.array_len().unwrap(), 2);
+        let t = r.time().unwrap();
+        let rec = r.json(0).unwrap();
+        assert!(r.at_end());
+        (t, rec)
+    }
+
+    fn event(flags: EventFlags) -> Event {
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert("com.example.team".to_string(), "shop".to_string());
+        labels.insert("other".to_string(), "x".to_string());
+        let mut env = std::collections::BTreeMap::new();
+        env.insert("REGION".to_string(), "eu".to_string());
+        let mut e = Event::new(
+            1_795_611_862_901_652_423,
+            Stream::Stderr,
+            Bytes::from("hello-err"),
+        );
+        e.flags = flags;
+        e.container = Some(Arc::new(ContainerMeta {
+            id: ID.into(),
+            name: Some("web".into()),
+            labels,
+            env,
+            ..Default::default()
+        }));
+        e.attrs = Some(Arc::new(vec![
+            ("tag".into(), "ignored".into()),
+            ("FOO".into(), "bar".into()),
+        ]));
+        e
+    }
+
+    #[test]
+    fn docker_records_have_the_drivers_keys_and_extras() {
+        let mut enc = RecordEncoder::new(
+            Template::parse("docker.{{.Name}}").unwrap(),
+            RecordFormat::Docker,
+            true,
+            vec!["com.example.team".into()],
+        );
+        let ev = event(EventFlags::default());
+        assert_eq!(&*enc.tag_of(&ev), "docker.web");
+        let mut out = Vec::new();
+        enc.write_entry(&mut out, "src", &ev);
+        let (t, rec) = decode(&out);
+        assert_eq!(t, 1_795_611_862_901_652_423);
+        assert_eq!(
+            rec,
+            json!({
+                "container_id": ID,
+                "container_name": "/web",
+                "source": "stderr",
+                "log": "hello-err",
+                "com.example.team": "shop",
+                "REGION": "eu",
+                "FOO": "bar",
+            })
+        );
+    }
+
+    #[test]
+    fn partial_events_carry_dockers_partial_fields_and_integer_time_works() {
+        let mut enc = RecordEncoder::new(
+            Template::parse("{{.ID}}").unwrap(),
+            RecordFormat::Docker,
+            false,
+            vec![],
+        );
+        let ev = event(EventFlags::PARTIAL);
+        assert_eq!(&*enc.tag_of(&ev), &ID[..12]);
+        let mut out = Vec::new();
+        enc.write_entry(&mut out, "src", &ev);
+        let (t, rec) = decode(&out);
+        assert_eq!(t, 1_795_611_862_000_000_000);
+        assert_eq!(rec["partial_message"], "true");
+        assert_eq!(rec["partial_ordinal"], "1");
+        assert_eq!(rec["partial_last"], "false");
+        assert_eq!(rec["partial_id"].as_str().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn event_records_carry_the_whole_event() {
+        let mut enc = RecordEncoder::new(
+            Template::parse("{{.ID}}").unwrap(),
+            RecordFormat::Event,
+            true,
+            vec![],
+        );
+        let mut ev = event(EventFlags::TRUNCATED);
+        let mut f = serde_json::Map::new();
+        f.insert("n".into(), json!(42));
+        ev.fields = Some(Box::new(f));
+        let mut out = Vec::new();
+        enc.write_entry(&mut out, "src", &ev);
+        let (_, rec) = decode(&out);
+        assert_eq!(rec["message"], "hello-err");
+        assert_eq!(rec["stream"], "stderr");
+        assert_eq!(rec["time"], "2026-11-25T13:04:22.901652423Z");
+        assert_eq!(rec["source"], "src");
+        assert_eq!(rec["container_name"], "web");
+        assert_eq!(rec["labels"]["other"], "x");
+        assert_eq!(rec["env"]["REGION"], "eu");
+        assert_eq!(rec["attrs"]["FOO"], "bar");
+        assert_eq!(rec["fields"]["n"], 42);
+        assert_eq!(rec["truncated"], true);
+    }
+
+    #[test]
+    fn events_without_a_container_keep_their_tag() {
+        let mut enc = RecordEncoder::new(
+            Template::parse("{{.ID}}").unwrap(),
+            RecordFormat::Docker,
+            true,
+            vec![],
+        );
+        let mut ev = Event::new(0, Stream::Stdout, Bytes::from("x"));
+        ev.attrs = Some(Arc::new(vec![("tag".into(), "app.web".into())]));
+        assert_eq!(&*enc.tag_of(&ev), "app.web");
+        let mut out = Vec::new();
+        enc.write_entry(&mut out, "src", &ev);
+        assert_eq!(decode(&out).1, json!({"source": "stdout", "log": "x"}));
+    }
+}
