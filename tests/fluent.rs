@@ -377,6 +377,24 @@ impl Feeder {
     }
 
     fn try_send(&mut self, tag: &str, from: u64, to: u64) -> std::io::Result<()> {
+        let chunk = self.write(tag, from, to)?;
+        self.read_ack(&chunk)
+    }
+
+    /// Reads the next ack and checks it is for `chunk`.
+    fn read_ack(&mut self, chunk: &str) -> std::io::Result<()> {
+        let mut want = Vec::new();
+        rmp::encode::write_map_len(&mut want, 1).unwrap();
+        rmp::encode::write_str(&mut want, "ack").unwrap();
+        rmp::encode::write_str(&mut want, chunk).unwrap();
+        let mut got = vec![0u8; want.len()];
+        self.s.read_exact(&mut got)?;
+        assert_eq!(got, want);
+        Ok(())
+    }
+
+    /// Writes lines `from..to` as one Forward-mode message with chunk `c<from>`.
+    fn write(&mut self, tag: &str, from: u64, to: u64) -> std::io::Result<String> {
         let mut b = Vec::new();
         rmp::encode::write_array_len(&mut b, 3).unwrap();
         rmp::encode::write_str(&mut b, tag).unwrap();
@@ -399,14 +417,7 @@ impl Feeder {
         rmp::encode::write_str(&mut b, "chunk").unwrap();
         rmp::encode::write_str(&mut b, &chunk).unwrap();
         self.s.write_all(&b)?;
-        let mut want = Vec::new();
-        rmp::encode::write_map_len(&mut want, 1).unwrap();
-        rmp::encode::write_str(&mut want, "ack").unwrap();
-        rmp::encode::write_str(&mut want, &chunk).unwrap();
-        let mut got = vec![0u8; want.len()];
-        self.s.read_exact(&mut got)?;
-        assert_eq!(got, want);
-        Ok(())
+        Ok(chunk)
     }
 }
 
@@ -453,32 +464,48 @@ batch = {{ max_events = {batch}, timeout = "100ms" }}
     let mut a = Logwharf::start(&a_cfg, &[]);
     wait_listening(a_port, &a);
 
-    let total = 30_000u64;
+    // Lines stream in continuously (acks are read by a second thread), so B dies with a group
+    // in flight.
+    let total = 100_000u64;
     let step = 250u64;
+    let mut f = Feeder::connect(a_port);
+    let mut acks = Feeder {
+        s: f.s.try_clone().unwrap(),
+    };
     let feeder = std::thread::spawn(move || {
-        let mut f = Feeder::connect(a_port);
         let mut n = 1;
         while n <= total {
-            f.send("app.kill", n, n + step);
+            f.write("app.kill", n, n + step).unwrap();
             n += step;
             std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let acker = std::thread::spawn(move || {
+        let mut n = 1;
+        while n <= total {
+            acks.read_ack(&format!("c{n}")).unwrap();
+            n += step;
         }
     });
     let out = b_dir.join("out/b.log");
     // Kill B twice while lines flow; restart it on the same port after a pause.
     for k in 1..=2 {
         assert!(
-            wait_until(Duration::from_secs(60), || count_lines(&out) > k * 8_000),
+            wait_until(Duration::from_secs(60), || count_lines(&out)
+                > k * 20_000 - 8_000),
             "nothing arrived before the kill:\n{}",
             b.log()
         );
-        std::thread::sleep(Duration::from_millis(700));
         b.kill9();
+        eprintln!("kill {k}: B had written {} lines", count_lines(&out));
         std::thread::sleep(Duration::from_millis(1500));
         b = Logwharf::start(&b_cfg, &[]);
         wait_listening(b_port, &b);
     }
-    feeder.join().expect("the feeder got every ack");
+    feeder.join().expect("the feeder wrote every line");
+    acker
+        .join()
+        .expect("every chunk was acknowledged, in order");
     let complete = || {
         let ev = read_events(&out);
         let got: std::collections::HashSet<u64> = ev
@@ -504,7 +531,12 @@ batch = {{ max_events = {batch}, timeout = "100ms" }}
         "receiver killed twice: {} delivered, {} distinct, {duplicates} duplicates; sender log:\n{}",
         events.len(),
         seen.len(),
-        a.log().lines().filter(|l| l.contains("WARN")).take(6).collect::<Vec<_>>().join("\n")
+        a.log()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("connected"))
+            .take(12)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(
         done && missing.is_empty(),
