@@ -47,8 +47,8 @@ impl ChunkBuilder {
         }
     }
 
-    fn open(&self, tag: Arc<str>) -> TagBuf {
-        let mut buf = Vec::with_capacity(64 << 10);
+    fn open(&self, tag: Arc<str>, capacity: usize) -> TagBuf {
+        let mut buf = Vec::with_capacity(capacity);
         let mut len_at = 0;
         if !self.gzip {
             let _ = encode::write_array_len(&mut buf, 3);
@@ -70,6 +70,13 @@ impl ChunkBuilder {
         let mut bufs: Vec<TagBuf> = Vec::new();
         let mut index: HashMap<Arc<str>, usize> = HashMap::new();
         let mut last: Option<(Arc<str>, usize)> = None;
+        // The first tag's buffer is sized for the whole group (one container is the common
+        // case) so that it never grows by copying; further tags start small.
+        let mut first_capacity = group
+            .iter()
+            .map(|sb| sb.batch.byte_size() + sb.batch.len() * 160)
+            .sum::<usize>()
+            + 64;
         for sb in group {
             let source = &*sb.batch.source;
             for ev in &sb.batch.events {
@@ -80,7 +87,8 @@ impl ChunkBuilder {
                         let i = match index.get(&tag) {
                             Some(i) => *i,
                             None => {
-                                bufs.push(self.open(tag.clone()));
+                                let cap = std::mem::replace(&mut first_capacity, 64 << 10);
+                                bufs.push(self.open(tag.clone(), cap));
                                 index.insert(tag.clone(), bufs.len() - 1);
                                 bufs.len() - 1
                             }

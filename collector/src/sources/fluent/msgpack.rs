@@ -158,6 +158,12 @@ impl<'a> Reader<'a> {
         Ok(start..start + n)
     }
 
+    /// A string or binary value as a slice of the buffer (no UTF-8 check).
+    pub fn slice(&mut self) -> Result<&'a [u8], MpError> {
+        let r = self.bytes()?;
+        Ok(&self.buf[r])
+    }
+
     /// A string (or binary) value that must be UTF-8.
     pub fn str(&mut self) -> Result<&'a str, MpError> {
         let r = self.bytes()?;
