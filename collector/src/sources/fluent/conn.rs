@@ -177,7 +177,8 @@ impl Conn {
             }
             self.flush().await.map_err(|_| ConnEnd::Io(closed_err()))?;
 
-            let want = need.saturating_sub(buf.len()).clamp(READ_CHUNK, max);
+            // `need` never exceeds `max` (value_len refuses larger messages).
+            let want = need.saturating_sub(buf.len()).max(READ_CHUNK);
             buf.reserve(want);
             let deadline = self.decoder.partials.next_deadline();
             tokio::select! {

@@ -454,3 +454,74 @@ mod tests {
         assert_eq!(e.kind, "decompressed_too_large");
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Mutated fixtures and random bytes: the decoder returns errors, never panics, and never
+    //! allocates beyond its limits.
+    use super::*;
+    use std::time::Duration;
+
+    fn run(bytes: &[u8]) {
+        let mut d = ForwardDecoder::new(
+            Limits {
+                max_message: 1 << 16,
+                max_decompressed: 1 << 16,
+            },
+            Partials::new("f".into(), 1 << 12, Duration::from_secs(1)),
+        );
+        let mut rest = Bytes::copy_from_slice(bytes);
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            match super::super::msgpack::value_len(&rest, 1 << 16) {
+                Ok(n) => {
+                    let frame = rest.split_to(n);
+                    if d.decode(&frame, &mut out).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+        d.partials.flush_all(&mut out);
+    }
+
+    #[test]
+    fn mutated_fixtures_and_noise_never_panic() {
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fluent");
+        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                (p.extension()? == "msgpack").then(|| std::fs::read(p).ok())?
+            })
+            .collect();
+        seeds.push(Vec::new());
+        let mut rng = fastrand::Rng::with_seed(0x1f1u64);
+        for i in 0..20_000 {
+            let mut b = seeds[i % seeds.len()].clone();
+            match rng.u8(0..4) {
+                0 => {
+                    for _ in 0..rng.usize(1..8) {
+                        if !b.is_empty() {
+                            let j = rng.usize(..b.len());
+                            b[j] = rng.u8(..);
+                        }
+                    }
+                }
+                1 => {
+                    let cut = rng.usize(..=b.len());
+                    b.truncate(cut);
+                }
+                2 => {
+                    let j = rng.usize(..=b.len());
+                    let noise: Vec<u8> = (0..rng.usize(1..32)).map(|_| rng.u8(..)).collect();
+                    b.splice(j..j, noise);
+                }
+                _ => b = (0..rng.usize(0..256)).map(|_| rng.u8(..)).collect(),
+            }
+            run(&b);
+        }
+    }
+}
