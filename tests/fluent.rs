@@ -208,6 +208,41 @@ fn docker_fluentd_driver_100k_lines_no_loss() {
     eprintln!("100,000 lines through Docker's fluentd driver in {took:?}");
 }
 
+#[test]
+fn docker_partial_lines_are_joined_and_request_ack_does_not_stall_them() {
+    if !docker::require() {
+        return;
+    }
+    let t = TestDir::new("fluent-docker-partial");
+    let (port, api) = (free_port(), free_port());
+    let cfg = t.config(&receiver_config(port, api, "{{.Name}}.log", ""));
+    let mut lw = Logwharf::start(&cfg, &[]);
+    wait_listening(port, &lw);
+    let opts = driver_opts(port, &["fluentd-request-ack=true"]);
+    let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+    // 40,000 bytes: Docker sends 16,384 + 16,384 + 7,232, waiting for our ack of each piece.
+    let c = Container::create(
+        "lw-fluent-partial",
+        &opts,
+        "head -c 40000 /dev/zero | tr '\\0' x; echo; echo after",
+    );
+    let started = Instant::now();
+    c.start();
+    assert_eq!(c.wait(), 0);
+    let took = started.elapsed();
+    let out = t.path().join("out/lw-fluent-partial.log");
+    let done = wait_until(Duration::from_secs(30), || count_lines(&out) >= 2);
+    assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
+    assert!(done, "{}", lw.log());
+    let events = json_lines(&out);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["message"].as_str().unwrap(), "x".repeat(40_000));
+    assert!(events[0].get("partial").is_none());
+    assert_eq!(events[1]["message"], "after");
+    // Acks of the pieces are not held until the line is complete (partial_timeout is 5 s).
+    assert!(took < Duration::from_secs(4), "the container took {took:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Python fluent-logger
 

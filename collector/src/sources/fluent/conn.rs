@@ -4,9 +4,11 @@
 //! Backpressure: while [`SourceOutput::send`] waits for buffer space, the socket is not read,
 //! so TCP flow control slows the client. Acks: the `chunk` ids of the messages in a batch are
 //! written only after that batch *and every batch before it* on this connection was delivered
-//! (`on_done(true)`); a chunk whose entries left a partial line open waits until the line is
-//! complete. A batch that was not delivered closes the connection without acking, so the
-//! client resends. Bad input is counted (`logwharf_source_errors_total{kind}`), logged with the
+//! (`on_done(true)`). Pieces of a partial line still being joined are the exception: their
+//! chunk is acked with its batch, since the client (Docker with `fluentd-request-ack`) sends the
+//! next piece only after that ack — a crash meanwhile loses at most the open pieces of a line
+//! (bounded by `max_line_bytes` per line). A batch that was not delivered closes the connection
+//! without acking, so the client resends. Bad input is counted (`logwharf_source_errors_total{kind}`), logged with the
 //! peer, and closes this connection only.
 
 use super::decode::{DecodeError, ForwardDecoder};
@@ -207,11 +209,9 @@ impl Conn {
 
     /// Sends the events decoded so far as one batch, with the chunks to ack once delivered.
     async fn flush(&mut self) -> Result<(), crate::topology::Closed> {
-        let acks = if self.decoder.partials.is_empty() {
-            std::mem::take(&mut self.chunks)
-        } else {
-            Vec::new()
-        };
+        // Not held back for partial lines still open: a client waiting for the ack of piece N
+        // (Docker with fluentd-request-ack) sends piece N+1 only after it.
+        let acks = std::mem::take(&mut self.chunks);
         if self.events.is_empty() && acks.is_empty() {
             return Ok(());
         }
