@@ -407,10 +407,6 @@ impl Feeder {
         Feeder { s }
     }
 
-    fn send(&mut self, tag: &str, from: u64, to: u64) {
-        self.try_send(tag, from, to).expect("acked")
-    }
-
     fn try_send(&mut self, tag: &str, from: u64, to: u64) -> std::io::Result<()> {
         let chunk = self.write(tag, from, to)?;
         self.read_ack(&chunk)
