@@ -511,12 +511,13 @@ batch = {{ max_events = {batch}, timeout = "100ms" }}
             std::thread::sleep(Duration::from_millis(5));
         }
     });
-    let acker = std::thread::spawn(move || {
+    let acker = std::thread::spawn(move || -> std::io::Result<()> {
         let mut n = 1;
         while n <= total {
-            acks.read_ack(&format!("c{n}")).unwrap();
+            acks.read_ack(&format!("c{n}"))?;
             n += step;
         }
+        Ok(())
     });
     let out = b_dir.join("out/b.log");
     // Kill B twice while lines flow; restart it on the same port after a pause.
@@ -524,7 +525,8 @@ batch = {{ max_events = {batch}, timeout = "100ms" }}
         assert!(
             wait_until(Duration::from_secs(60), || count_lines(&out)
                 > k * 20_000 - 8_000),
-            "nothing arrived before the kill:\n{}",
+            "too little arrived before kill {k}:\nA:\n{}\nB:\n{}",
+            a.log(),
             b.log()
         );
         b.kill9();
@@ -534,9 +536,13 @@ batch = {{ max_events = {batch}, timeout = "100ms" }}
         wait_listening(b_port, &b);
     }
     feeder.join().expect("the feeder wrote every line");
-    acker
-        .join()
-        .expect("every chunk was acknowledged, in order");
+    if let Err(e) = acker.join().unwrap() {
+        panic!(
+            "not every chunk was acknowledged: {e}\nA:\n{}\nB:\n{}",
+            a.log(),
+            b.log()
+        );
+    }
     let complete = || {
         let ev = read_events(&out);
         let got: std::collections::HashSet<u64> = ev
