@@ -480,6 +480,9 @@ fn fluentd_sink_to_fluent_source_gzip_ack_receiver_killed_mid_stream_loses_nothi
 [sources.in]
 type = "fluent"
 address = "127.0.0.1:{a_port}"
+# One feeder message (250 lines) per source batch, so a sink group is exactly 500 lines: the
+# batcher groups whole source batches, and a group is what one kill can repeat.
+batch_max_events = 250
 [sinks.fwd]
 type = "fluentd"
 inputs = ["in"]
@@ -581,7 +584,7 @@ batch = {{ max_events = {batch}, timeout = "100ms" }}
         missing.len(),
         &missing[..missing.len().min(10)]
     );
-    // Each kill can repeat at most the one group that was written but not acknowledged.
+    // Each kill can repeat at most the one group (500 lines) written but not acknowledged.
     assert!(duplicates <= 2 * batch, "{duplicates} duplicates");
     assert!(events.iter().all(|e| e["tag"] == "app.kill"));
     let _ = m;
