@@ -7,7 +7,8 @@
 //! With `require_ack` every message carries a `chunk` id and the group is delivered only when
 //! the server has acked all of them; no ack within `ack_timeout`, a write error or a closed
 //! connection → reconnect with the shared backoff and resend the whole group (at-least-once:
-//! duplicates are bounded by one group). Without `require_ack` a group is delivered once
+//! duplicates are bounded by one group, i.e. `batch.max_events` rounded up to whole source
+//! batches, since only one group is in flight). Without `require_ack` a group is delivered once
 //! written. Only then are the logwharf batches acknowledged. Connections ([`transport`]) are
 //! TCP, TLS (the shared rustls setup) or unix, with the optional shared-key handshake.
 
