@@ -61,16 +61,26 @@ fn num_err(e: NumValueReadError) -> MpError {
 /// Maximum nesting converted into JSON values (records from Fluent Bit nest a few levels).
 pub const MAX_DEPTH: usize = 64;
 
+/// JSON values one reader may build: a JSON value takes ~50 bytes where msgpack takes 1, so
+/// without a budget a 16 MiB message of nils would become ~800 MB of fields.
+pub const MAX_JSON_VALUES: usize = 1 << 18;
+
 /// A cursor over `buf` that refuses any single string, binary or element count above `limit`.
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     limit: usize,
+    json_left: usize,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8], limit: usize) -> Reader<'a> {
-        Reader { buf, pos: 0, limit }
+        Reader {
+            buf,
+            pos: 0,
+            limit,
+            json_left: MAX_JSON_VALUES,
+        }
     }
 
     pub fn pos(&self) -> usize {
@@ -306,6 +316,12 @@ impl<'a> Reader<'a> {
                 "a record nests deeper than {MAX_DEPTH} levels"
             )));
         }
+        if self.json_left == 0 {
+            return Err(MpError::TooLarge(format!(
+                "a message holds more than {MAX_JSON_VALUES} record values"
+            )));
+        }
+        self.json_left -= 1;
         Ok(match self.peek()? {
             Marker::Null => {
                 self.advance(1)?;
@@ -452,6 +468,14 @@ mod tests {
         assert!(matches!(value_len(&v, 16 << 20), Err(MpError::TooLarge(_))));
         let m = [0xdf, 0x7f, 0xff, 0xff, 0xff];
         assert!(matches!(value_len(&m, 16 << 20), Err(MpError::TooLarge(_))));
+    }
+
+    #[test]
+    fn record_values_have_a_budget() {
+        let mut v = vec![0xdd, 0x00, 0x10, 0x00, 0x00]; // array of 1 Mi elements
+        v.extend(std::iter::repeat_n(0xc0u8, 1 << 20));
+        let mut r = Reader::new(&v, 16 << 20);
+        assert!(matches!(r.json(0), Err(MpError::TooLarge(_))));
     }
 
     #[test]
