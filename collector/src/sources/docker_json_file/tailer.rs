@@ -570,13 +570,26 @@ impl ContainerTail {
         Ok(found)
     }
 
-    /// Opens every log file of the container, oldest first, at one consistent moment: a
-    /// rotation while listing (the live path moved under us) makes it list again.
+    /// Opens every log file of the container, oldest first, as of one moment. Docker renames
+    /// every file on rotation, and a rotation between two of our opens would hand us a set
+    /// with a hole or a file twice. Every rotation replaces the live file, so the live path
+    /// naming the same file before the listing and after the last open proves there was
+    /// none — provided that file is held open meanwhile: Docker frees inodes constantly
+    /// (unlinking `.1` once compressed) and a new live file often gets a just-freed inode
+    /// number. A file that vanished between the listing and its open (deleted, or `.N` just
+    /// replaced by `.N.gz`) also makes it list again.
     fn open_siblings(&mut self) -> io::Result<Vec<Slot>> {
         let live = self.dir.join(&self.live_name);
+        let live_ino = || fs::metadata(&live).ok().map(|md| (md.dev(), md.ino()));
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // Held until the end of this attempt, so its inode number cannot be reused.
+            let pinned = fs::File::open(&live).ok();
+            let before = match &pinned {
+                Some(f) => Some(f.metadata().map(|md| (md.dev(), md.ino()))?),
+                None => None,
+            };
             let listed = match list_siblings(&self.dir, &self.live_name) {
                 Ok(l) => l,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -584,7 +597,7 @@ impl ContainerTail {
             };
             let mut slots = Vec::with_capacity(listed.len());
             let mut live_opened = None;
-            let mut live_vanished = false;
+            let mut vanished = false;
             for s in listed {
                 match OpenFile::open(&self.dir, &s, &self.metrics.files) {
                     Ok(f) => {
@@ -594,17 +607,19 @@ impl ContainerTail {
                         slots.push(Slot::Open(f));
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        live_vanished |= s.rank == 0;
+                        vanished = true;
                         slots.push(Slot::Vanished(s));
                     }
                     Err(e) => return Err(e),
                 }
             }
-            let moved = match fs::metadata(&live) {
-                Ok(md) => live_opened != Some((md.dev(), md.ino())),
-                Err(_) => live_opened.is_some(),
-            };
-            if !(moved || live_vanished) || attempt >= 5 {
+            let after = live_ino();
+            drop(pinned);
+            let unchanged = before == after && live_opened == after;
+            if (unchanged && !vanished) || attempt >= 20 {
+                if attempt >= 20 {
+                    tracing::debug!(container = %self.id, "log files kept changing while listed; using the last listing");
+                }
                 return Ok(slots);
             }
         }
