@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -230,7 +230,17 @@ impl ContainerTail {
             next_seq: 0,
             counts_total: Counts::default(),
         };
-        let mut slots = tail.open_siblings()?;
+        // The files wanted are those after the checkpointed one, or all of them.
+        let anchor = p.saved.as_ref().map(SavedPosition::fingerprint);
+        let listing = open_siblings(
+            &tail.dir,
+            &tail.live_name,
+            &tail.metrics.files,
+            &mut |f| anchor.is_some() && f.fp == anchor,
+            p.start_at == StartAt::Beginning || anchor.is_some(),
+        )?;
+        tail.count_lost(&listing.lost);
+        let mut slots = listing.slots;
         let mut commit_now = None;
         match (p.saved, p.start_at) {
             (Some(saved), _) => match find_saved(&slots, &saved) {
@@ -535,11 +545,18 @@ impl ContainerTail {
                 Err(e) => return Err(e),
             }
         }
-        let mut slots = self.open_siblings()?;
-        let newest = match self.queue.back_mut() {
+        let mut newest = match self.queue.back_mut() {
             Some(f) => Some(f),
             None => self.current.as_mut(),
         };
+        let listing = open_siblings(
+            &self.dir,
+            &self.live_name,
+            &self.metrics.files,
+            &mut |f| newest.as_mut().is_some_and(|n| n.same_file(f)),
+            true,
+        )?;
+        let mut slots = listing.slots;
         let newer = match newest {
             None => slots,
             Some(n) => {
@@ -561,6 +578,7 @@ impl ContainerTail {
                 }
             }
         };
+        self.count_lost(&listing.lost);
         let newer = self.adopt(newer);
         let found = !newer.is_empty();
         if found {
@@ -570,102 +588,33 @@ impl ContainerTail {
         Ok(found)
     }
 
-    /// Opens every log file of the container, oldest first, as of one moment. Docker renames
-    /// every file on rotation, and a rotation between two of our opens would hand us a set
-    /// with a hole or a file twice. Every rotation replaces the live file, so the live path
-    /// naming the same file before the listing and after the last open proves there was
-    /// none — provided that file is held open meanwhile: Docker frees inodes constantly
-    /// (unlinking `.1` once compressed) and a new live file often gets a just-freed inode
-    /// number. A file that vanished between the listing and its open (deleted, or `.N` just
-    /// replaced by `.N.gz`) also makes it list again.
-    fn open_siblings(&mut self) -> io::Result<Vec<Slot>> {
-        let live = self.dir.join(&self.live_name);
-        let live_ino = || fs::metadata(&live).ok().map(|md| (md.dev(), md.ino()));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            // Held until the end of this attempt, so its inode number cannot be reused.
-            let pinned = fs::File::open(&live).ok();
-            let before = match &pinned {
-                Some(f) => Some(f.metadata().map(|md| (md.dev(), md.ino()))?),
-                None => None,
-            };
-            let listed = match list_siblings(&self.dir, &self.live_name) {
-                Ok(l) => l,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(e),
-            };
-            let mut slots = Vec::with_capacity(listed.len());
-            let mut live_opened = None;
-            let mut vanished = false;
-            for s in listed {
-                match OpenFile::open(&self.dir, &s, &self.metrics.files) {
-                    Ok(f) => {
-                        if s.rank == 0 {
-                            live_opened = Some((f.dev, f.ino));
-                        }
-                        slots.push(Slot::Open(f));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        vanished = true;
-                        slots.push(Slot::Vanished(s));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let after = live_ino();
-            drop(pinned);
-            let unchanged = before == after && live_opened == after;
-            if (unchanged && !vanished) || attempt >= 20 {
-                if attempt >= 20 {
-                    tracing::debug!(container = %self.id, "log files kept changing while listed; using the last listing");
-                }
-                return Ok(slots);
-            }
-        }
-    }
-
-    /// Takes listed files into this reader's order. A rotated `.N` that vanished was usually
-    /// just compressed into `.N.gz` (read that instead); anything else that vanished before
-    /// we could open it is lost, and counted.
+    /// Takes listed files into this reader's order (files that vanished before they could be
+    /// opened were accounted for by the listing).
     fn adopt(&mut self, slots: Vec<Slot>) -> Vec<OpenFile> {
-        let mut out = Vec::with_capacity(slots.len());
-        for s in slots {
-            let f = match s {
-                Slot::Open(f) => f,
-                Slot::Vanished(v) => {
-                    if v.rank == 0 {
-                        continue; // the live file moved on: the next look finds it
-                    }
-                    let compressed = Sibling {
-                        name: format!("{}.gz", v.name),
-                        gz: true,
-                        ..v.clone()
-                    };
-                    match (!v.gz)
-                        .then(|| OpenFile::open(&self.dir, &compressed, &self.metrics.files))
-                    {
-                        Some(Ok(f)) => f,
-                        _ => {
-                            self.metrics.lost.increment(v.size);
-                            tracing::warn!(
-                                container = %self.id,
-                                file = %v.name,
-                                bytes = v.size,
-                                "a rotated log file was deleted before logwharf could open it; its lines are lost"
-                            );
-                            continue;
-                        }
-                    }
-                }
-            };
-            out.push(f);
-        }
+        let mut out: Vec<OpenFile> = slots
+            .into_iter()
+            .filter_map(|s| match s {
+                Slot::Open(f) => Some(f),
+                Slot::Vanished(_) => None,
+            })
+            .collect();
         for f in &mut out {
             f.seq = self.next_seq;
             self.next_seq += 1;
         }
         out
+    }
+
+    fn count_lost(&self, lost: &[Sibling]) {
+        for v in lost {
+            self.metrics.lost.increment(v.size);
+            tracing::warn!(
+                container = %self.id,
+                file = %v.name,
+                bytes = v.size,
+                "a rotated log file was deleted before logwharf could open it; its lines are lost (Docker rotates faster than logwharf reads: raise max-size/max-file)"
+            );
+        }
     }
 
     /// The live file shrank below our position, or its first line changed: it was truncated
@@ -775,6 +724,119 @@ impl ContainerTail {
             self.metrics.skipped.increment(c.skipped);
         }
     }
+}
+
+/// A container's files at one look, and the wanted files that vanished before they could be
+/// opened (lost).
+struct Listing {
+    slots: Vec<Slot>,
+    lost: Vec<Sibling>,
+}
+
+/// Opens every log file of a container, oldest first, as of one moment. Docker renames every
+/// file on rotation, and a rotation between two of our opens would hand us a set with a hole
+/// or a file twice. Every rotation replaces the live file, so the live path naming the same
+/// file before the listing and after the last open proves there was none — provided that
+/// file is held open meanwhile: Docker frees inodes constantly (unlinking `.1` once
+/// compressed) and a new live file often gets a just-freed inode number. A file that vanished
+/// between the listing and its open (deleted, renamed, or `.N` just replaced by `.N.gz`) also
+/// makes it list again.
+///
+/// Files that vanished are lost if they were wanted — listed after the `anchor` (the newest
+/// file held, or the checkpointed one), or anywhere when the anchor is not listed and
+/// `want_all` — and the final listing does not explain them: renamed (its inode is still
+/// there) or compressed (the log is in compress mode, where Docker deletes only `.gz` files).
+fn open_siblings(
+    dir: &Path,
+    live_name: &str,
+    files_gauge: &metrics::Gauge,
+    anchor: &mut dyn FnMut(&OpenFile) -> bool,
+    want_all: bool,
+) -> io::Result<Listing> {
+    let live = dir.join(live_name);
+    let live_ino = || fs::metadata(&live).ok().map(|md| (md.dev(), md.ino()));
+    let mut vanished_wanted: Vec<Sibling> = Vec::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        // Held until the end of this attempt, so its inode number cannot be reused.
+        let pinned = fs::File::open(&live).ok();
+        let before = match &pinned {
+            Some(f) => Some(f.metadata().map(|md| (md.dev(), md.ino()))?),
+            None => None,
+        };
+        let listed = match list_siblings(dir, live_name) {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Listing {
+                    slots: Vec::new(),
+                    lost: Vec::new(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let mut slots = Vec::with_capacity(listed.len());
+        let mut live_opened = None;
+        let mut vanished = false;
+        for s in listed {
+            match OpenFile::open(dir, &s, files_gauge) {
+                Ok(f) => {
+                    if s.rank == 0 {
+                        live_opened = Some((f.dev, f.ino));
+                    }
+                    slots.push(Slot::Open(f));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    vanished = true;
+                    slots.push(Slot::Vanished(s));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let after = live_ino();
+        drop(pinned);
+        if vanished {
+            let at = slots
+                .iter()
+                .position(|s| matches!(s, Slot::Open(f) if anchor(f)));
+            for (i, s) in slots.iter().enumerate() {
+                if let Slot::Vanished(v) = s {
+                    let wanted = at.map_or(want_all, |a| i > a);
+                    if wanted && v.rank > 0 && !vanished_wanted.contains(v) {
+                        vanished_wanted.push(v.clone());
+                    }
+                }
+            }
+        }
+        let unchanged = before == after && live_opened == after;
+        if (unchanged && !vanished) || attempt >= 20 {
+            let present: Vec<(u64, bool)> = slots
+                .iter()
+                .filter_map(|s| match s {
+                    Slot::Open(f) => Some((f.ino, f.gz)),
+                    Slot::Vanished(_) => None,
+                })
+                .collect();
+            let lost = unexplained(vanished_wanted, &present);
+            return Ok(Listing { slots, lost });
+        }
+    }
+}
+
+/// Of the wanted files that vanished while listed, those the final listing (`present`: inode
+/// and gzip-ness of each file) does not explain: not renamed (inode still there), not
+/// compressed (a plain file in a log that has `.gz` siblings is compressed, not deleted:
+/// Docker deletes only the oldest file, which is a `.gz` in compress mode).
+fn unexplained(vanished: Vec<Sibling>, present: &[(u64, bool)]) -> Vec<Sibling> {
+    let compress_mode = present.iter().any(|&(_, gz)| gz);
+    vanished
+        .into_iter()
+        .filter(|v| {
+            let renamed = present.iter().any(|&(ino, _)| ino == v.ino);
+            let compressed = !v.gz && compress_mode;
+            !renamed && !compressed
+        })
+        .collect()
 }
 
 /// The checkpointed file among those listed: the same first line, the same inode preferred
