@@ -456,3 +456,96 @@ async fn real_docker_rotation_compression_and_partial_lines() {
     );
     assert_eq!(events.len(), 20_002, "nothing more");
 }
+
+/// Against a real Docker daemon (opt-in like the test above): logwharf stops mid-stream,
+/// Docker keeps writing, rotating and compressing, and a restart from the checkpoint (by then
+/// inside a `.N.gz`) ships every line — at least once, none lost, in order per run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker daemon: LOGWHARF_TEST_DOCKER=1"]
+async fn real_docker_restart_resumes_inside_a_compressed_file() {
+    if std::env::var("LOGWHARF_TEST_DOCKER").as_deref() != Ok("1") {
+        return;
+    }
+    let image = std::env::var("LOGWHARF_TEST_IMAGE").unwrap_or("logwharf-busybox".into());
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .expect("docker client");
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let docker_root = docker(&["info", "--format", "{{.DockerRootDir}}"]);
+    // ~2,000 lines a second for ~3 s, rotated every ~50 KiB (~1,000 lines), 8 files kept.
+    let id = docker(&[
+        "run", "-d", "--network", "none",
+        "--log-opt", "max-size=50k", "--log-opt", "max-file=8", "--log-opt", "compress=true",
+        &image, "sh", "-c",
+        "i=0; while [ $i -lt 6000 ]; do i=$((i+1)); echo $i; [ $((i % 100)) = 0 ] && sleep 0.05; done",
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let config = DockerJsonFileConfig {
+        root: PathBuf::from(&docker_root).join("containers"),
+        include: vec![id.clone()],
+        ..DockerJsonFileConfig::default()
+    };
+    let numbers = |events: &[Event]| -> Vec<u32> {
+        texts(events).iter().map(|t| t.parse().unwrap()).collect()
+    };
+
+    // First run: read about a third, acknowledge it, stop.
+    let store = Arc::new(CheckpointStore::open(data.path()).unwrap());
+    let mut first = run(config.clone(), store.clone(), false);
+    let got = receive(&mut first.input, 2000, Duration::from_secs(30)).await;
+    let before = numbers(&events_of(&got));
+    deliver(got);
+    first.shutdown.trigger();
+    first.task.await.unwrap().unwrap();
+    store.flush().unwrap();
+    let saved = SavedPosition::from_json(&store.get(&checkpoint_key("src", &id)).unwrap()).unwrap();
+
+    // Down while Docker rotates the checkpointed file away and compresses it.
+    docker(&["wait", &id]);
+    let second_store = Arc::new(CheckpointStore::open(data.path()).unwrap());
+    let after = once(
+        &Root {
+            _tmp: tempfile::tempdir().unwrap(),
+            root: config.root.clone(),
+            data: data.path().to_path_buf(),
+        },
+        second_store,
+    )
+    .await;
+    docker(&["rm", "-f", &id]);
+    let after: Vec<u32> = numbers(
+        &after
+            .into_iter()
+            .filter(|e| e.container.as_ref().unwrap().id == id)
+            .collect::<Vec<_>>(),
+    );
+
+    assert!(
+        before.windows(2).all(|w| w[1] == w[0] + 1),
+        "first run in order"
+    );
+    assert!(
+        after.windows(2).all(|w| w[1] == w[0] + 1),
+        "second run in order"
+    );
+    let (last_before, first_after) = (*before.last().unwrap(), after[0]);
+    assert!(
+        first_after <= last_before + 1,
+        "nothing lost across the restart: first run ended at {last_before}, second began at {first_after} (checkpoint {saved:?})"
+    );
+    assert_eq!(*after.last().unwrap(), 6000);
+    eprintln!(
+        "restart: first run 1..={last_before}, second {first_after}..=6000, {} line(s) again; checkpoint was in {} at {}",
+        last_before + 1 - first_after,
+        saved.file,
+        saved.offset
+    );
+}
