@@ -13,21 +13,20 @@
 //! [`ContainerTail::next_batch`] does blocking file I/O; the async reader
 //! ([`super::reader`]) calls it on the blocking pool and sends what it returns.
 
-use super::files::{list_siblings, OpenFile, Sibling};
+use super::batch::BatchBuilder;
+use super::files::{OpenFile, Sibling};
 use super::fingerprint::read_full_at;
-use super::parser::{LineParser, Record};
-use super::partial::{Joined, PartialAssembler};
-use super::position::{FileIdentity, ResumePoint, SavedPosition};
-use crate::event::{Attrs, ContainerMeta, Event, EventFlags, Stream};
+use super::lines::{Counts, Lines, SLOT_STREAMS};
+use super::listing::{find_saved, open_siblings, Slot};
+use super::position::{ResumePoint, SavedPosition};
+use crate::event::{ContainerMeta, Event};
 use crate::metrics as m;
-use crate::time::now_nanos;
-use bytes::{Bytes, BytesMut};
 use logwharf_config::source::DockerJsonFileConfig;
 use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -143,15 +142,6 @@ impl TailMetrics {
     }
 }
 
-/// Counted per batch, added to the metrics once per batch (no atomics per line).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    pub read: u64,
-    pub malformed: u64,
-    pub truncated: u64,
-    pub skipped: u64,
-}
-
 /// How a reader starts: the container, its checkpoint, and where to begin without one.
 pub struct StartParams {
     pub id: String,
@@ -200,14 +190,6 @@ impl ReadBuf {
         self.end = 0;
         self.discarding = false;
     }
-}
-
-/// An entry of a container's directory at one look: held open, or vanished between the
-/// listing and the open. (A handful per listing, each moved once: not worth boxing.)
-#[allow(clippy::large_enum_variant)]
-enum Slot {
-    Open(OpenFile),
-    Vanished(Sibling),
 }
 
 impl ContainerTail {
@@ -726,137 +708,6 @@ impl ContainerTail {
     }
 }
 
-/// A container's files at one look, and the wanted files that vanished before they could be
-/// opened (lost).
-struct Listing {
-    slots: Vec<Slot>,
-    lost: Vec<Sibling>,
-}
-
-/// Opens every log file of a container, oldest first, as of one moment. Docker renames every
-/// file on rotation, and a rotation between two of our opens would hand us a set with a hole
-/// or a file twice. Every rotation replaces the live file, so the live path naming the same
-/// file before the listing and after the last open proves there was none — provided that
-/// file is held open meanwhile: Docker frees inodes constantly (unlinking `.1` once
-/// compressed) and a new live file often gets a just-freed inode number. A file that vanished
-/// between the listing and its open (deleted, renamed, or `.N` just replaced by `.N.gz`) also
-/// makes it list again.
-///
-/// Files that vanished are lost if they were wanted — listed after the `anchor` (the newest
-/// file held, or the checkpointed one), or anywhere when the anchor is not listed and
-/// `want_all` — and the final listing does not explain them: renamed (its inode is still
-/// there) or compressed (the log is in compress mode, where Docker deletes only `.gz` files).
-fn open_siblings(
-    dir: &Path,
-    live_name: &str,
-    files_gauge: &metrics::Gauge,
-    anchor: &mut dyn FnMut(&OpenFile) -> bool,
-    want_all: bool,
-) -> io::Result<Listing> {
-    let live = dir.join(live_name);
-    let live_ino = || fs::metadata(&live).ok().map(|md| (md.dev(), md.ino()));
-    let mut vanished_wanted: Vec<Sibling> = Vec::new();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        // Held until the end of this attempt, so its inode number cannot be reused.
-        let pinned = fs::File::open(&live).ok();
-        let before = match &pinned {
-            Some(f) => Some(f.metadata().map(|md| (md.dev(), md.ino()))?),
-            None => None,
-        };
-        let listed = match list_siblings(dir, live_name) {
-            Ok(l) => l,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Listing {
-                    slots: Vec::new(),
-                    lost: Vec::new(),
-                })
-            }
-            Err(e) => return Err(e),
-        };
-        let mut slots = Vec::with_capacity(listed.len());
-        let mut live_opened = None;
-        let mut vanished = false;
-        for s in listed {
-            match OpenFile::open(dir, &s, files_gauge) {
-                Ok(f) => {
-                    if s.rank == 0 {
-                        live_opened = Some((f.dev, f.ino));
-                    }
-                    slots.push(Slot::Open(f));
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    vanished = true;
-                    slots.push(Slot::Vanished(s));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let after = live_ino();
-        drop(pinned);
-        if vanished {
-            let at = slots
-                .iter()
-                .position(|s| matches!(s, Slot::Open(f) if anchor(f)));
-            for (i, s) in slots.iter().enumerate() {
-                if let Slot::Vanished(v) = s {
-                    let wanted = at.map_or(want_all, |a| i > a);
-                    if wanted && v.rank > 0 && !vanished_wanted.contains(v) {
-                        vanished_wanted.push(v.clone());
-                    }
-                }
-            }
-        }
-        let unchanged = before == after && live_opened == after;
-        if (unchanged && !vanished) || attempt >= 20 {
-            let present: Vec<(u64, bool)> = slots
-                .iter()
-                .filter_map(|s| match s {
-                    Slot::Open(f) => Some((f.ino, f.gz)),
-                    Slot::Vanished(_) => None,
-                })
-                .collect();
-            let lost = unexplained(vanished_wanted, &present);
-            return Ok(Listing { slots, lost });
-        }
-    }
-}
-
-/// Of the wanted files that vanished while listed, those the final listing (`present`: inode
-/// and gzip-ness of each file) does not explain: not renamed (inode still there), not
-/// compressed (a plain file in a log that has `.gz` siblings is compressed, not deleted:
-/// Docker deletes only the oldest file, which is a `.gz` in compress mode).
-fn unexplained(vanished: Vec<Sibling>, present: &[(u64, bool)]) -> Vec<Sibling> {
-    let compress_mode = present.iter().any(|&(_, gz)| gz);
-    vanished
-        .into_iter()
-        .filter(|v| {
-            let renamed = present.iter().any(|&(ino, _)| ino == v.ino);
-            let compressed = !v.gz && compress_mode;
-            !renamed && !compressed
-        })
-        .collect()
-}
-
-/// The checkpointed file among those listed: the same first line, the same inode preferred
-/// (a compressed copy has another inode; a copy made by copytruncate too).
-fn find_saved(slots: &[Slot], saved: &SavedPosition) -> Option<usize> {
-    let fp = saved.fingerprint();
-    let mut best = None;
-    for (i, s) in slots.iter().enumerate() {
-        if let Slot::Open(f) = s {
-            if f.fp == Some(fp) {
-                if (f.dev, f.ino) == (saved.dev, saved.ino) {
-                    return Some(i);
-                }
-                best = Some(i);
-            }
-        }
-    }
-    best
-}
-
 /// Offset just after the last newline of `f` (looking back at most `cap` bytes).
 fn last_line_end(f: &OpenFile, cap: usize) -> io::Result<u64> {
     let size = f.size()?;
@@ -897,277 +748,6 @@ fn read_more(rb: &mut ReadBuf, cur: &mut OpenFile, block: usize) -> io::Result<u
     let n = cur.read(&mut rb.buf[rb.end..])?;
     rb.end += n;
     Ok(n)
-}
-
-const SLOT_STREAMS: [Stream; 3] = [Stream::Stdout, Stream::Stderr, Stream::Unknown];
-
-fn stream_slot(s: Stream) -> usize {
-    match s {
-        Stream::Stdout => 0,
-        Stream::Stderr => 1,
-        Stream::Unknown => 2,
-    }
-}
-
-/// Line handling shared by every file of the container: the parser, one partial assembler
-/// per stream (they outlive a file, so partial lines straddling a rotation are joined).
-struct Lines {
-    parser: LineParser,
-    partials: [PartialAssembler; 3],
-    meta: Arc<ContainerMeta>,
-    max_line: usize,
-    counts: Counts,
-}
-
-impl Lines {
-    fn new(meta: Arc<ContainerMeta>, s: &TailSettings) -> Lines {
-        Lines {
-            parser: LineParser::new(),
-            partials: std::array::from_fn(|_| PartialAssembler::new(s.max_line_bytes)),
-            meta,
-            max_line: s.max_line_bytes,
-            counts: Counts::default(),
-        }
-    }
-
-    /// One line (without its newline) that starts at `offset` of `file`.
-    fn line(
-        &mut self,
-        line: &[u8],
-        file: &Arc<FileIdentity>,
-        offset: u64,
-        b: &mut BatchBuilder,
-        now: Instant,
-    ) {
-        if line.is_empty() {
-            self.counts.skipped += 1; // a bare newline: nothing to ship
-            return;
-        }
-        let mark = b.msgs.len();
-        match self.parser.parse(line, &mut b.msgs) {
-            Some(rec) => self.record(rec, mark, file, offset, b, now),
-            None if memchr::memchr(0, line).is_some() => {
-                self.line_with_nuls(line, file, offset, b, now)
-            }
-            None => self.malformed(line, b),
-        }
-    }
-
-    /// A crash can leave NUL runs where a write was lost, and a torn line before them. Skip
-    /// the NULs (counted) and take what lies between them as lines of their own: the data
-    /// after a run is usually a whole record Docker wrote after restarting.
-    fn line_with_nuls(
-        &mut self,
-        line: &[u8],
-        file: &Arc<FileIdentity>,
-        offset: u64,
-        b: &mut BatchBuilder,
-        now: Instant,
-    ) {
-        let mut i = 0;
-        while i < line.len() {
-            let seg_end = memchr::memchr(0, &line[i..]).map_or(line.len(), |k| i + k);
-            if seg_end > i {
-                let seg = &line[i..seg_end];
-                let mark = b.msgs.len();
-                match self.parser.parse(seg, &mut b.msgs) {
-                    Some(rec) => self.record(rec, mark, file, offset + i as u64, b, now),
-                    None => self.malformed(seg, b),
-                }
-            }
-            let data = line[seg_end..]
-                .iter()
-                .position(|&c| c != 0)
-                .map_or(line.len(), |k| seg_end + k);
-            self.counts.skipped += (data - seg_end) as u64;
-            i = data;
-        }
-    }
-
-    fn record(
-        &mut self,
-        rec: Record,
-        mark: usize,
-        file: &Arc<FileIdentity>,
-        offset: u64,
-        b: &mut BatchBuilder,
-        now: Instant,
-    ) {
-        let slot = stream_slot(rec.stream);
-        let time_ns = match rec.time_ns {
-            Some(t) => t,
-            None => b.now_ns(),
-        };
-        if rec.complete && self.partials[slot].is_idle() {
-            let mut flags = EventFlags::default();
-            if b.msgs.len() - mark > self.max_line {
-                b.msgs.truncate(mark + self.max_line);
-                flags.insert(EventFlags::TRUNCATED);
-                self.counts.truncated += 1;
-            }
-            b.push_from(mark, time_ns, rec.stream, flags, rec.attrs, &self.meta);
-            return;
-        }
-        let joined = self.partials[slot].push(
-            &b.msgs[mark..],
-            rec.complete,
-            time_ns,
-            rec.attrs,
-            || ResumePoint {
-                file: file.clone(),
-                offset,
-            },
-            now,
-        );
-        b.msgs.truncate(mark);
-        if let Some(j) = joined {
-            self.push_joined(j, rec.stream, b);
-        }
-    }
-
-    fn push_joined(&mut self, j: Joined, stream: Stream, b: &mut BatchBuilder) {
-        if j.flags.contains(EventFlags::TRUNCATED) || j.flags.contains(EventFlags::PARTIAL) {
-            self.counts.truncated += 1;
-        }
-        b.push_owned(j.message, j.time_ns, stream, j.flags, j.attrs, &self.meta);
-    }
-
-    /// A line that is not a json-file record: passed on raw, flagged, counted.
-    fn malformed(&mut self, raw: &[u8], b: &mut BatchBuilder) {
-        self.counts.malformed += 1;
-        let mut flags = EventFlags::MALFORMED;
-        let keep = if raw.len() > self.max_line {
-            flags.insert(EventFlags::TRUNCATED);
-            self.counts.truncated += 1;
-            self.max_line
-        } else {
-            raw.len()
-        };
-        let mark = b.msgs.len();
-        b.msgs.extend_from_slice(&raw[..keep]);
-        let t = b.now_ns();
-        b.push_from(mark, t, Stream::Unknown, flags, None, &self.meta);
-    }
-}
-
-/// Events under construction. Messages are appended to one buffer; each event's message
-/// becomes a slice of it when the batch is finished (one allocation per batch, not per line).
-/// Buffers are sized to what the batch holds — a batch can sit in a sink's buffer for a
-/// long time, and a one-line batch must not pin a block-sized allocation.
-struct BatchBuilder {
-    msgs: BytesMut,
-    events: Vec<Event>,
-    /// Each event's message range in `msgs`; `OWNED` for messages with their own buffer.
-    ranges: Vec<(usize, usize)>,
-    owned_bytes: usize,
-    max_events: usize,
-    max_bytes: usize,
-    now_ns: Option<i64>,
-}
-
-const OWNED: (usize, usize) = (usize::MAX, 0);
-
-impl BatchBuilder {
-    fn new(s: &TailSettings) -> BatchBuilder {
-        BatchBuilder {
-            msgs: BytesMut::new(),
-            events: Vec::new(),
-            ranges: Vec::new(),
-            owned_bytes: 0,
-            max_events: s.batch_max_events,
-            max_bytes: s.batch_max_bytes,
-            now_ns: None,
-        }
-    }
-
-    /// Makes room before a line of `line_len` raw bytes, with `unread` raw bytes buffered
-    /// from its start on. A decoded message is never longer than its raw line, so reserving
-    /// the buffered bytes once covers every line of the block without reallocating.
-    fn reserve_for(&mut self, line_len: usize, unread: usize) {
-        if self.msgs.capacity() - self.msgs.len() < line_len {
-            let budget = self.max_bytes.saturating_sub(self.msgs.len());
-            self.msgs.reserve(unread.min(budget).max(line_len));
-        }
-        if self.events.capacity() == self.events.len() {
-            // Assume lines of ≥128 bytes; shorter ones just grow the Vec.
-            let more =
-                (unread / 128).clamp(1, self.max_events.saturating_sub(self.events.len()).max(1));
-            self.events.reserve(more);
-            self.ranges.reserve(more);
-        }
-    }
-
-    fn is_full(&self) -> bool {
-        self.events.len() >= self.max_events || self.msgs.len() + self.owned_bytes >= self.max_bytes
-    }
-
-    /// The read time, for lines that carry none (taken once per batch).
-    fn now_ns(&mut self) -> i64 {
-        *self.now_ns.get_or_insert_with(now_nanos)
-    }
-
-    /// An event whose message is `msgs[mark..]`.
-    fn push_from(
-        &mut self,
-        mark: usize,
-        time_ns: i64,
-        stream: Stream,
-        flags: EventFlags,
-        attrs: Option<Arc<Attrs>>,
-        meta: &Arc<ContainerMeta>,
-    ) {
-        self.ranges.push((mark, self.msgs.len()));
-        self.events.push(Event {
-            time_ns,
-            stream,
-            flags,
-            message: Bytes::new(),
-            container: Some(meta.clone()),
-            attrs,
-            fields: None,
-        });
-    }
-
-    fn push_owned(
-        &mut self,
-        message: Bytes,
-        time_ns: i64,
-        stream: Stream,
-        flags: EventFlags,
-        attrs: Option<Arc<Attrs>>,
-        meta: &Arc<ContainerMeta>,
-    ) {
-        self.owned_bytes += message.len();
-        self.ranges.push(OWNED);
-        self.events.push(Event {
-            time_ns,
-            stream,
-            flags,
-            message,
-            container: Some(meta.clone()),
-            attrs,
-            fields: None,
-        });
-    }
-
-    fn finish(self) -> Vec<Event> {
-        // A batch cut short (by `batch_max_events`) leaves most of its reservation unused.
-        let shared = if self.msgs.capacity() > 2 * self.msgs.len() + (16 << 10) {
-            Bytes::copy_from_slice(&self.msgs)
-        } else {
-            self.msgs.freeze()
-        };
-        let mut events = self.events;
-        if events.capacity() > 2 * events.len() + 16 {
-            events.shrink_to_fit();
-        }
-        for (ev, &(s, e)) in events.iter_mut().zip(&self.ranges) {
-            if (s, e) != OWNED {
-                ev.message = shared.slice(s..e);
-            }
-        }
-        events
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Tailer tests on real files in temporary directories, doing to them what Docker does.
 
 use super::*;
+use crate::event::{EventFlags, Stream};
+use crate::sources::docker_json_file::files::list_siblings;
 use crate::sources::docker_json_file::fingerprint::Fingerprint;
+use crate::sources::docker_json_file::listing::unexplained;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::fs::OpenOptions;
