@@ -2,10 +2,12 @@
 //! struct per sink `type`.
 
 pub mod blackhole;
+pub mod cloudwatch;
 pub mod console;
 pub mod file;
 
 pub use blackhole::BlackholeConfig;
+pub use cloudwatch::CloudWatchConfig;
 pub use console::ConsoleConfig;
 pub use file::FileSinkConfig;
 
@@ -13,7 +15,7 @@ use crate::load::Decoder;
 use serde::Deserialize;
 
 /// The sink types logwharf knows, for error messages.
-pub const SINK_TYPES: &[&str] = &["blackhole", "console", "file"];
+pub const SINK_TYPES: &[&str] = &["blackhole", "cloudwatch", "console", "file"];
 
 /// One configured sink: what it reads, how its buffer behaves, and what it is.
 #[derive(Debug, Clone)]
@@ -27,6 +29,7 @@ pub struct SinkConfig {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Blackhole(BlackholeConfig),
+    CloudWatch(CloudWatchConfig),
     Console(ConsoleConfig),
     File(FileSinkConfig),
 }
@@ -35,6 +38,7 @@ impl SinkKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkKind::Blackhole(_) => "blackhole",
+            SinkKind::CloudWatch(_) => "cloudwatch",
             SinkKind::Console(_) => "console",
             SinkKind::File(_) => "file",
         }
@@ -44,6 +48,11 @@ impl SinkKind {
     pub(crate) fn decode(type_name: &str, d: &mut Decoder<'_>) -> Option<SinkKind> {
         Some(match type_name {
             "blackhole" => SinkKind::Blackhole(d.decode()?),
+            "cloudwatch" => {
+                let c: CloudWatchConfig = d.decode()?;
+                c.validate(d);
+                SinkKind::CloudWatch(c)
+            }
             "console" => {
                 let c: ConsoleConfig = d.decode()?;
                 c.validate(d);

@@ -1,0 +1,1 @@
+//! Unit tests of the sink task against a scripted local HTTP peer.
