@@ -190,9 +190,20 @@ impl Dispatcher {
                 &fallback
             }
         };
+        // A name that renders empty (e.g. `{{.Name}}` without Docker API metadata) would be
+        // refused by the service: fall back to the container id (or source name) instead.
+        let render = |t: &logwharf_config::Template, what: &str| {
+            let s = t.render(meta);
+            if s.is_empty() {
+                tracing::warn!(sink = %self.name, template = %t, container = %meta.id, "the {what} template renders empty for this container; using the container id");
+                meta.id.clone()
+            } else {
+                s
+            }
+        };
         let key = Arc::new(StreamKey {
-            group: self.group.render(meta),
-            stream: self.stream.render(meta),
+            group: render(&self.group, "group"),
+            stream: render(&self.stream, "stream"),
         });
         self.keys.insert(id.to_string(), key.clone());
         key
