@@ -251,7 +251,7 @@ mod tests {
         );
         match load_str(&text, "t") {
             Ok(c) => match c.sinks["cw"].kind.clone() {
-                SinkKind::CloudWatch(c) => Ok(c),
+                SinkKind::CloudWatch(c) => Ok(*c),
                 _ => unreachable!(),
             },
             Err(e) => Err(e.to_string()),

@@ -29,7 +29,7 @@ pub struct SinkConfig {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Blackhole(BlackholeConfig),
-    CloudWatch(CloudWatchConfig),
+    CloudWatch(Box<CloudWatchConfig>),
     Console(ConsoleConfig),
     File(FileSinkConfig),
 }
@@ -51,7 +51,7 @@ impl SinkKind {
             "cloudwatch" => {
                 let c: CloudWatchConfig = d.decode()?;
                 c.validate(d);
-                SinkKind::CloudWatch(c)
+                SinkKind::CloudWatch(Box::new(c))
             }
             "console" => {
                 let c: ConsoleConfig = d.decode()?;
