@@ -677,3 +677,41 @@ fn a_stream_whose_group_may_not_be_created_does_not_hold_up_the_others() {
     assert_eq!(nums, (1..=2000).collect::<Vec<u64>>());
     emu.assert_no_violations();
 }
+
+#[test]
+fn credentials_from_the_container_credentials_endpoint_sign_requests() {
+    if !require_peers() {
+        return;
+    }
+    let s = Setup::new("cw-ecs");
+    let emu = Emulator::start(&s.t);
+    let c = Container::create("lw-e2e-cw-ecs", &[], "seq 1 500");
+    let cfg = s.config(
+        &[&c],
+        &emu.endpoint(),
+        "group = \"lw-ecs\"\ncreate_missing_group = true\nbatch = { timeout = \"500ms\" }",
+    );
+    c.start();
+    assert_eq!(c.wait(), 0);
+    // No keys in the config, the environment or a profile: the chain reaches the container
+    // endpoint (the front serves it); its session token is signed too, and verified.
+    let uri = format!("{}/_front/ecs-credentials", emu.endpoint());
+    let mut lw = start_logwharf(
+        &cfg,
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri.as_str()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+        ],
+    );
+    let done = wait_until(Duration::from_secs(60), || {
+        metric(&s.metrics(), "logwharf_sink_events_total", &[]) >= 500.0
+    });
+    assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
+    assert!(done, "{}", lw.log());
+    let stats = emu.assert_no_violations();
+    assert_eq!(stats["access_keys"], serde_json::json!(["AKIDFROMECS"]));
+    assert!(stats["ecs_credential_requests"].as_u64().unwrap() >= 1);
+    let n = emu.dump("lw-ecs").len();
+    assert_eq!(n, 500);
+}

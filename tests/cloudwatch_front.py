@@ -15,6 +15,7 @@ Each violation is recorded and answered with `400 InvalidParameterException` (or
 error). Everything else is forwarded to moto. The test drives it over HTTP:
 
 - `POST /_front/throttle?n=N` answers the next N PutLogEvents with `ThrottlingException`;
+- `GET /_front/ecs-credentials` serves credentials as the container credentials endpoint does;
 - `GET /_front/stats` returns counters, every violation, and the arrival times of
   PutLogEvents requests (to observe backoff).
 
@@ -184,7 +185,16 @@ class Handler(BaseHTTPRequestHandler):
             self.state.stats["violations"].append({"target": target, "rule": rule, "time": time.time()})
 
     def do_GET(self):
-        if self.path.startswith("/_front/stats"):
+        if self.path.startswith("/_front/ecs-credentials"):
+            # The container credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI).
+            exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+            with self.state.lock:
+                self.state.stats["ecs_credential_requests"] = self.state.stats.get("ecs_credential_requests", 0) + 1
+            self.reply(200, {
+                "AccessKeyId": "AKIDFROMECS", "SecretAccessKey": self.state.secret or "x",
+                "Token": "session-token-from-ecs", "Expiration": exp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            })
+        elif self.path.startswith("/_front/stats"):
             with self.state.lock:
                 self.reply(200, self.state.stats)
         else:

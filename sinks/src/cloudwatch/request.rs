@@ -4,12 +4,14 @@
 //! classification of answers into what the sink does next.
 
 use super::batch::CwEvent;
+use crate::encoding::{write_json_string, JsonStyle};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningError, SigningSettings};
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use http_body_util::Full;
 use serde::Deserialize;
+use std::io::Write;
 use std::time::SystemTime;
 
 /// The service name in SigV4 credential scopes.
@@ -46,10 +48,9 @@ impl Action {
     }
 }
 
-/// Writes `s` as a JSON string.
+/// Writes `s` as a JSON string (the sinks' shared escaper).
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    write_json_string(out, s.as_bytes(), JsonStyle::Standard);
 }
 
 /// The PutLogEvents body, encoded straight into one buffer.
@@ -75,7 +76,8 @@ pub fn put_log_events_body(
             out.push(b',');
         }
         out.extend_from_slice(b"{\"timestamp\":");
-        out.extend_from_slice(e.timestamp_ms.to_string().as_bytes());
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{}", e.timestamp_ms);
         out.extend_from_slice(b",\"message\":");
         json_str(&mut out, e.text());
         out.push(b'}');
