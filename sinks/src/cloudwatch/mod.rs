@@ -366,8 +366,12 @@ impl Worker {
                         queue.push(c.events, c.piece);
                     }
                 }
-                deadline = (!queue.is_empty())
-                    .then(|| tokio::time::Instant::now() + self.shared.batch_timeout);
+                // Keep the oldest waiting event's deadline; start one for a fresh queue.
+                if queue.is_empty() {
+                    deadline = None;
+                } else if flush_all || deadline.is_none() {
+                    deadline = Some(tokio::time::Instant::now() + self.shared.batch_timeout);
+                }
                 if closed && queue.is_empty() {
                     return;
                 }
