@@ -192,7 +192,7 @@ impl StreamQueue {
         }
         match (self.events.front(), self.events.back()) {
             // Cheap approximation for the span: a queue whose ends are a day apart is full.
-            (Some(a), Some(b)) => (b.timestamp_ms - a.timestamp_ms).abs() > lim.max_span_ms,
+            (Some(a), Some(b)) => b.timestamp_ms.abs_diff(a.timestamp_ms) > lim.max_span_ms as u64,
             _ => false,
         }
     }
@@ -217,24 +217,27 @@ impl StreamQueue {
         // A single event always fits: fit_message caps messages well below max_bytes.
         let n = n.max(1);
         let mut events: Vec<CwEvent> = self.events.drain(..n).collect();
-        let bytes = if n == 1 { events[0].cost() } else { bytes };
-        self.bytes -= bytes;
+        let bytes: usize = events.iter().map(CwEvent::cost).sum();
+        self.bytes = self.bytes.saturating_sub(bytes);
         // Stable: events with equal timestamps keep their arrival order.
         events.sort_by_key(|e| e.timestamp_ms);
         let mut pieces = Vec::new();
         let mut need = n;
         while need > 0 {
-            let Some((left, _)) = self.pieces.front_mut() else {
-                break;
-            };
-            if *left <= need {
-                need -= *left;
-                let (_, p) = self.pieces.pop_front().expect("front exists");
-                pieces.push(p);
-            } else {
-                *left -= need;
-                need = 0;
-                pieces.push(self.pieces.front().expect("front exists").1.share());
+            match self.pieces.front_mut() {
+                None => break,
+                Some((left, p)) if *left > need => {
+                    // This source batch continues in the next request: share it.
+                    *left -= need;
+                    pieces.push(p.share());
+                    break;
+                }
+                Some(_) => {
+                    if let Some((left, p)) = self.pieces.pop_front() {
+                        need -= left;
+                        pieces.push(p);
+                    }
+                }
             }
         }
         Some(RequestBatch {
