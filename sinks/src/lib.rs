@@ -17,7 +17,11 @@ use logwharf_config::{SinkConfig, SinkKind};
 pub fn build(name: &str, config: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
     Ok(match &config.kind {
         SinkKind::Blackhole(_) => Box::new(blackhole::Blackhole::new(name)),
-        SinkKind::CloudWatch(c) => Box::new(cloudwatch::CloudWatch::new(name, c)?),
+        SinkKind::CloudWatch(c) => Box::new(cloudwatch::CloudWatch::new(
+            name,
+            c,
+            config.buffer.max_events,
+        )?),
         SinkKind::Console(c) => Box::new(console::ConsoleSink::new(name, c)),
         SinkKind::File(c) => Box::new(file::FileSink::new(name, c)),
     })

@@ -133,6 +133,8 @@ pub struct RequestBatch {
     /// Bytes as the service counts them.
     pub bytes: usize,
     pub pieces: Vec<Piece>,
+    /// Events this request took from its queue (before any split).
+    pub events_taken: usize,
 }
 
 impl RequestBatch {
@@ -244,6 +246,7 @@ impl StreamQueue {
             events,
             bytes,
             pieces,
+            events_taken: n,
         })
     }
 }
@@ -262,11 +265,13 @@ pub fn split_request(batch: RequestBatch) -> Result<(RequestBatch, RequestBatch)
     let cost = |v: &[CwEvent]| v.iter().map(CwEvent::cost).sum();
     let left = RequestBatch {
         bytes: cost(&events),
+        events_taken: 0,
         events,
         pieces,
     };
     let right = RequestBatch {
         bytes: cost(&right),
+        events_taken: 0,
         events: right,
         pieces: shares,
     };

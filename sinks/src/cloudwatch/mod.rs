@@ -32,9 +32,10 @@ use logwharf_collector::{ContainerMeta, Event, Sink, SinkInput};
 use logwharf_config::sink::cloudwatch::{limits, Oversize};
 use logwharf_config::sink::CloudWatchConfig;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 /// A worker with nothing queued and nothing received for this long stops (and is started
@@ -65,6 +66,12 @@ struct Shared {
     url: String,
     credentials: CredentialSource,
     in_flight: Semaphore,
+    /// Events waiting in stream queues (not yet in a request). They hold places in the sink's
+    /// bounded buffer, so when they reach `pressure_at` every stream sends what it has rather
+    /// than wait for its timeout with the sources blocked.
+    held: AtomicUsize,
+    pressure_at: usize,
+    pressure: watch::Sender<u64>,
     limits: RequestLimits,
     batch_timeout: Duration,
     retry_max_wait: Duration,
@@ -75,7 +82,12 @@ struct Shared {
 
 impl CloudWatch {
     /// Validates and prepares; no network I/O happens here.
-    pub fn new(name: &str, config: &CloudWatchConfig) -> anyhow::Result<CloudWatch> {
+    /// `buffer_events`: the capacity of the sink's buffer (`buffer.max_events`).
+    pub fn new(
+        name: &str,
+        config: &CloudWatchConfig,
+        buffer_events: usize,
+    ) -> anyhow::Result<CloudWatch> {
         let region = config
             .region
             .clone()
@@ -101,6 +113,9 @@ impl CloudWatch {
             signer: Signer::new(&region),
             credentials: CredentialSource::from_config(config, &region),
             in_flight: Semaphore::new(config.concurrency),
+            held: AtomicUsize::new(0),
+            pressure_at: (buffer_events / 2).max(1),
+            pressure: watch::Sender::new(0),
             limits: RequestLimits {
                 max_events: config.batch.max_events.min(limits::MAX_EVENTS),
                 max_bytes: (config.batch.max_bytes.0 as usize).min(limits::MAX_BYTES),
@@ -237,6 +252,11 @@ impl Dispatcher {
             };
             self.fit(ev, &mut per_key[idx].1);
         }
+        let n: usize = per_key.iter().map(|(_, e)| e.len()).sum();
+        let held = self.shared.held.fetch_add(n, Ordering::AcqRel) + n;
+        if held >= self.shared.pressure_at {
+            self.shared.pressure.send_modify(|e| *e += 1);
+        }
         for (key, events) in per_key {
             self.send(
                 key,
@@ -353,13 +373,21 @@ impl Worker {
         let mut queue = StreamQueue::new();
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut closed = false;
+        let mut pressure = self.shared.pressure.subscribe();
+        let mut pressed = false;
+        let mut pressure_open = true;
         loop {
-            let flush_all = closed || deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            let flush_all =
+                closed || pressed || deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            pressed = false;
             if flush_all || queue.has_full_request(&self.shared.limits) {
                 while flush_all || queue.has_full_request(&self.shared.limits) {
                     let Some(req) = queue.take_request(&self.shared.limits) else {
                         break;
                     };
+                    self.shared
+                        .held
+                        .fetch_sub(req.events_taken, Ordering::AcqRel);
                     self.send(req).await;
                     // Take in what arrived meanwhile, so full batches go out full.
                     while let Ok(c) = rx.try_recv() {
@@ -387,6 +415,11 @@ impl Worker {
                         queue.push(c.events, c.piece);
                     }
                     None => closed = true,
+                },
+                r = pressure.changed(), if pressure_open => match r {
+                    Ok(()) => pressed = !queue.is_empty(),
+                    // The sink is gone: nothing will press again.
+                    Err(_) => pressure_open = false,
                 },
                 _ = tokio::time::sleep_until(idle_until) => {
                     if deadline.is_none() && queue.is_empty() {

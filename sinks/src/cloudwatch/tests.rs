@@ -103,7 +103,7 @@ fn sink(port: u16, extra: &str) -> CloudWatch {
     );
     let c = logwharf_config::load_str(&text, "t").unwrap();
     match &c.sinks["cw"].kind {
-        logwharf_config::SinkKind::CloudWatch(c) => CloudWatch::new("cw", c).unwrap(),
+        logwharf_config::SinkKind::CloudWatch(c) => CloudWatch::new("cw", c, 16_384).unwrap(),
         _ => unreachable!(),
     }
 }
