@@ -8,6 +8,7 @@ pub mod cloudwatch;
 pub mod console;
 pub mod encoding;
 pub mod file;
+pub mod fluentd;
 pub mod util;
 
 use logwharf_collector::Sink;
@@ -24,5 +25,6 @@ pub fn build(name: &str, config: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
         )?),
         SinkKind::Console(c) => Box::new(console::ConsoleSink::new(name, c)),
         SinkKind::File(c) => Box::new(file::FileSink::new(name, c)),
+        SinkKind::Fluentd(c) => Box::new(fluentd::Fluentd::new(name, (**c).clone())?),
     })
 }

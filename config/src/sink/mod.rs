@@ -5,17 +5,19 @@ pub mod blackhole;
 pub mod cloudwatch;
 pub mod console;
 pub mod file;
+pub mod fluentd;
 
 pub use blackhole::BlackholeConfig;
 pub use cloudwatch::CloudWatchConfig;
 pub use console::ConsoleConfig;
 pub use file::FileSinkConfig;
+pub use fluentd::FluentdSinkConfig;
 
 use crate::load::Decoder;
 use serde::Deserialize;
 
 /// The sink types logwharf knows, for error messages.
-pub const SINK_TYPES: &[&str] = &["blackhole", "cloudwatch", "console", "file"];
+pub const SINK_TYPES: &[&str] = &["blackhole", "cloudwatch", "console", "file", "fluentd"];
 
 /// One configured sink: what it reads, how its buffer behaves, and what it is.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub enum SinkKind {
     CloudWatch(Box<CloudWatchConfig>),
     Console(ConsoleConfig),
     File(FileSinkConfig),
+    /// Boxed: much larger than the other variants.
+    Fluentd(Box<FluentdSinkConfig>),
 }
 
 impl SinkKind {
@@ -41,6 +45,7 @@ impl SinkKind {
             SinkKind::CloudWatch(_) => "cloudwatch",
             SinkKind::Console(_) => "console",
             SinkKind::File(_) => "file",
+            SinkKind::Fluentd(_) => "fluentd",
         }
     }
 
@@ -62,6 +67,11 @@ impl SinkKind {
                 let c: FileSinkConfig = d.decode()?;
                 c.validate(d);
                 SinkKind::File(c)
+            }
+            "fluentd" => {
+                let c: FluentdSinkConfig = d.decode()?;
+                c.validate(d);
+                SinkKind::Fluentd(Box::new(c))
             }
             _ => return None,
         })
