@@ -2,11 +2,13 @@
 //! struct per sink `type`.
 
 pub mod blackhole;
+pub mod cloudwatch;
 pub mod console;
 pub mod file;
 pub mod fluentd;
 
 pub use blackhole::BlackholeConfig;
+pub use cloudwatch::CloudWatchConfig;
 pub use console::ConsoleConfig;
 pub use file::FileSinkConfig;
 pub use fluentd::FluentdSinkConfig;
@@ -15,7 +17,7 @@ use crate::load::Decoder;
 use serde::Deserialize;
 
 /// The sink types logwharf knows, for error messages.
-pub const SINK_TYPES: &[&str] = &["blackhole", "console", "file", "fluentd"];
+pub const SINK_TYPES: &[&str] = &["blackhole", "cloudwatch", "console", "file", "fluentd"];
 
 /// One configured sink: what it reads, how its buffer behaves, and what it is.
 #[derive(Debug, Clone)]
@@ -29,6 +31,7 @@ pub struct SinkConfig {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Blackhole(BlackholeConfig),
+    CloudWatch(Box<CloudWatchConfig>),
     Console(ConsoleConfig),
     File(FileSinkConfig),
     /// Boxed: much larger than the other variants.
@@ -39,6 +42,7 @@ impl SinkKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkKind::Blackhole(_) => "blackhole",
+            SinkKind::CloudWatch(_) => "cloudwatch",
             SinkKind::Console(_) => "console",
             SinkKind::File(_) => "file",
             SinkKind::Fluentd(_) => "fluentd",
@@ -49,6 +53,11 @@ impl SinkKind {
     pub(crate) fn decode(type_name: &str, d: &mut Decoder<'_>) -> Option<SinkKind> {
         Some(match type_name {
             "blackhole" => SinkKind::Blackhole(d.decode()?),
+            "cloudwatch" => {
+                let c: CloudWatchConfig = d.decode()?;
+                c.validate(d);
+                SinkKind::CloudWatch(Box::new(c))
+            }
             "console" => {
                 let c: ConsoleConfig = d.decode()?;
                 c.validate(d);
