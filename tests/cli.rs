@@ -81,7 +81,11 @@ fn missing_docker_root_is_said_once_and_watched() {
 fn example_configs_are_valid() {
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples")).unwrap() {
         let path = entry.unwrap().path();
-        let out = Command::new(bin()).args(["validate", "-c"]).arg(&path).output().unwrap();
+        let out = Command::new(bin())
+            .args(["validate", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{}: {}",

@@ -1,24 +1,34 @@
 //! `[sources.NAME]` tables: one config struct per source `type`.
 
+pub mod docker_api;
+pub mod docker_daemon;
 pub mod docker_json_file;
+pub mod docker_meta;
 
+pub use docker_api::{DockerApiConfig, StartAt, StreamSelection};
+pub use docker_daemon::{DaemonLogMode, DaemonReadFrom, DockerDaemonConfig};
 pub use docker_json_file::{DockerJsonFileConfig, ReadFrom};
+pub use docker_meta::{EnrichOptions, MultilineConfig, NameList, Pattern};
 
 use crate::load::Decoder;
 
 /// The source types logwharf knows, for error messages.
-pub const SOURCE_TYPES: &[&str] = &["docker_json_file"];
+pub const SOURCE_TYPES: &[&str] = &["docker_api", "docker_daemon", "docker_json_file"];
 
 /// A configured source.
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     DockerJsonFile(DockerJsonFileConfig),
+    DockerApi(DockerApiConfig),
+    DockerDaemon(DockerDaemonConfig),
 }
 
 impl SourceConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::DockerJsonFile(_) => "docker_json_file",
+            SourceConfig::DockerApi(_) => "docker_api",
+            SourceConfig::DockerDaemon(_) => "docker_daemon",
         }
     }
 
@@ -29,6 +39,16 @@ impl SourceConfig {
                 let c: DockerJsonFileConfig = d.decode()?;
                 c.validate(d);
                 SourceConfig::DockerJsonFile(c)
+            }
+            "docker_api" => {
+                let c: DockerApiConfig = d.decode()?;
+                c.validate(d);
+                SourceConfig::DockerApi(c)
+            }
+            "docker_daemon" => {
+                let c: DockerDaemonConfig = d.decode()?;
+                c.validate(d);
+                SourceConfig::DockerDaemon(c)
             }
             _ => return None,
         })
