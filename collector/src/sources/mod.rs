@@ -2,6 +2,8 @@
 //! through its [`SourceOutput`], and records read positions in the [`CheckpointStore`] only from
 //! its batches' acknowledgements.
 
+pub mod docker_api;
+pub mod docker_daemon;
 pub mod docker_json_file;
 
 use crate::checkpoint::CheckpointStore;
@@ -38,5 +40,7 @@ pub fn build(
         SourceConfig::DockerJsonFile(c) => {
             Ok(Box::new(docker_json_file::DockerJsonFile::new(c.clone())?))
         }
+        SourceConfig::DockerApi(c) => Ok(Box::new(docker_api::DockerApi::new(c.clone())?)),
+        SourceConfig::DockerDaemon(c) => Ok(Box::new(docker_daemon::DockerDaemon::new(c.clone())?)),
     }
 }

@@ -1,0 +1,16 @@
+//! The Docker Engine API side of logwharf, on the `bollard` client: where the daemon is
+//! ([`DockerHost`]), the per-container metadata records every source enriches with
+//! ([`MetadataService`], one shared `Arc<ContainerMeta>` per container, kept current from the
+//! `/events` stream and re-listed after every reconnect), and the raw log stream of one
+//! container ([`logs`]: the 8-byte multiplexing header, TTY streams without it).
+
+mod client;
+mod events;
+pub mod logs;
+mod record;
+mod service;
+
+pub use client::{api_version as api_version_of, connect, DockerHost};
+pub use events::{parse_event, ContainerEvent, EventKind};
+pub use record::RecordBuilder;
+pub use service::{MetaChange, MetadataService, State};
