@@ -76,14 +76,15 @@ impl Replay {
 
 struct ChainState {
     next: u64,
-    /// seq → (cursor after the batch, outcome once known)
-    pending: BTreeMap<u64, (Option<Cursor>, Option<bool>)>,
+    /// seq → (checkpoint value after the batch, outcome once known)
+    pending: BTreeMap<u64, (Option<serde_json::Value>, Option<bool>)>,
     failed: bool,
 }
 
-/// Checkpoints a container's cursor in batch order, only past delivered batches.
+/// Writes a source's checkpoint value in batch order, only past delivered batches (acks from
+/// several sinks can settle out of order).
 #[derive(Clone)]
-pub struct AckChain {
+pub(crate) struct AckChain {
     store: Arc<CheckpointStore>,
     key: String,
     state: Arc<Mutex<ChainState>>,
@@ -102,13 +103,13 @@ impl AckChain {
         }
     }
 
-    /// Registers a batch whose delivery makes `cursor` safe; returns its callback.
-    pub fn register(&self, cursor: Option<Cursor>) -> crate::ack::OnDelivered {
+    /// Registers a batch whose delivery makes `value` safe to checkpoint; returns its callback.
+    pub fn register(&self, value: Option<serde_json::Value>) -> crate::ack::OnDelivered {
         let seq = {
             let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let seq = s.next;
             s.next += 1;
-            s.pending.insert(seq, (cursor, None));
+            s.pending.insert(seq, (value, None));
             seq
         };
         let me = self.clone();
@@ -129,7 +130,7 @@ impl AckChain {
             }
             if !s.failed {
                 if let Some(c) = c {
-                    self.store.set(&self.key, c.to_json());
+                    self.store.set(&self.key, c);
                 }
             }
         }
@@ -159,14 +160,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(CheckpointStore::open(dir.path()).unwrap());
         let chain = AckChain::new(store.clone(), "s/c".into());
-        let a = chain.register(Some(c(1, Stream::Stdout, "1")));
-        let b = chain.register(Some(c(2, Stream::Stdout, "2")));
-        let d = chain.register(Some(c(3, Stream::Stdout, "3")));
+        let a = chain.register(Some(c(1, Stream::Stdout, "1").to_json()));
+        let b = chain.register(Some(c(2, Stream::Stdout, "2").to_json()));
+        let d = chain.register(Some(c(3, Stream::Stdout, "3").to_json()));
         b(true);
         assert_eq!(store.get("s/c"), None, "batch 1 is not delivered yet");
         a(true);
         assert_eq!(store.get("s/c"), Some(c(2, Stream::Stdout, "2").to_json()));
-        let e = chain.register(Some(c(4, Stream::Stdout, "4")));
+        let e = chain.register(Some(c(4, Stream::Stdout, "4").to_json()));
         d(false);
         e(true);
         assert_eq!(store.get("s/c"), Some(c(2, Stream::Stdout, "2").to_json()));

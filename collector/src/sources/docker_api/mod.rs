@@ -4,7 +4,7 @@
 //! `start`, ended when the container's stream ends (`die`) or on `destroy`. With
 //! `events = true`, container start/die/oom/kill become structured log events.
 
-mod cursor;
+pub(crate) mod cursor;
 mod reader;
 
 use super::{Source, SourceContext};

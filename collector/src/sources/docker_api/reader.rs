@@ -471,7 +471,7 @@ impl Reader {
             e.container = Some(self.meta.clone());
             e.attrs = self.meta.attrs.clone();
         }
-        let done = self.chain.register(self.safe_cursor());
+        let done = self.chain.register(self.safe_cursor().map(|c| c.to_json()));
         self.shared
             .out
             .send(events, Some(done))
