@@ -90,6 +90,28 @@ pub async fn connect(host: &DockerHost) -> anyhow::Result<Docker> {
         .with_context(|| format!("the Docker daemon at {host} does not answer"))
 }
 
+/// `validate --connect`: a description of the daemon that answered, or why none did.
+pub async fn check(configured: Option<&str>) -> Result<String, String> {
+    let host = DockerHost::resolve(configured).map_err(|e| format!("{e:#}"))?;
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let d = connect(&host).await?;
+        let v = d.version().await?;
+        anyhow::Ok(format!(
+            "Docker {} (API {}) at {host}",
+            v.version.unwrap_or_default(),
+            api_version(&d)
+        ))
+    })
+    .await;
+    match r {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err(format!(
+            "the Docker daemon at {host} did not answer within 10s"
+        )),
+    }
+}
+
 /// The API version string a client uses in its paths (`1.41`).
 pub fn api_version(docker: &Docker) -> String {
     let v = docker.client_version();

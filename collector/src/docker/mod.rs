@@ -10,7 +10,7 @@ pub mod logs;
 mod record;
 mod service;
 
-pub use client::{api_version as api_version_of, connect, DockerHost};
+pub use client::{api_version as api_version_of, check, connect, DockerHost};
 pub use events::{parse_event, ContainerEvent, EventKind};
 pub use record::RecordBuilder;
 pub use service::{MetaChange, MetadataService, State};

@@ -78,13 +78,19 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn wants(&self, meta: &ContainerMeta) -> bool {
+    /// Enabled by its labels and selected by `include`/`exclude`.
+    fn selected(&self, meta: &ContainerMeta) -> bool {
         if !meta.enabled() {
             return false;
         }
         let name = meta.name.as_deref().unwrap_or("");
         let hit = |s: &GlobSet| s.is_match(name) || s.is_match(&meta.id);
-        if self.include.as_ref().is_some_and(|s| !hit(s)) || hit(&self.exclude) {
+        !(self.include.as_ref().is_some_and(|s| !hit(s)) || hit(&self.exclude))
+    }
+
+    /// Selected, and its logs are this source's to stream.
+    fn wants(&self, meta: &ContainerMeta) -> bool {
+        if !self.selected(meta) {
             return false;
         }
         let driver = meta.log_driver.as_deref().unwrap_or("json-file");
@@ -140,7 +146,8 @@ impl Supervisor {
     }
 
     async fn on_event(&mut self, ev: ContainerEvent, meta: Option<Arc<ContainerMeta>>) {
-        if self.shared.config.events {
+        let selected = meta.as_ref().is_none_or(|m| self.selected(m));
+        if self.shared.config.events && selected {
             if let Some(e) = lifecycle_event(&ev, meta.as_ref()) {
                 if self.shared.out.send(vec![e], None).await.is_err() {
                     return;
