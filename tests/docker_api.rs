@@ -20,7 +20,6 @@ use std::time::Duration;
 fn api_config(prefix: &str, extra: &str) -> String {
     format!(
         r#"
-checkpoint_interval = "200ms"
 [sources.api]
 type = "docker_api"
 include = ["{prefix}*"]

@@ -113,12 +113,13 @@ impl ContainerMeta {
 impl TemplateContext for ContainerMeta {
     fn field(&self, field: TemplateField) -> Cow<'_, str> {
         let image_full = self.image_id.as_deref().unwrap_or("");
-        let image_hex = image_full.strip_prefix("sha256:").unwrap_or(image_full);
         Cow::Borrowed(match field {
             TemplateField::Id => self.short_id(),
             TemplateField::FullId => &self.id,
             TemplateField::Name => self.name.as_deref().unwrap_or(""),
-            TemplateField::ImageId => &image_hex[..image_hex.len().min(12)],
+            // As Docker renders it (`ContainerImageID[:12]`, captured through its syslog
+            // driver): the first 12 characters of the full id, `sha256:` included.
+            TemplateField::ImageId => image_full.get(..12).unwrap_or(image_full),
             TemplateField::ImageFullId => image_full,
             TemplateField::ImageName => self.image_name.as_deref().unwrap_or(""),
             TemplateField::DaemonName => "docker",

@@ -27,7 +27,8 @@ pub enum TemplateField {
     FullId,
     /// Container name without the leading `/`.
     Name,
-    /// First 12 characters of the image id (without `sha256:`).
+    /// First 12 characters of the full image id, `sha256:` included (`sha256:e8487`), as
+    /// Docker renders it.
     ImageId,
     ImageFullId,
     ImageName,
