@@ -6,11 +6,15 @@
 
 mod client;
 mod events;
+mod handle;
 pub mod logs;
 mod record;
 mod service;
+#[cfg(test)]
+mod service_tests;
 
 pub use client::{api_version as api_version_of, check, connect, DockerHost};
 pub use events::{parse_event, ContainerEvent, EventKind};
+pub use handle::MetaHandle;
 pub use record::RecordBuilder;
 pub use service::{MetaChange, MetadataService, State};
