@@ -413,7 +413,7 @@ enum Value<'a> {
     List(Vec<String>),
     Map(Cow<'a, BTreeMap<String, String>>),
     /// Go's `<no value>` (a missing map key reached by a field path).
-    NoValue,
+    Missing,
 }
 
 impl Value<'_> {
@@ -450,7 +450,7 @@ impl fmt::Display for Value<'_> {
                 }
                 f.write_str("]")
             }
-            Value::NoValue => f.write_str("<no value>"),
+            Value::Missing => f.write_str("<no value>"),
         }
     }
 }
@@ -599,7 +599,7 @@ fn eval_operand<'a>(op: &'a Operand, ctx: &'a dyn TemplateContext) -> Value<'a> 
         Operand::Labels => Value::Map(Cow::Borrowed(ctx.labels().unwrap_or(&EMPTY))),
         Operand::Label(k) => match ctx.labels().and_then(|m| m.get(k)) {
             Some(v) => Value::Str(Cow::Borrowed(v)),
-            None => Value::NoValue,
+            None => Value::Missing,
         },
         Operand::Str(s) => Value::Str(Cow::Borrowed(s)),
         Operand::Int(n) => Value::Int(*n),
@@ -696,7 +696,7 @@ fn call<'a>(f: Func, mut a: Vec<Value<'a>>) -> Value<'a> {
             Value::Str(st) => st.len() as i64,
             Value::List(v) => v.len() as i64,
             Value::Map(m) => m.len() as i64,
-            Value::Int(_) | Value::NoValue => 0,
+            Value::Int(_) | Value::Missing => 0,
         }),
     }
 }
@@ -732,7 +732,7 @@ fn go_json(v: &Value) -> String {
                 .collect();
             format!("{{{}}}", parts.join(","))
         }
-        Value::NoValue => "null".to_string(),
+        Value::Missing => "null".to_string(),
     }
 }
 
