@@ -20,6 +20,9 @@ pub const LOST_BYTES: &str = "logwharf_lost_bytes_total";
 pub const CHECKPOINT_LAG_BYTES: &str = "logwharf_checkpoint_lag_bytes";
 /// Files currently tailed (gauge).
 pub const FILES_WATCHED: &str = "logwharf_files_watched";
+/// Files found truncated or rewritten in place and read again from the start (copytruncate,
+/// Docker with `max-file=1`; labels: source, container).
+pub const FILES_REWRITTEN: &str = "logwharf_files_rewritten_total";
 
 /// Events a sink delivered.
 pub const SINK_EVENTS: &str = "logwharf_sink_events_total";
