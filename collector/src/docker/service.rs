@@ -170,22 +170,33 @@ impl MetadataService {
         matches!(r, Ok(Ok(s)) if *s == State::Ready)
     }
 
-    /// The record of `id`, waiting at most `timeout` for it to become known (a container seen on
-    /// disk before its `create` event arrived). Returns at once when the daemon is unreachable.
+    /// The record of `id`, waiting at most `timeout` for it to become known: a container seen
+    /// on disk before its `create` event is inspected at once when the daemon answers, and
+    /// waited for while the service is still connecting. Returns at once when the daemon is
+    /// unreachable or does not know the container.
     pub async fn wait_for(&self, id: &str, timeout: Duration) -> Option<Arc<ContainerMeta>> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut rx = self.inner.changes.subscribe();
+        let mut rx = self.inner.state.subscribe();
         loop {
             if let Some(m) = self.get(id) {
                 return Some(m);
             }
-            if matches!(self.state(), State::Unreachable(_)) {
-                return None;
-            }
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Err(_) => return self.get(id),
-                Ok(Err(broadcast::error::RecvError::Closed)) => return self.get(id),
-                Ok(_) => {}
+            match self.state() {
+                State::Unreachable(_) => return None,
+                State::Ready => {
+                    return match tokio::time::timeout_at(deadline, self.refresh(id)).await {
+                        Ok(m) => m,
+                        Err(_) => self.get(id),
+                    }
+                }
+                State::Connecting => {
+                    if tokio::time::timeout_at(deadline, rx.changed())
+                        .await
+                        .is_err()
+                    {
+                        return self.get(id);
+                    }
+                }
             }
         }
     }

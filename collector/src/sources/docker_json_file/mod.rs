@@ -21,6 +21,7 @@ pub mod reader;
 pub mod tailer;
 
 use super::{Source, SourceContext};
+use crate::docker::{MetaHandle, MetadataService};
 use acks::AckTracker;
 use discovery::{Found, IdFilter, Watcher};
 use logwharf_config::source::{DockerJsonFileConfig, ReadFrom};
@@ -55,7 +56,16 @@ impl DockerJsonFile {
 #[async_trait::async_trait]
 impl Source for DockerJsonFile {
     async fn run(self: Box<Self>, ctx: SourceContext) -> anyhow::Result<()> {
+        // Enrichment: the shared metadata service of this Docker daemon (lines of containers it
+        // does not know carry the id only; nothing waits for a daemon that is not there).
+        let service = if self.config.enrich {
+            Some(MetadataService::shared(&self.config.enrich_options())?)
+        } else {
+            None
+        };
         Runner {
+            service,
+            metadata_wait: self.config.metadata_wait.0,
             root: self.config.root.clone(),
             read_from: self.config.read_from,
             rescan_every: self.config.rescan_interval.0.max(Duration::from_millis(10)),
@@ -80,6 +90,10 @@ struct Running {
 
 /// The source's main task: discovery, and one reader task per container.
 struct Runner {
+    /// Container metadata for enrichment (`enrich = true`).
+    service: Option<Arc<MetadataService>>,
+    /// How long a container's first lines wait for its metadata.
+    metadata_wait: Duration,
     root: PathBuf,
     read_from: ReadFrom,
     rescan_every: Duration,
@@ -236,6 +250,8 @@ impl Runner {
             self.ctx.shutdown.clone(),
             self.ctx.once,
         );
+        let meta = MetaHandle::new(self.service.clone(), &id);
+        let metadata_wait = self.metadata_wait;
         self.tasks.spawn(async move {
             let started = tokio::task::spawn_blocking(move || ContainerTail::start(params)).await;
             let (tail, commit_now) = match started {
@@ -261,6 +277,8 @@ impl Runner {
                 shutdown,
                 once,
                 control,
+                meta,
+                metadata_wait,
             }
             .run()
             .await;

@@ -6,6 +6,7 @@
 
 use super::acks::AckTracker;
 use super::tailer::{ContainerTail, Flush};
+use crate::docker::MetaHandle;
 use crate::shutdown::Shutdown;
 use crate::topology::SourceOutput;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,10 @@ pub struct Reader {
     /// `run --once`: read to the current end, flush partial lines, return.
     pub once: bool,
     pub control: ReaderControl,
+    /// The container's metadata record (enrichment), re-checked once per batch.
+    pub meta: MetaHandle,
+    /// How long the first batch waits for metadata the service does not have yet.
+    pub metadata_wait: Duration,
 }
 
 impl Reader {
@@ -57,8 +62,16 @@ impl Reader {
             shutdown,
             once,
             control,
+            mut meta,
+            metadata_wait,
         } = self;
         let id = tail.id().to_string();
+        // Lines read before the metadata is known: a bounded wait, then the id alone (later
+        // batches carry the record as soon as the service has it).
+        tokio::select! {
+            _ = meta.wait_known(metadata_wait) => {}
+            _ = shutdown.wait() => return,
+        }
         let mut sent = tail.resume_point();
         let mut once_flushing = false;
         loop {
@@ -70,6 +83,8 @@ impl Reader {
             } else {
                 Flush::Expired
             };
+            // One atomic load per batch; a new record (rename, late metadata) after a change.
+            tail.set_meta(meta.current());
             let joined = tokio::task::spawn_blocking(move || {
                 let batch = tail.next_batch(flush, Instant::now());
                 (tail, batch)
@@ -85,6 +100,10 @@ impl Reader {
             };
             if let Some((seq, size)) = batch.newest_size {
                 tracker.note_newest(seq, size);
+            }
+            let mut batch = batch;
+            if !meta.current().enabled() {
+                batch.events.clear(); // label logwharf.enable=false: read and checkpoint, ship nothing
             }
             if !batch.events.is_empty() || batch.resume != sent {
                 let on_done = batch.resume.clone().map(|r| tracker.track(r));

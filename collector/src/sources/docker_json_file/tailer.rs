@@ -211,6 +211,13 @@ enum Slot {
 }
 
 impl ContainerTail {
+    /// The metadata record the next batches' events carry (the caller checks it per batch).
+    pub fn set_meta(&mut self, meta: &Arc<ContainerMeta>) {
+        if !Arc::ptr_eq(&self.lines.meta, meta) {
+            self.lines.meta = meta.clone();
+        }
+    }
+
     /// Opens a container's files and positions the reader: at the checkpoint when one
     /// matches a present file (older files are skipped, newer ones read from 0), else per
     /// `start_at`. Returns a position to checkpoint at once, if any (a start at the end).
