@@ -13,8 +13,16 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+/// The restart test stops dockerd: the other tests of this file hold the daemon shared, the
+/// restart test exclusively.
+static DOCKERD: RwLock<()> = RwLock::new(());
+
+fn daemon_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    DOCKERD.read().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A docker_api source over the containers named `prefix*`, into `{dir}/out.log` as JSON.
 fn api_config(prefix: &str, extra: &str) -> String {
@@ -92,6 +100,7 @@ fn metadata_on_every_line_and_tag_exactly_as_dockers_syslog_driver() {
     if !docker::require() {
         return;
     }
+    let _daemon = daemon_shared();
     let t = TestDir::new("api-meta");
     let template = r#"{{.Name}}/{{.ID}}/{{.FullID}}/{{.ImageName}}/{{.ImageID}}/{{.ImageFullID}}/{{.DaemonName}}/{{upper .Name}}/{{truncate .FullID 16}}/{{index .ContainerLabels "com.docker.compose.service"}}/{{.Name | printf "%.6s"}}/{{join (split .Name "-") "+"}}/{{title "ab-cd"}}/{{json .Name}}/{{pad .ID 0 0}}"#;
     let (port, syslog) = syslog_listener();
@@ -172,6 +181,7 @@ fn renamed_container_later_lines_carry_the_new_name() {
     if !docker::require() {
         return;
     }
+    let _daemon = daemon_shared();
     let t = TestDir::new("api-rename");
     let c = Container::create(
         "lw-api-rename-old",
@@ -211,6 +221,7 @@ fn local_driver_lines_arrive_once_through_the_api_and_json_file_containers_are_l
     if !docker::require() {
         return;
     }
+    let _daemon = daemon_shared();
     let t = TestDir::new("api-local");
     // A pause longer than inactivity_timeout makes the watchdog re-attach mid-stream.
     let c = Container::create(
@@ -285,6 +296,7 @@ fn tty_container_lines_have_no_header_garbage() {
     if !docker::require() {
         return;
     }
+    let _daemon = daemon_shared();
     let t = TestDir::new("api-tty");
     // A TTY line that starts with bytes a multiplexing header would (0x01 0x00 …).
     let c = Container::create(
@@ -313,6 +325,7 @@ fn java_stack_trace_with_a_label_pattern_is_one_event() {
     if !docker::require() {
         return;
     }
+    let _daemon = daemon_shared();
     let t = TestDir::new("api-multiline");
     let script = r#"echo '2026-11-25 13:04:22 INFO starting'
 echo '2026-11-25 13:04:23 ERROR request failed'
@@ -389,6 +402,7 @@ fn dockerd_restart_reconnects_and_loses_nothing() {
     if !docker::require() {
         return;
     }
+    let _daemon = DOCKERD.write().unwrap_or_else(|p| p.into_inner());
     let t = TestDir::new("api-restart");
     // Restarted by Docker after the daemon comes back; each boot numbers its lines.
     let c = Container::create(
@@ -397,11 +411,24 @@ fn dockerd_restart_reconnects_and_loses_nothing() {
         "n=$(cat /boot 2>/dev/null || echo 0); n=$((n+1)); echo $n > /boot; \
          i=0; while [ $i -lt 40 ]; do echo boot$n-$i; i=$((i+1)); sleep 0.1; done; sleep 1000",
     );
-    let cfg = t.config(&api_config("lw-api-restart-", ""));
+    // The same on json-file, tailed by the docker_json_file source and enriched.
+    let jf = Container::create(
+        "lw-api-restart-jf",
+        &["--restart", "always"],
+        "n=$(cat /boot 2>/dev/null || echo 0); n=$((n+1)); echo $n > /boot; \
+         i=0; while [ $i -lt 40 ]; do echo jf-boot$n-$i; i=$((i+1)); sleep 0.1; done; sleep 1000",
+    );
+    let cfg = t.config(&format!(
+        "{}\n[sources.files]\ntype = \"docker_json_file\"\ninclude = [\"{}*\"]\n",
+        api_config("lw-api-restart-", "")
+            .replace("inputs = [\"api\"]", "inputs = [\"api\", \"files\"]"),
+        jf.id
+    ));
     let mut lw = Logwharf::start(&cfg, &[]);
     std::thread::sleep(Duration::from_millis(1500));
     c.start();
-    assert!(wait_for_lines(&out(&t), 10, 20), "{}", lw.log());
+    jf.start();
+    assert!(wait_for_lines(&out(&t), 20, 20), "{}", lw.log());
     restart_dockerd();
     // After the restart a container started only now is enriched too (events re-followed).
     let late = Container::create(
@@ -441,6 +468,13 @@ fn dockerd_restart_reconnects_and_loses_nothing() {
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted.len(), got.len(), "duplicates after the reconnect");
+    // Every json-file line is enriched, before and after the restart.
+    for e in events
+        .iter()
+        .filter(|e| e["container_id"] == jf.id.as_str())
+    {
+        assert_eq!(e["container_name"], "lw-api-restart-jf", "{e}");
+    }
     let late_ev = events.iter().find(|e| e["message"] == "late-line").unwrap();
     assert_eq!(late_ev["container_name"], "lw-api-restart-late");
     assert!(
@@ -515,4 +549,92 @@ inputs = ["api"]
         err.contains("sources.api.labels_regex: invalid regular expression"),
         "{err}"
     );
+}
+
+/// A docker_json_file source over one container (by id), enriched (the default), into
+/// `{dir}/out.log` as JSON.
+fn json_file_config(id: &str, extra: &str) -> String {
+    format!(
+        r#"
+[sources.files]
+type = "docker_json_file"
+include = ["{id}*"]
+{extra}
+[sinks.out]
+type = "file"
+inputs = ["files"]
+path = "{{dir}}/out.log"
+encoding = "json"
+"#
+    )
+}
+
+#[test]
+fn json_file_lines_are_enriched_and_follow_a_rename() {
+    if !docker::require() {
+        return;
+    }
+    let _daemon = daemon_shared();
+    let t = TestDir::new("jf-meta");
+    let c = Container::create(
+        "lw-jf-meta-old",
+        &[
+            "--label",
+            "com.docker.compose.project=shop",
+            "--label",
+            "com.docker.compose.service=orders",
+            "--label",
+            "team=payments",
+            "-e",
+            "APP_MODE=prod",
+            "-e",
+            "SECRET_TOKEN=hunter2",
+        ],
+        "i=0; while [ $i -lt 40 ]; do echo n$i; i=$((i+1)); sleep 0.1; done",
+    );
+    let cfg = t.config(&json_file_config(
+        &c.id,
+        "env = [\"APP_MODE\"]\ntag = \"{{.Name}}/{{.ID}}\"",
+    ));
+    let mut lw = Logwharf::start(&cfg, &[]);
+    std::thread::sleep(Duration::from_millis(1000));
+    c.start();
+    assert!(wait_for_lines(&out(&t), 10, 20), "{}", lw.log());
+    docker_cmd(&["rename", "lw-jf-meta-old", "lw-jf-meta-new"]);
+    assert_eq!(c.wait(), 0);
+    let ok = wait_for_lines(&out(&t), 40, 20);
+    assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
+    assert!(ok, "{}", lw.log());
+    let events = json_lines(&out(&t));
+    assert_eq!(
+        messages(&events),
+        (0..40).map(|i| format!("n{i}")).collect::<Vec<_>>()
+    );
+    for e in &events {
+        assert_eq!(e["container_id"], c.id.as_str());
+        assert_eq!(e["image_name"], "logwharf-busybox:latest");
+        assert_eq!(e["labels"]["team"], "payments");
+        assert_eq!(e["compose_project"], "shop");
+        assert_eq!(e["compose_service"], "orders");
+        assert_eq!(e["env"], serde_json::json!({"APP_MODE": "prod"}));
+    }
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["container_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], "lw-jf-meta-old");
+    assert_eq!(
+        events[0]["tag"],
+        format!("lw-jf-meta-old/{}", &c.id[..12]).as_str()
+    );
+    assert_eq!(*names.last().unwrap(), "lw-jf-meta-new");
+    assert_eq!(
+        events.last().unwrap()["tag"],
+        format!("lw-jf-meta-new/{}", &c.id[..12]).as_str()
+    );
+    let first_new = names.iter().position(|n| *n == "lw-jf-meta-new").unwrap();
+    assert!(names[first_new..].iter().all(|n| *n == "lw-jf-meta-new"));
+    let _ = Command::new("docker")
+        .args(["rm", "-f", "lw-jf-meta-new"])
+        .status();
 }
