@@ -638,3 +638,54 @@ fn json_file_lines_are_enriched_and_follow_a_rename() {
         .args(["rm", "-f", "lw-jf-meta-new"])
         .status();
 }
+
+#[test]
+fn docker_daemon_log_from_its_file_parsed_into_fields_with_a_checkpoint() {
+    if !docker::require() {
+        return;
+    }
+    let _daemon = daemon_shared();
+    let t = TestDir::new("daemon-log");
+    // The testbed redirects dockerd's output to /var/log/dockerd.log (no journald here).
+    let cfg = t.config(
+        r#"
+[sources.daemon]
+type = "docker_daemon"
+mode = "file"
+path = "/var/log/dockerd.log"
+[sinks.out]
+type = "file"
+inputs = ["daemon"]
+path = "{dir}/out.log"
+encoding = "json"
+"#,
+    );
+    run_once(&cfg);
+    let events = json_lines(&out(&t));
+    assert!(!events.is_empty(), "nothing read from /var/log/dockerd.log");
+    let parsed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["fields"]["level"].is_string())
+        .collect();
+    assert!(
+        !parsed.is_empty(),
+        "no logfmt line parsed: {:?}",
+        &events[..events.len().min(3)]
+    );
+    for e in &parsed {
+        assert!(e["fields"]["msg"].is_string() || e["fields"].get("msg").is_none());
+        assert!(
+            ["debug", "info", "warning", "error", "fatal", "panic", "trace"]
+                .contains(&e["fields"]["level"].as_str().unwrap()),
+            "{e}"
+        );
+    }
+    // A second run starts from the checkpoint: only what dockerd wrote since.
+    let n1 = events.len();
+    run_once(&cfg);
+    let n2 = json_lines(&out(&t)).len();
+    assert!(
+        n2 - n1 < n1,
+        "the second run re-read everything ({n1} then {n2})"
+    );
+}
