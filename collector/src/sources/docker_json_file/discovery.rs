@@ -155,24 +155,26 @@ impl Watcher {
         }
     }
 
-    /// Watches `dir` (not recursively) unless already watched.
-    pub fn watch(&mut self, dir: &Path) {
+    /// Watches `dir` (not recursively) unless already watched; whether it is watched.
+    pub fn watch(&mut self, dir: &Path) -> bool {
         use notify::Watcher as _;
         let Some(w) = self.inner.as_mut() else {
-            return;
+            return false;
         };
         if self.watched.contains(dir) {
-            return;
+            return true;
         }
         match w.watch(dir, notify::RecursiveMode::NonRecursive) {
             Ok(()) => {
                 self.watched.insert(dir.to_path_buf());
+                true
             }
             Err(e) => {
                 if !self.warned {
                     self.warned = true;
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot watch with inotify (raise fs.inotify.max_user_watches?); relying on polling there");
                 }
+                false
             }
         }
     }

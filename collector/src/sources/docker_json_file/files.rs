@@ -112,6 +112,8 @@ pub struct OpenFile {
     pub fp: Option<Fingerprint>,
     file: Arc<File>,
     decoder: Option<MultiGzDecoder<FileAt<Arc<File>>>>,
+    /// The archive failed to decompress (warned once).
+    damaged: bool,
     ident: Option<Arc<FileIdentity>>,
     _watched: Watched,
 }
@@ -137,6 +139,7 @@ impl OpenFile {
             fp,
             file: Arc::new(file),
             decoder: None,
+            damaged: false,
             ident: None,
             _watched: Watched::new(files_gauge),
         })
@@ -152,7 +155,16 @@ impl OpenFile {
             loop {
                 match dec.read(dst) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    r => break r?,
+                    Ok(n) => break n,
+                    Err(e) => {
+                        // A damaged or cut archive does not heal: take what was readable as
+                        // the whole file rather than retrying forever.
+                        if !self.damaged {
+                            self.damaged = true;
+                            tracing::warn!(file = %self.name, offset = self.read_pos, error = %e, "compressed log file is damaged; the rest of it cannot be read");
+                        }
+                        break 0;
+                    }
                 }
             }
         } else {
@@ -334,6 +346,25 @@ mod tests {
         let n = gz.read(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"line two\nline three\n");
         assert!(!gz.seek_to(1000).unwrap());
+        // A cut archive reads as far as it can, then ends.
+        let packed = fs::read(d.path().join("a-json.log.1.gz")).unwrap();
+        fs::write(
+            d.path().join("a-json.log.2.gz"),
+            &packed[..packed.len() - 12],
+        )
+        .unwrap();
+        let cut = &list_siblings(d.path(), "a-json.log").unwrap()[0];
+        assert_eq!(cut.name, "a-json.log.2.gz");
+        let mut cut = OpenFile::open(d.path(), cut, &g).unwrap();
+        let mut all = Vec::new();
+        loop {
+            let n = cut.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        assert!(content.starts_with(&all));
         plain.seek_to(18).unwrap();
         let n = plain.read(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"line three\n");

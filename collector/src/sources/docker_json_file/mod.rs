@@ -76,6 +76,7 @@ impl Source for DockerJsonFile {
             retry_after: HashMap::new(),
             tasks: JoinSet::new(),
             root_present: None,
+            pruned: false,
             ctx,
         }
         .run()
@@ -107,6 +108,8 @@ struct Runner {
     tasks: JoinSet<(String, bool)>,
     /// Whether the root existed at the last look (`None`: not looked yet).
     root_present: Option<bool>,
+    /// Checkpoints of vanished containers were dropped (at the first look at the root).
+    pruned: bool,
     ctx: SourceContext,
 }
 
@@ -178,8 +181,9 @@ impl Runner {
         }
         self.root_present = Some(true);
         let root = self.root.clone();
-        self.watcher.watch(&root);
-        if first {
+        let _ = self.watcher.watch(&root);
+        if !self.pruned {
+            self.pruned = true;
             self.prune_checkpoints();
         }
 
@@ -207,20 +211,23 @@ impl Runner {
         };
         let now = Instant::now();
         for f in found {
-            self.watcher.watch(&f.dir);
+            let watched = self.watcher.watch(&f.dir);
             if f.live_name.is_some()
                 && !self.readers.contains_key(&f.id)
                 && self.retry_after.get(&f.id).is_none_or(|t| *t <= now)
             {
-                self.spawn_reader(f, start_at);
+                self.spawn_reader(f, start_at, watched);
             }
         }
     }
 
-    fn spawn_reader(&mut self, found: Found, start_at: StartAt) {
+    fn spawn_reader(&mut self, found: Found, start_at: StartAt, watched: bool) {
         let Found { id, dir, live_name } = found;
         let live_name = live_name.expect("only containers with a log are started");
         let control = ReaderControl::default();
+        control
+            .watched
+            .store(watched, std::sync::atomic::Ordering::Relaxed);
         self.readers.insert(
             id.clone(),
             Running {

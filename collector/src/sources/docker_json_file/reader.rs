@@ -14,8 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// Fallback for a missed or unavailable inotify: how often an idle reader looks again.
-const POLL: Duration = Duration::from_millis(250);
+/// How often an idle reader looks again without being woken: often where inotify does not
+/// watch its directory, seldom (a safety net for lost events) where it does.
+const POLL_UNWATCHED: Duration = Duration::from_millis(250);
+const POLL_WATCHED: Duration = Duration::from_secs(2);
 /// After a wake-up, let a busy writer add more lines, so that a steady trickle becomes a
 /// few batches per second rather than one batch per line.
 const LINGER: Duration = Duration::from_millis(10);
@@ -29,6 +31,8 @@ pub struct ReaderControl {
     pub wake: Arc<Notify>,
     /// The container's directory is gone: drain, flush, stop, forget the checkpoint.
     pub removed: Arc<AtomicBool>,
+    /// inotify watches the container's directory, so `wake` comes with new data.
+    pub watched: Arc<AtomicBool>,
 }
 
 impl ReaderControl {
@@ -144,8 +148,13 @@ impl Reader {
                 continue; // removed meanwhile: one more pass to drain and flush
             }
             tail.release_idle_memory();
-            let wait = batch.partial_deadline.map_or(POLL, |d| {
-                d.saturating_duration_since(Instant::now()).min(POLL)
+            let poll = if control.watched.load(Ordering::Relaxed) {
+                POLL_WATCHED
+            } else {
+                POLL_UNWATCHED
+            };
+            let wait = batch.partial_deadline.map_or(poll, |d| {
+                d.saturating_duration_since(Instant::now()).min(poll)
             });
             tokio::select! {
                 _ = control.wake.notified() => {

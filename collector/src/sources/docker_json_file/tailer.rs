@@ -364,7 +364,7 @@ impl ContainerTail {
     /// Gives back memory held for reading while the reader waits for more.
     pub fn release_idle_memory(&mut self) {
         let keep = self.rb.end - self.rb.start;
-        if self.rb.buf.capacity() > 2 * keep.max(4096) {
+        if self.rb.buf.capacity() > (2 * keep).max(64 << 10) {
             self.rb.buf.copy_within(self.rb.start..self.rb.end, 0);
             self.rb.buf.truncate(keep);
             self.rb.buf.shrink_to_fit();
@@ -803,7 +803,9 @@ fn last_line_end(f: &OpenFile, cap: usize) -> io::Result<u64> {
     Ok(0)
 }
 
-/// Moves the unconsumed bytes to the front and reads the next block after them.
+/// Moves the unconsumed bytes to the front and reads the next block after them. The buffer
+/// grows to what the file has to offer (up to `block`): a container writing a line now and
+/// then keeps a small buffer, a backlog gets large reads.
 fn read_more(rb: &mut ReadBuf, cur: &mut OpenFile, block: usize) -> io::Result<usize> {
     if rb.start == rb.end {
         rb.start = 0;
@@ -813,8 +815,14 @@ fn read_more(rb: &mut ReadBuf, cur: &mut OpenFile, block: usize) -> io::Result<u
         rb.end -= rb.start;
         rb.start = 0;
     }
-    if rb.buf.len() - rb.end < block / 2 {
-        rb.buf.resize(rb.end + block, 0);
+    let want = if cur.gz {
+        block
+    } else {
+        let available = cur.size()?.saturating_sub(cur.read_pos);
+        (available.min(block as u64) as usize).max(4096)
+    };
+    if rb.buf.len() - rb.end < want {
+        rb.buf.resize(rb.end + want, 0);
     }
     let n = cur.read(&mut rb.buf[rb.end..])?;
     rb.end += n;
