@@ -320,14 +320,7 @@ fn tty_container_lines_have_no_header_garbage() {
     assert!(events.iter().all(|e| e["stream"] == "stdout"));
 }
 
-#[test]
-fn java_stack_trace_with_a_label_pattern_is_one_event() {
-    if !docker::require() {
-        return;
-    }
-    let _daemon = daemon_shared();
-    let t = TestDir::new("api-multiline");
-    let script = r#"echo '2026-11-25 13:04:22 INFO starting'
+const STACK_TRACE_SCRIPT: &str = r#"echo '2026-11-25 13:04:22 INFO starting'
 echo '2026-11-25 13:04:23 ERROR request failed'
 echo 'java.lang.IllegalStateException: boom'
 printf '\tat com.example.OrderService.place(OrderService.java:42)\n'
@@ -335,31 +328,57 @@ printf '\tat com.example.Api.handle(Api.java:7)\n'
 echo 'Caused by: java.io.IOException: disk full'
 printf '\t... 12 more\n'
 echo '2026-11-25 13:04:24 INFO recovered'"#;
-    let c = Container::create(
-        "lw-api-multiline-1",
-        &[
-            "--log-driver",
-            "local",
-            "--label",
-            r"logwharf.multiline.start=^\d{4}-\d\d-\d\d ",
-        ],
-        script,
-    );
-    let cfg = t.config(&api_config("lw-api-multiline-", ""));
+
+const MERGED_TRACE: &str = "2026-11-25 13:04:23 ERROR request failed\njava.lang.IllegalStateException: boom\n\tat com.example.OrderService.place(OrderService.java:42)\n\tat com.example.Api.handle(Api.java:7)\nCaused by: java.io.IOException: disk full\n\t... 12 more";
+
+/// A stack trace from a container labelled `logwharf.multiline.start`, through `source`
+/// (`api`: the `local` driver and the API stream; `files`: json-file and the tailer).
+fn stack_trace_is_one_event(source: &str) {
+    let t = TestDir::new(&format!("multiline-{source}"));
+    let name = format!("lw-ml-{source}-1");
+    let mut opts = vec!["--label", r"logwharf.multiline.start=^\d{4}-\d\d-\d\d "];
+    if source == "api" {
+        opts.extend(["--log-driver", "local"]);
+    }
+    let c = Container::create(&name, &opts, STACK_TRACE_SCRIPT);
+    let cfg = if source == "api" {
+        api_config(&format!("lw-ml-{source}-"), "")
+    } else {
+        json_file_config(&c.id, "")
+    };
+    let cfg = t.config(&cfg);
     let mut lw = Logwharf::start(&cfg, &[]);
     std::thread::sleep(Duration::from_millis(1500));
     c.start();
     assert_eq!(c.wait(), 0);
+    // The last event is shipped when its flush timeout (1 s) passes.
     let ok = wait_for_lines(&out(&t), 3, 20);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
     assert!(ok, "{}", lw.log());
     let m = messages(&json_lines(&out(&t)));
     assert_eq!(m.len(), 3, "{m:#?}");
-    assert_eq!(
-        m[1],
-        "2026-11-25 13:04:23 ERROR request failed\njava.lang.IllegalStateException: boom\n\tat com.example.OrderService.place(OrderService.java:42)\n\tat com.example.Api.handle(Api.java:7)\nCaused by: java.io.IOException: disk full\n\t... 12 more"
-    );
+    assert_eq!(m[0], "2026-11-25 13:04:22 INFO starting");
+    assert_eq!(m[1], MERGED_TRACE);
+    assert_eq!(m[2], "2026-11-25 13:04:24 INFO recovered");
+}
+
+#[test]
+fn java_stack_trace_with_a_label_pattern_is_one_event_api_stream() {
+    if !docker::require() {
+        return;
+    }
+    let _daemon = daemon_shared();
+    stack_trace_is_one_event("api");
+}
+
+#[test]
+fn java_stack_trace_with_a_label_pattern_is_one_event_json_file() {
+    if !docker::require() {
+        return;
+    }
+    let _daemon = daemon_shared();
+    stack_trace_is_one_event("files");
 }
 
 /// Stops dockerd (SIGTERM by its pid file) and starts it again exactly as

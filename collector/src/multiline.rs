@@ -132,6 +132,83 @@ impl<T: Clone> Multiline<T> {
     }
 }
 
+/// One merger per container stream (stdout, stderr, other) for sources whose batches mix the
+/// streams in file order (json-file). Tags are not tracked: the caller checkpoints only at
+/// batch ends where [`StreamMergers::holding`] is false.
+pub struct StreamMergers {
+    mergers: [Multiline<()>; 3],
+}
+
+impl StreamMergers {
+    /// The pattern is the container's `logwharf.multiline.start` label, else the source's
+    /// `multiline.start`; `None` when neither is set (or the label does not compile: logged).
+    pub fn for_container(
+        meta: &crate::event::ContainerMeta,
+        config: &logwharf_config::source::MultilineConfig,
+    ) -> Option<StreamMergers> {
+        let pattern = meta
+            .multiline_start()
+            .map(str::to_string)
+            .or_else(|| config.start.as_ref().map(|p| p.as_str().to_string()))?;
+        let make = || Multiline::new(&pattern, config.max_bytes.0 as usize, config.timeout.0);
+        match (make(), make(), make()) {
+            (Ok(a), Ok(b), Ok(c)) => Some(StreamMergers { mergers: [a, b, c] }),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                tracing::warn!(container = %meta.id, pattern = %pattern, error = %e, "label logwharf.multiline.start is not a valid regular expression; multiline merging is off for this container");
+                None
+            }
+        }
+    }
+
+    fn index(s: crate::event::Stream) -> usize {
+        match s {
+            crate::event::Stream::Stdout => 0,
+            crate::event::Stream::Stderr => 1,
+            crate::event::Stream::Unknown => 2,
+        }
+    }
+
+    /// Merges a batch's lines; returns the finished events (a held event stays inside).
+    pub fn process(&mut self, lines: Vec<Event>, now: Instant) -> Vec<Event> {
+        let mut out = Vec::with_capacity(lines.len());
+        let mut merged = Vec::new();
+        for line in lines {
+            let i = Self::index(line.stream);
+            self.mergers[i].push(line, (), now, &mut merged);
+            out.extend(merged.drain(..).map(|m| m.event));
+        }
+        out
+    }
+
+    /// Held events whose timeout passed.
+    pub fn flush_expired(&mut self, now: Instant) -> Vec<Event> {
+        let mut merged = Vec::new();
+        for m in &mut self.mergers {
+            m.flush_expired(now, &mut merged);
+        }
+        merged.into_iter().map(|m| m.event).collect()
+    }
+
+    /// Every held event (end of input, removal, shutdown).
+    pub fn flush_all(&mut self) -> Vec<Event> {
+        let mut merged = Vec::new();
+        for m in &mut self.mergers {
+            m.flush(&mut merged);
+        }
+        merged.into_iter().map(|m| m.event).collect()
+    }
+
+    /// An event is held (a checkpoint must not move past its first line).
+    pub fn holding(&self) -> bool {
+        self.mergers.iter().any(|m| m.deadline().is_some())
+    }
+
+    /// When the earliest held event times out.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.mergers.iter().filter_map(Multiline::deadline).min()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,7 @@ impl Source for DockerJsonFile {
         Runner {
             service,
             metadata_wait: self.config.metadata_wait.0,
+            multiline: self.config.multiline.clone(),
             root: self.config.root.clone(),
             read_from: self.config.read_from,
             rescan_every: self.config.rescan_interval.0.max(Duration::from_millis(10)),
@@ -95,6 +96,8 @@ struct Runner {
     service: Option<Arc<MetadataService>>,
     /// How long a container's first lines wait for its metadata.
     metadata_wait: Duration,
+    /// Multiline merging options.
+    multiline: logwharf_config::source::MultilineConfig,
     root: PathBuf,
     read_from: ReadFrom,
     rescan_every: Duration,
@@ -259,6 +262,7 @@ impl Runner {
         );
         let meta = MetaHandle::new(self.service.clone(), &id);
         let metadata_wait = self.metadata_wait;
+        let multiline = self.multiline.clone();
         self.tasks.spawn(async move {
             let started = tokio::task::spawn_blocking(move || ContainerTail::start(params)).await;
             let (tail, commit_now) = match started {
@@ -286,6 +290,7 @@ impl Runner {
                 control,
                 meta,
                 metadata_wait,
+                multiline,
             }
             .run()
             .await;

@@ -7,8 +7,10 @@
 use super::acks::AckTracker;
 use super::tailer::{ContainerTail, Flush};
 use crate::docker::MetaHandle;
+use crate::multiline::StreamMergers;
 use crate::shutdown::Shutdown;
 use crate::topology::SourceOutput;
+use logwharf_config::source::MultilineConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,6 +56,8 @@ pub struct Reader {
     pub meta: MetaHandle,
     /// How long the first batch waits for metadata the service does not have yet.
     pub metadata_wait: Duration,
+    /// Multiline merging (the source's option; a container label can turn it on).
+    pub multiline: MultilineConfig,
 }
 
 impl Reader {
@@ -68,6 +72,7 @@ impl Reader {
             control,
             mut meta,
             metadata_wait,
+            multiline,
         } = self;
         let id = tail.id().to_string();
         // Lines read before the metadata is known: a bounded wait, then the id alone (later
@@ -77,6 +82,10 @@ impl Reader {
             _ = shutdown.wait() => return,
         }
         let mut sent = tail.resume_point();
+        // With multiline merging, the checkpoint moves only at batch ends where no event is held
+        // (`safe`): a crash re-reads a held event's lines instead of losing them.
+        let mut merger = StreamMergers::for_container(meta.current(), &multiline);
+        let mut safe = sent.clone();
         let mut once_flushing = false;
         loop {
             let removed = control.removed.load(Ordering::Acquire);
@@ -109,8 +118,23 @@ impl Reader {
             if !meta.current().enabled() {
                 batch.events.clear(); // label logwharf.enable=false: read and checkpoint, ship nothing
             }
+            let mut ack_at = batch.resume.clone();
+            if let Some(m) = merger.as_mut() {
+                let now = tokio::time::Instant::now();
+                let mut events = m.process(std::mem::take(&mut batch.events), now);
+                events.extend(m.flush_expired(now));
+                if flush != Flush::Expired && batch.idle {
+                    events.extend(m.flush_all());
+                }
+                batch.events = events;
+                if m.holding() {
+                    ack_at = safe.clone();
+                } else {
+                    safe = batch.resume.clone();
+                }
+            }
             if !batch.events.is_empty() || batch.resume != sent {
-                let on_done = batch.resume.clone().map(|r| tracker.track(r));
+                let on_done = ack_at.map(|r| tracker.track(r));
                 tokio::select! {
                     biased;
                     _ = shutdown.wait() => return,
@@ -153,9 +177,18 @@ impl Reader {
             } else {
                 POLL_UNWATCHED
             };
-            let wait = batch.partial_deadline.map_or(poll, |d| {
-                d.saturating_duration_since(Instant::now()).min(poll)
-            });
+            let held = merger
+                .as_ref()
+                .and_then(StreamMergers::deadline)
+                .map(|d| d.into_std());
+            let wait = batch
+                .partial_deadline
+                .into_iter()
+                .chain(held)
+                .min()
+                .map_or(poll, |d| {
+                    d.saturating_duration_since(Instant::now()).min(poll)
+                });
             tokio::select! {
                 _ = control.wake.notified() => {
                     tokio::select! {
