@@ -74,15 +74,14 @@ impl TestDir {
     }
 
     /// Writes `logwharf.toml` with `{dir}` replaced by this directory, and returns its path.
-    /// `data_dir` is prepended and a free `api.address` appended unless the text sets them.
+    /// `data_dir` and a free `api.address` are prepended unless the text sets them.
     pub fn config(&self, text: &str) -> PathBuf {
         let mut full = String::new();
         if !text.contains("data_dir") {
             full.push_str("data_dir = \"{dir}/data\"\n");
         }
         full.push_str(text);
-        // Appended, not prepended: top-level keys of `text` (checkpoint_interval, …) must not
-        // land inside the [api] table.
+        // Appended, so that the text's own top-level keys stay outside this table.
         if !text.contains("[api]") {
             full.push_str(&format!(
                 "\n[api]\naddress = \"127.0.0.1:{}\"\n",
