@@ -195,9 +195,7 @@ impl ReadBuf {
 impl ContainerTail {
     /// The metadata record the next batches' events carry (the caller checks it per batch).
     pub fn set_meta(&mut self, meta: &Arc<ContainerMeta>) {
-        if !Arc::ptr_eq(&self.lines.meta, meta) {
-            self.lines.meta = meta.clone();
-        }
+        self.lines.set_meta(meta);
     }
 
     /// Opens a container's files and positions the reader: at the checkpoint when one
