@@ -18,6 +18,11 @@ pub const SKIPPED_BYTES: &str = "logwharf_skipped_bytes_total";
 pub const LOST_BYTES: &str = "logwharf_lost_bytes_total";
 /// Bytes written to a file but not yet acknowledged (gauge; labels: source, container).
 pub const CHECKPOINT_LAG_BYTES: &str = "logwharf_checkpoint_lag_bytes";
+/// Input a receiving source refused (label `kind`: garbage, truncated, too_large, gzip,
+/// decompressed_too_large, auth, tls); each closes the offending connection only.
+pub const SOURCE_ERRORS: &str = "logwharf_source_errors_total";
+/// Open client connections of a receiving source (gauge).
+pub const SOURCE_CONNECTIONS: &str = "logwharf_source_connections";
 /// Files currently tailed (gauge).
 pub const FILES_WATCHED: &str = "logwharf_files_watched";
 /// Files found truncated or rewritten in place and read again from the start (copytruncate,

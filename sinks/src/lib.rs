@@ -7,6 +7,7 @@ pub mod blackhole;
 pub mod console;
 pub mod encoding;
 pub mod file;
+pub mod fluentd;
 pub mod util;
 
 use logwharf_collector::Sink;
@@ -18,5 +19,6 @@ pub fn build(name: &str, config: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
         SinkKind::Blackhole(_) => Box::new(blackhole::Blackhole::new(name)),
         SinkKind::Console(c) => Box::new(console::ConsoleSink::new(name, c)),
         SinkKind::File(c) => Box::new(file::FileSink::new(name, c)),
+        SinkKind::Fluentd(c) => Box::new(fluentd::Fluentd::new(name, (**c).clone())?),
     })
 }

@@ -4,16 +4,18 @@
 pub mod blackhole;
 pub mod console;
 pub mod file;
+pub mod fluentd;
 
 pub use blackhole::BlackholeConfig;
 pub use console::ConsoleConfig;
 pub use file::FileSinkConfig;
+pub use fluentd::FluentdSinkConfig;
 
 use crate::load::Decoder;
 use serde::Deserialize;
 
 /// The sink types logwharf knows, for error messages.
-pub const SINK_TYPES: &[&str] = &["blackhole", "console", "file"];
+pub const SINK_TYPES: &[&str] = &["blackhole", "console", "file", "fluentd"];
 
 /// One configured sink: what it reads, how its buffer behaves, and what it is.
 #[derive(Debug, Clone)]
@@ -29,6 +31,8 @@ pub enum SinkKind {
     Blackhole(BlackholeConfig),
     Console(ConsoleConfig),
     File(FileSinkConfig),
+    /// Boxed: much larger than the other variants.
+    Fluentd(Box<FluentdSinkConfig>),
 }
 
 impl SinkKind {
@@ -37,6 +41,7 @@ impl SinkKind {
             SinkKind::Blackhole(_) => "blackhole",
             SinkKind::Console(_) => "console",
             SinkKind::File(_) => "file",
+            SinkKind::Fluentd(_) => "fluentd",
         }
     }
 
@@ -53,6 +58,11 @@ impl SinkKind {
                 let c: FileSinkConfig = d.decode()?;
                 c.validate(d);
                 SinkKind::File(c)
+            }
+            "fluentd" => {
+                let c: FluentdSinkConfig = d.decode()?;
+                c.validate(d);
+                SinkKind::Fluentd(Box::new(c))
             }
             _ => return None,
         })
