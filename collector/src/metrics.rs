@@ -18,6 +18,11 @@ pub const SKIPPED_BYTES: &str = "logwharf_skipped_bytes_total";
 pub const LOST_BYTES: &str = "logwharf_lost_bytes_total";
 /// Bytes written to a file but not yet acknowledged (gauge; labels: source, container).
 pub const CHECKPOINT_LAG_BYTES: &str = "logwharf_checkpoint_lag_bytes";
+/// Input a receiving source refused (label `kind`: garbage, truncated, too_large, gzip,
+/// decompressed_too_large, auth, tls); each closes the offending connection only.
+pub const SOURCE_ERRORS: &str = "logwharf_source_errors_total";
+/// Open client connections of a receiving source (gauge).
+pub const SOURCE_CONNECTIONS: &str = "logwharf_source_connections";
 /// Files currently tailed (gauge).
 pub const FILES_WATCHED: &str = "logwharf_files_watched";
 /// Files found truncated or rewritten in place and read again from the start (copytruncate,
@@ -44,3 +49,21 @@ pub const BUFFER_DROPPED: &str = "logwharf_buffer_dropped_events_total";
 pub const BUFFER_EVENTS: &str = "logwharf_buffer_events";
 /// Checkpoint file writes that failed.
 pub const CHECKPOINT_WRITE_ERRORS: &str = "logwharf_checkpoint_write_errors_total";
+/// Events a sink's peer refused for good, counted instead of retried (labels: sink, `reason`,
+/// e.g. CloudWatch's `too_old`, `too_new`, `expired`, `invalid_parameter`, `empty`).
+pub const SINK_REJECTED_EVENTS: &str = "logwharf_sink_rejected_events_total";
+/// Messages over a sink's per-event size limit (labels: sink, `action` = `split` | `truncate`).
+pub const SINK_OVERSIZE_EVENTS: &str = "logwharf_sink_oversize_events_total";
+/// Requests a sink sent (labels: sink, `outcome` = `ok` or an error kind).
+pub const SINK_REQUESTS: &str = "logwharf_sink_requests_total";
+
+/// Reconnections to the Docker daemon (label: host).
+pub const DOCKER_RECONNECTS: &str = "logwharf_docker_reconnects_total";
+/// Docker API log streams (re)attached (labels: source, reason = start|watchdog|error).
+pub const DOCKER_STREAM_ATTACHES: &str = "logwharf_docker_stream_attaches_total";
+/// Docker API log frames that could not be parsed and were passed on raw (labels: source, container).
+pub const DOCKER_BAD_FRAMES: &str = "logwharf_docker_bad_frames_total";
+/// Lines skipped after a re-attach because the cursor shows they were already read.
+pub const DOCKER_REPLAY_SKIPPED: &str = "logwharf_docker_replay_skipped_total";
+/// Events merged into a preceding multiline event (label: source).
+pub const MULTILINE_MERGED: &str = "logwharf_multiline_merged_lines_total";

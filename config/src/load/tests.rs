@@ -98,7 +98,7 @@ max_size = "10q"
         e,
         vec![
             "line 4: sources.c.rooot: unknown key",
-            "line 7: sources.d.type: unknown source type \"docker_jsonfile\" (known: docker_json_file)",
+            "line 7: sources.d.type: unknown source type \"docker_jsonfile\" (known: docker_api, docker_daemon, docker_json_file, fluent)",
             "line 11: sinks.f.inputs: input \"nope\" names no source (sources: c, d)",
             "line 12: sinks.f.path: unknown field .Nmae in template \"/tmp/{{.Nmae}}.log\" (known: .ID .FullID .Name .ImageID .ImageFullID .ImageName .DaemonName)",
             "line 18: sinks.g.max_size: invalid size \"10q\" (expected e.g. 512, 10k, 20m, 1g)",
@@ -122,8 +122,8 @@ inputs = ["c"]
     assert_eq!(
         e,
         vec![
-            "line 5: sinks.a.type: unknown sink type \"kafak\" (known: blackhole, console, file, kafka)",
-            "line 7: sinks.b: missing `type` (one of: blackhole, console, file, kafka)",
+            "line 5: sinks.a.type: unknown sink type \"kafak\" (known: blackhole, cloudwatch, console, file, fluentd, kafka)",
+            "line 7: sinks.b: missing `type` (one of: blackhole, cloudwatch, console, file, fluentd, kafka)",
         ]
     );
 }
@@ -197,6 +197,132 @@ fn env_interpolation() {
 fn builtin_default_is_valid() {
     let c = Config::builtin_default();
     assert!(c.sinks.contains_key("console"));
+}
+
+#[test]
+fn fluent_source_and_fluentd_sink_load_with_docker_aliases() {
+    let c = load_str(
+        r#"
+[sources.fwd]
+type = "fluent"
+address = "tcp://127.0.0.1:24230"
+auth = { shared_key = "s3cret" }
+[sinks.agg]
+type = "fluentd"
+inputs = ["fwd"]
+fluentd-address = "tls://agg.example:24284"
+fluentd-sub-second-precision = "false"
+fluentd-request-ack = "true"
+compress = "gzip"
+tag = "docker.{{.Name}}"
+tls = { ca_file = "/etc/ca.pem" }
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    let SourceConfig::Fluent(s) = &c.sources["fwd"] else {
+        panic!()
+    };
+    assert_eq!(s.address.to_string(), "tcp://127.0.0.1:24230");
+    assert_eq!(s.auth.as_ref().unwrap().shared_key, "s3cret");
+    let SinkKind::Fluentd(f) = &c.sinks["agg"].kind else {
+        panic!()
+    };
+    assert_eq!(f.address.to_string(), "tls://agg.example:24284");
+    assert!(!f.sub_second_precision && f.require_ack);
+    assert_eq!(f.compress, crate::sink::fluentd::ForwardCompression::Gzip);
+    assert_eq!(f.tag.as_str(), "docker.{{.Name}}");
+}
+
+#[test]
+fn fluent_errors_name_their_keys() {
+    let e = errors(
+        r#"
+[sources.fwd]
+type = "fluent"
+address = "udp://x:1"
+[sinks.agg]
+type = "fluentd"
+inputs = ["fwd"]
+record = "xml"
+tls = {}
+"#,
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("line 4: sources.fwd.address: invalid address"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("line 8: sinks.agg.record: unknown variant"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn docker_sources_load_and_a_bad_label_regex_names_its_key() {
+    let c = load_str(
+        r#"
+[sources.api]
+type = "docker_api"
+host = "unix:///var/run/docker.sock"
+events = true
+env = "FOO,BAR"
+labels_regex = "^com\\.docker\\.compose\\."
+tag = "{{.Name}}/{{.ID}}"
+multiline = { start = "^\\S", timeout = "2s" }
+[sources.daemon]
+type = "docker_daemon"
+path = "/var/log/dockerd.log"
+[sources.files]
+type = "docker_json_file"
+enrich = false
+env_regex = "^APP_"
+[sinks.out]
+type = "blackhole"
+inputs = ["*"]
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    let SourceConfig::DockerApi(a) = &c.sources["api"] else {
+        panic!()
+    };
+    assert!(a.events);
+    assert_eq!(a.env.0, ["FOO", "BAR"]);
+    assert_eq!(a.multiline.timeout.0, std::time::Duration::from_secs(2));
+    let SourceConfig::DockerJsonFile(j) = &c.sources["files"] else {
+        panic!()
+    };
+    assert!(!j.enrich);
+    assert!(j.enrich_options().env_regex.is_some());
+
+    let e = errors(
+        r#"
+[sources.api]
+type = "docker_api"
+labels_regex = "com.docker.(compose"
+host = "ftp://x"
+[sources.files]
+type = "docker_json_file"
+env_regex = "["
+multiline = { start = "*oops" }
+[sinks.out]
+type = "blackhole"
+inputs = ["*"]
+"#,
+    );
+    assert!(
+        e.iter().any(|l| l.starts_with(
+            "line 4: sources.api.labels_regex: invalid regular expression \"com.docker.(compose\""
+        )),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("line 8: sources.files.env_regex: invalid regular expression")),
+        "{e:#?}"
+    );
 }
 
 #[test]

@@ -2,20 +2,31 @@
 //! struct per sink `type`.
 
 pub mod blackhole;
+pub mod cloudwatch;
 pub mod console;
 pub mod file;
+pub mod fluentd;
 pub mod kafka;
 
 pub use blackhole::BlackholeConfig;
+pub use cloudwatch::CloudWatchConfig;
 pub use console::ConsoleConfig;
 pub use file::FileSinkConfig;
+pub use fluentd::FluentdSinkConfig;
 pub use kafka::KafkaSinkConfig;
 
 use crate::load::Decoder;
 use serde::Deserialize;
 
 /// The sink types logwharf knows, for error messages.
-pub const SINK_TYPES: &[&str] = &["blackhole", "console", "file", "kafka"];
+pub const SINK_TYPES: &[&str] = &[
+    "blackhole",
+    "cloudwatch",
+    "console",
+    "file",
+    "fluentd",
+    "kafka",
+];
 
 /// One configured sink: what it reads, how its buffer behaves, and what it is.
 #[derive(Debug, Clone)]
@@ -29,8 +40,11 @@ pub struct SinkConfig {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Blackhole(BlackholeConfig),
+    CloudWatch(Box<CloudWatchConfig>),
     Console(ConsoleConfig),
     File(FileSinkConfig),
+    /// Boxed: much larger than the other variants.
+    Fluentd(Box<FluentdSinkConfig>),
     Kafka(KafkaSinkConfig),
 }
 
@@ -38,8 +52,10 @@ impl SinkKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkKind::Blackhole(_) => "blackhole",
+            SinkKind::CloudWatch(_) => "cloudwatch",
             SinkKind::Console(_) => "console",
             SinkKind::File(_) => "file",
+            SinkKind::Fluentd(_) => "fluentd",
             SinkKind::Kafka(_) => "kafka",
         }
     }
@@ -48,6 +64,11 @@ impl SinkKind {
     pub(crate) fn decode(type_name: &str, d: &mut Decoder<'_>) -> Option<SinkKind> {
         Some(match type_name {
             "blackhole" => SinkKind::Blackhole(d.decode()?),
+            "cloudwatch" => {
+                let c: CloudWatchConfig = d.decode()?;
+                c.validate(d);
+                SinkKind::CloudWatch(Box::new(c))
+            }
             "console" => {
                 let c: ConsoleConfig = d.decode()?;
                 c.validate(d);
@@ -57,6 +78,11 @@ impl SinkKind {
                 let c: FileSinkConfig = d.decode()?;
                 c.validate(d);
                 SinkKind::File(c)
+            }
+            "fluentd" => {
+                let c: FluentdSinkConfig = d.decode()?;
+                c.validate(d);
+                SinkKind::Fluentd(Box::new(c))
             }
             "kafka" => {
                 let c: KafkaSinkConfig = d.decode()?;

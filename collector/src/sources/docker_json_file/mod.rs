@@ -4,16 +4,20 @@
 //! How the pieces fit:
 //! - [`discovery`] finds container directories (inotify + periodic rescan, id filters);
 //! - [`reader`] is a container's async task; it runs [`tailer`] on the blocking pool, which
-//!   holds the container's [`files`], follows rotation, and turns lines into events with
-//!   [`parser`] and [`partial`];
+//!   holds the container's [`files`] (listed consistently by `listing`), follows rotation,
+//!   and turns lines into events (`lines`, with [`parser`] and [`partial`]) gathered in a
+//!   batch whose messages share one buffer (`batch`);
 //! - [`acks`] turns batch acknowledgements into the container's checkpoint, a
 //!   [`position::SavedPosition`] keyed `"<source>/<container id>"`, whose file is recognised
 //!   again by its [`fingerprint`].
 
 pub mod acks;
+mod batch;
 pub mod discovery;
 pub mod files;
 pub mod fingerprint;
+mod lines;
+mod listing;
 pub mod parser;
 pub mod partial;
 pub mod position;
@@ -21,6 +25,7 @@ pub mod reader;
 pub mod tailer;
 
 use super::{Source, SourceContext};
+use crate::docker::{MetaHandle, MetadataService};
 use acks::AckTracker;
 use discovery::{Found, IdFilter, Watcher};
 use logwharf_config::source::{DockerJsonFileConfig, ReadFrom};
@@ -55,7 +60,17 @@ impl DockerJsonFile {
 #[async_trait::async_trait]
 impl Source for DockerJsonFile {
     async fn run(self: Box<Self>, ctx: SourceContext) -> anyhow::Result<()> {
+        // Enrichment: the shared metadata service of this Docker daemon (lines of containers it
+        // does not know carry the id only; nothing waits for a daemon that is not there).
+        let service = if self.config.enrich {
+            Some(MetadataService::shared(&self.config.enrich_options())?)
+        } else {
+            None
+        };
         Runner {
+            service,
+            metadata_wait: self.config.metadata_wait.0,
+            multiline: self.config.multiline.clone(),
             root: self.config.root.clone(),
             read_from: self.config.read_from,
             rescan_every: self.config.rescan_interval.0.max(Duration::from_millis(10)),
@@ -81,6 +96,12 @@ struct Running {
 
 /// The source's main task: discovery, and one reader task per container.
 struct Runner {
+    /// Container metadata for enrichment (`enrich = true`).
+    service: Option<Arc<MetadataService>>,
+    /// How long a container's first lines wait for its metadata.
+    metadata_wait: Duration,
+    /// Multiline merging options.
+    multiline: logwharf_config::source::MultilineConfig,
     root: PathBuf,
     read_from: ReadFrom,
     rescan_every: Duration,
@@ -243,6 +264,9 @@ impl Runner {
             self.ctx.shutdown.clone(),
             self.ctx.once,
         );
+        let meta = MetaHandle::new(self.service.clone(), &id);
+        let metadata_wait = self.metadata_wait;
+        let multiline = self.multiline.clone();
         self.tasks.spawn(async move {
             let started = tokio::task::spawn_blocking(move || ContainerTail::start(params)).await;
             let (tail, commit_now) = match started {
@@ -268,6 +292,9 @@ impl Runner {
                 shutdown,
                 once,
                 control,
+                meta,
+                metadata_wait,
+                multiline,
             }
             .run()
             .await;
