@@ -98,6 +98,7 @@ fn a_100k_line_container_arrives_complete_in_order_keyed_by_container() {
     // The value is the whole event, as the json encoding writes it.
     let e = records[0].json();
     assert_eq!(e["container_id"], c.id.as_str());
+    assert_eq!(e["container_name"], c.name.as_str());
     assert_eq!(e["source"], "containers");
     assert!(e["time"].as_str().unwrap().ends_with('Z'));
     let err = records
@@ -121,16 +122,14 @@ fn the_topic_template_fans_two_containers_into_two_topics() {
     let broker = Tansu::start(&bin, t.path());
     let a = Container::create("lw-e2e-kafka-fan-a", &[], "seq 1 2000 | busybox sed s/^/a/");
     let b = Container::create("lw-e2e-kafka-fan-b", &[], "seq 1 3000 | busybox sed s/^/b/");
-    let (ta, tb) = (
-        format!("logs.{}", &a.id[..12]),
-        format!("logs.{}", &b.id[..12]),
-    );
+    // The example: one topic per container name (names from the Docker API).
+    let (ta, tb) = (format!("logs.{}", a.name), format!("logs.{}", b.name));
     broker.create_topic(&ta, 2);
     broker.create_topic(&tb, 2);
     let cfg = t.config(&config(
         &[&a.id, &b.id],
         &broker.address(),
-        "topic = \"logs.{{.ID}}\"\nencoding = \"raw\"",
+        "topic = \"logs.{{.Name}}\"\nencoding = \"json\"",
     ));
     a.start();
     b.start();
@@ -142,24 +141,22 @@ fn the_topic_template_fans_two_containers_into_two_topics() {
     consumer.wait_quiet(Duration::from_millis(500), Duration::from_secs(5));
     let records = consumer.finish();
     assert!(complete, "{} of 5000; log:\n{log}", records.len());
-    let mut by_topic: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut by_topic: HashMap<&str, Vec<serde_json::Value>> = HashMap::new();
     for r in &records {
-        by_topic
-            .entry(r.topic.as_str())
-            .or_default()
-            .push(String::from_utf8(r.value.clone()).unwrap());
+        by_topic.entry(r.topic.as_str()).or_default().push(r.json());
     }
-    let (va, vb) = (&by_topic[ta.as_str()], &by_topic[tb.as_str()]);
-    assert_eq!(va.len(), 2000);
-    assert_eq!(vb.len(), 3000);
-    assert!(
-        va.iter().all(|v| v.starts_with('a')),
-        "only container a in its topic"
-    );
-    assert!(
-        vb.iter().all(|v| v.starts_with('b')),
-        "only container b in its topic"
-    );
+    for (topic, c, n) in [(&ta, &a, 2000), (&tb, &b, 3000)] {
+        let events = &by_topic[topic.as_str()];
+        assert_eq!(events.len(), n, "{topic}");
+        assert!(
+            events
+                .iter()
+                .all(|e| e["container_name"] == c.name.as_str()
+                    && e["container_id"] == c.id.as_str()),
+            "only {} in {topic}",
+            c.name
+        );
+    }
 }
 
 #[test]
