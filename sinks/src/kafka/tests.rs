@@ -273,3 +273,24 @@ fn settings_librdkafka_refuses_in_combination_fail_the_build() {
     let err = format!("{:#}", KafkaSink::new("k", &cfg).err().unwrap());
     assert!(err.contains("enable.idempotence"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_at_the_shutdown_deadline_nothing_undelivered_is_acknowledged() {
+    let mock = cluster();
+    let brokers = mock.bootstrap_servers();
+    let sink = KafkaSink::new("k", &config(&brokers)).unwrap();
+    mock.broker_down(1).unwrap();
+    let (tx, input) = SinkInput::for_test("k");
+    let (sb, rx) = batch(&container(1), &lines(0, 10));
+    tx.send(sb).ok().unwrap();
+    drop(tx);
+    // The input is closed but the broker is down: the sink keeps waiting to flush…
+    let waited = tokio::time::timeout(Duration::from_secs(2), Box::new(sink).run(input)).await;
+    assert!(waited.is_err(), "the sink waits for the deliveries it owes");
+    // …until the runtime gives up on it (here: the timeout dropped the task). The batch is
+    // left unacknowledged, so its checkpoint does not move.
+    let ok = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(ok, Ok(false));
+}
