@@ -4,16 +4,18 @@
 pub mod blackhole;
 pub mod console;
 pub mod file;
+pub mod syslog;
 
 pub use blackhole::BlackholeConfig;
 pub use console::ConsoleConfig;
 pub use file::FileSinkConfig;
+pub use syslog::SyslogSinkConfig;
 
 use crate::load::Decoder;
 use serde::Deserialize;
 
 /// The sink types logwharf knows, for error messages.
-pub const SINK_TYPES: &[&str] = &["blackhole", "console", "file"];
+pub const SINK_TYPES: &[&str] = &["blackhole", "console", "file", "syslog"];
 
 /// One configured sink: what it reads, how its buffer behaves, and what it is.
 #[derive(Debug, Clone)]
@@ -29,6 +31,7 @@ pub enum SinkKind {
     Blackhole(BlackholeConfig),
     Console(ConsoleConfig),
     File(FileSinkConfig),
+    Syslog(SyslogSinkConfig),
 }
 
 impl SinkKind {
@@ -37,6 +40,7 @@ impl SinkKind {
             SinkKind::Blackhole(_) => "blackhole",
             SinkKind::Console(_) => "console",
             SinkKind::File(_) => "file",
+            SinkKind::Syslog(_) => "syslog",
         }
     }
 
@@ -53,6 +57,11 @@ impl SinkKind {
                 let c: FileSinkConfig = d.decode()?;
                 c.validate(d);
                 SinkKind::File(c)
+            }
+            "syslog" => {
+                let c: SyslogSinkConfig = d.decode()?;
+                c.validate(d);
+                SinkKind::Syslog(c)
             }
             _ => return None,
         })

@@ -1,24 +1,28 @@
 //! `[sources.NAME]` tables: one config struct per source `type`.
 
 pub mod docker_json_file;
+pub mod syslog;
 
 pub use docker_json_file::{DockerJsonFileConfig, ReadFrom};
+pub use syslog::SyslogSourceConfig;
 
 use crate::load::Decoder;
 
 /// The source types logwharf knows, for error messages.
-pub const SOURCE_TYPES: &[&str] = &["docker_json_file"];
+pub const SOURCE_TYPES: &[&str] = &["docker_json_file", "syslog"];
 
 /// A configured source.
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     DockerJsonFile(DockerJsonFileConfig),
+    Syslog(SyslogSourceConfig),
 }
 
 impl SourceConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::DockerJsonFile(_) => "docker_json_file",
+            SourceConfig::Syslog(_) => "syslog",
         }
     }
 
@@ -29,6 +33,11 @@ impl SourceConfig {
                 let c: DockerJsonFileConfig = d.decode()?;
                 c.validate(d);
                 SourceConfig::DockerJsonFile(c)
+            }
+            "syslog" => {
+                let c: SyslogSourceConfig = d.decode()?;
+                c.validate(d);
+                SourceConfig::Syslog(c)
             }
             _ => return None,
         })
