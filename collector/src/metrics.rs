@@ -18,6 +18,12 @@ pub const SKIPPED_BYTES: &str = "logwharf_skipped_bytes_total";
 pub const LOST_BYTES: &str = "logwharf_lost_bytes_total";
 /// Bytes written to a file but not yet acknowledged (gauge; labels: source, container).
 pub const CHECKPOINT_LAG_BYTES: &str = "logwharf_checkpoint_lag_bytes";
+/// Source errors (labels: source, `kind`), e.g. a receiver's bad frames and timeouts.
+pub const SOURCE_ERRORS: &str = "logwharf_source_errors_total";
+/// Events a receiver dropped because the pipeline was full (UDP: labels source, `reason`).
+pub const SOURCE_DROPPED: &str = "logwharf_source_dropped_events_total";
+/// Open connections of a receiving source (gauge).
+pub const SOURCE_CONNECTIONS: &str = "logwharf_source_connections";
 /// Files currently tailed (gauge).
 pub const FILES_WATCHED: &str = "logwharf_files_watched";
 
@@ -25,6 +31,10 @@ pub const FILES_WATCHED: &str = "logwharf_files_watched";
 pub const SINK_EVENTS: &str = "logwharf_sink_events_total";
 /// Bytes a sink wrote (encoded).
 pub const SINK_BYTES: &str = "logwharf_sink_bytes_total";
+/// Events a sink cut at a size limit (syslog UDP datagram cap).
+pub const SINK_TRUNCATED: &str = "logwharf_sink_truncated_events_total";
+/// Bytes a sink wrote again after a connection loss (syslog resend window).
+pub const SINK_RESENT_BYTES: &str = "logwharf_sink_resent_bytes_total";
 /// Sink errors (label `kind`).
 pub const SINK_ERRORS: &str = "logwharf_sink_errors_total";
 /// Sink retries after a transient error.

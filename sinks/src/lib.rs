@@ -3,6 +3,7 @@
 //! that pulls batches, encodes, writes, and settles acknowledgements.
 
 pub mod blackhole;
+pub mod syslog;
 pub mod util;
 
 use logwharf_collector::Sink;
@@ -12,6 +13,7 @@ use logwharf_config::{SinkConfig, SinkKind};
 pub fn build(name: &str, config: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
     Ok(match &config.kind {
         SinkKind::Blackhole(_) => Box::new(blackhole::Blackhole::new(name)),
+        SinkKind::Syslog(c) => Box::new(syslog::SyslogSink::new(name, c)?),
         SinkKind::Console(_) | SinkKind::File(_) => {
             anyhow::bail!("sink type {} is not built yet", config.kind.type_name())
         }

@@ -3,6 +3,7 @@
 //! its batches' acknowledgements.
 
 pub mod docker_json_file;
+pub mod syslog;
 
 use crate::checkpoint::CheckpointStore;
 use crate::shutdown::Shutdown;
@@ -38,5 +39,6 @@ pub fn build(
         SourceConfig::DockerJsonFile(c) => {
             Ok(Box::new(docker_json_file::DockerJsonFile::new(c.clone())?))
         }
+        SourceConfig::Syslog(c) => Ok(Box::new(syslog::SyslogSource::new(c.clone())?)),
     }
 }
