@@ -76,3 +76,21 @@ fn missing_docker_root_is_said_once_and_watched() {
     );
     assert_eq!(lw.terminate(), Some(0));
 }
+
+#[test]
+fn example_configs_are_valid() {
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let out = Command::new(bin())
+            .args(["validate", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

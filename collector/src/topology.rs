@@ -92,7 +92,12 @@ impl SourceOutput {
                 ack: token.share(),
                 _permit: Some(permit),
             };
-            t.tx.send(sb).map_err(|_| Closed)?;
+            if let Err(mpsc::error::SendError(lost)) = t.tx.send(sb) {
+                // The sink task has stopped (it logged why). Its copy stays unsettled, so the
+                // source's position does not move past this batch; other sinks carry on.
+                tracing::debug!(sink = %t.name, "sink has stopped; batch not delivered to it");
+                drop(lost);
+            }
         }
         token.delivered();
         Ok(())
@@ -251,9 +256,23 @@ impl Topology {
                 .run_flusher(config.checkpoint_interval.0, shutdown.clone()),
         );
 
-        for (name, t) in source_tasks {
-            if let Err(e) = t.await {
-                tracing::error!(source = %name, error = %e, "source task panicked");
+        for (name, mut t) in source_tasks {
+            // Sources stop promptly on shutdown; one that does not is not waited for forever.
+            let r = tokio::select! {
+                r = &mut t => r,
+                _ = async {
+                    shutdown.wait().await;
+                    tokio::time::sleep(config.shutdown_timeout.0).await
+                } => {
+                    tracing::warn!(source = %name, "source did not stop within shutdown_timeout; aborting it");
+                    t.abort();
+                    t.await
+                }
+            };
+            if let Err(e) = r {
+                if e.is_panic() {
+                    tracing::error!(source = %name, error = %e, "source task panicked");
+                }
             }
         }
         tracing::info!("sources stopped; draining sinks");
@@ -279,5 +298,120 @@ impl Topology {
             .context("writing the final checkpoints")?;
         tracing::info!("stopped; checkpoints written");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Stream;
+    use bytes::Bytes;
+    use std::sync::mpsc as std_mpsc;
+    use std::time::Duration;
+
+    fn output(specs: &[(u32, WhenFull)]) -> (SourceOutput, Vec<SinkInput>) {
+        let mut targets = Vec::new();
+        let mut inputs = Vec::new();
+        for (i, (capacity, when_full)) in specs.iter().enumerate() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let name: Arc<str> = format!("sink{i}").into();
+            targets.push(SinkTarget {
+                name: name.clone(),
+                tx,
+                permits: Arc::new(Semaphore::new(*capacity as usize)),
+                capacity: *capacity,
+                when_full: *when_full,
+            });
+            inputs.push(SinkInput { name, rx });
+        }
+        (
+            SourceOutput {
+                source: "src".into(),
+                targets: targets.into(),
+            },
+            inputs,
+        )
+    }
+
+    fn events(n: usize) -> Vec<Event> {
+        (0..n)
+            .map(|i| Event::new(i as i64, Stream::Stdout, Bytes::from(format!("line {i}"))))
+            .collect()
+    }
+
+    fn callback() -> (OnDelivered, std_mpsc::Receiver<bool>) {
+        let (tx, rx) = std_mpsc::channel();
+        (Box::new(move |ok| tx.send(ok).unwrap()), rx)
+    }
+
+    #[tokio::test]
+    async fn fans_out_and_acks_only_when_every_sink_settled() {
+        let (out, mut inputs) = output(&[(10, WhenFull::Block), (10, WhenFull::Block)]);
+        let (cb, rx) = callback();
+        out.send(events(3), Some(cb)).await.unwrap();
+        let a = inputs[0].recv().await.unwrap();
+        let b = inputs[1].recv().await.unwrap();
+        assert!(
+            Arc::ptr_eq(&a.batch, &b.batch),
+            "one shared batch, not a copy per sink"
+        );
+        a.ack.delivered();
+        assert!(rx.try_recv().is_err());
+        b.ack.delivered();
+        assert_eq!(rx.try_recv(), Ok(true));
+
+        let (cb, rx) = callback();
+        out.send(events(1), Some(cb)).await.unwrap();
+        inputs[0].recv().await.unwrap().ack.delivered();
+        drop(inputs[1].recv().await.unwrap()); // a sink that failed
+        assert_eq!(rx.try_recv(), Ok(false));
+    }
+
+    #[tokio::test]
+    async fn a_full_block_buffer_stops_the_source_until_space_frees() {
+        let (out, mut inputs) = output(&[(4, WhenFull::Block)]);
+        out.send(events(4), None).await.unwrap();
+        let blocked = tokio::time::timeout(Duration::from_millis(100), out.send(events(2), None));
+        assert!(
+            blocked.await.is_err(),
+            "send should wait while the buffer is full"
+        );
+        let first = inputs[0].recv().await.unwrap();
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(1), out.send(events(2), None))
+            .await
+            .expect("space freed")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn drop_newest_drops_when_full_and_lets_the_source_move_on() {
+        let (out, mut inputs) = output(&[(4, WhenFull::DropNewest), (100, WhenFull::Block)]);
+        out.send(events(4), None).await.unwrap();
+        let (cb, rx) = callback();
+        out.send(events(2), Some(cb)).await.unwrap();
+        // sink0 dropped it (counted); sink1 got it.
+        assert_eq!(inputs[0].recv().await.unwrap().batch.len(), 4);
+        assert!(inputs[0].try_recv().is_none());
+        let _ = inputs[1].recv().await.unwrap();
+        let b = inputs[1].recv().await.unwrap();
+        assert_eq!(b.batch.len(), 2);
+        b.ack.delivered();
+        assert_eq!(rx.try_recv(), Ok(true));
+    }
+
+    #[tokio::test]
+    async fn a_stopped_sink_does_not_stop_the_others() {
+        let (out, mut inputs) = output(&[(10, WhenFull::Block), (10, WhenFull::Block)]);
+        let dead = inputs.remove(0);
+        drop(dead);
+        let (cb, rx) = callback();
+        out.send(events(1), Some(cb)).await.unwrap();
+        inputs[0].recv().await.unwrap().ack.delivered();
+        assert_eq!(
+            rx.try_recv(),
+            Ok(false),
+            "not delivered to the stopped sink"
+        );
     }
 }
