@@ -259,7 +259,10 @@ mod tests {
 
     #[test]
     fn octet_counted_frames_mixed_with_newline_frames() {
-        let (f, e) = run(100, &[b"5 <1>a", b"b6 <2>cd\n", b"<3>e\n1", b"0 <4>ghijklm"]);
+        let (f, e) = run(
+            100,
+            &[b"5 <1>a", b"b6 <2>cd\n", b"<3>e\n1", b"0 <4>ghijklm"],
+        );
         assert_eq!(texts(&f), ["<1>ab", "<2>cd", "<3>e", "<4>ghijklm"]);
         assert_eq!(e, []);
     }
