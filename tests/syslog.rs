@@ -812,6 +812,6 @@ inputs = ["rx"]
     assert_eq!(lw.terminate(), Some(0));
     let log = lw.log();
     // The log names the peer of each problem.
-    assert!(log.contains("peer=127.0.0.1:"), "{log}");
+    assert!(log.contains("peer=\"127.0.0.1:"), "{log}");
     assert!(log.contains("frame_timeout"), "{log}");
 }
