@@ -87,7 +87,8 @@ impl TagCache {
     }
 }
 
-/// Recently written stream data, written again after a connection loss.
+/// Recently written stream data, written again after a connection loss. Trimmed by age when
+/// data is added and when a connection is lost, never while waiting to reconnect.
 struct ResendWindow {
     chunks: VecDeque<(Instant, Bytes)>,
     bytes: usize,
@@ -221,6 +222,9 @@ impl SyslogSink {
                     }
                     Err(e) => {
                         self.conn = None;
+                        // What the lost connection may not have delivered: the window as of
+                        // now (not as of the reconnect, however long the peer stays away).
+                        self.window.trim();
                         self.failed("write", &anyhow::Error::new(e));
                         self.backoff.wait().await;
                     }
@@ -266,7 +270,6 @@ impl SyslogSink {
     async fn connect(&mut self) -> anyhow::Result<Connection> {
         let mut conn = self.connector.connect().await?;
         if let Connection::Stream(s) = &mut conn {
-            self.window.trim();
             if self.window.bytes > 0 {
                 tracing::info!(sink = %self.name, address = %self.connector.address(), bytes = self.window.bytes,
                     "reconnected; resending what was written shortly before the connection was lost (at-least-once: the peer may see duplicates)");
