@@ -1,8 +1,12 @@
 //! logwharf's sinks: one module per sink `type`, each a config struct (from logwharf-config) →
 //! [`build`] (validates, connects lazily) → a task implementing the collector's [`Sink`] trait
-//! that pulls batches, encodes, writes, and settles acknowledgements.
+//! that pulls batches, encodes, writes, and settles acknowledgements. [`encoding`] holds the
+//! event encoders every sink shares.
 
 pub mod blackhole;
+pub mod console;
+pub mod encoding;
+pub mod file;
 pub mod syslog;
 pub mod util;
 
@@ -13,9 +17,8 @@ use logwharf_config::{SinkConfig, SinkKind};
 pub fn build(name: &str, config: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
     Ok(match &config.kind {
         SinkKind::Blackhole(_) => Box::new(blackhole::Blackhole::new(name)),
+        SinkKind::Console(c) => Box::new(console::ConsoleSink::new(name, c)),
+        SinkKind::File(c) => Box::new(file::FileSink::new(name, c)),
         SinkKind::Syslog(c) => Box::new(syslog::SyslogSink::new(name, c)?),
-        SinkKind::Console(_) | SinkKind::File(_) => {
-            anyhow::bail!("sink type {} is not built yet", config.kind.type_name())
-        }
     })
 }

@@ -1,0 +1,264 @@
+//! `type = "file"`: events into local files named by a path template rendered per container
+//! (`/var/log/logwharf/{{.Name}}.log`), as JSON events or Docker's json-file lines, with
+//! Docker's rotation limits `max_size`, `max_file`, `compress` ([`rotation`]).
+//!
+//! Per batch: events are grouped by their file ([`PathCache`] renders the template once per
+//! container) and each group is encoded into one buffer; the groups are then written on the
+//! blocking pool by [`writer::OpenFiles`], one `write` per file unless a rotation falls inside
+//! the group. The batch is acknowledged only when every group is in its file. A failed write is
+//! counted, logged with its path and retried with backoff from the byte where it stopped (no
+//! torn or repeated lines); after the last retry the batch is left unacknowledged.
+
+pub mod rotation;
+pub mod writer;
+
+use crate::encoding::Encoder;
+use anyhow::Context;
+use logwharf_collector::metrics as m;
+use logwharf_collector::{Batch, ContainerMeta, Sink, SinkBatch, SinkInput};
+use logwharf_config::sink::FileSinkConfig;
+use logwharf_config::Template;
+use rotation::RotationPolicy;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use writer::{LineEnd, OpenFiles, Pending};
+
+/// How often a failed write is retried, and how long to wait in between.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Renders the path template once per container and remembers it (re-rendered when the
+/// container's metadata changes, e.g. a rename).
+pub struct PathCache {
+    template: Template,
+    by_container: HashMap<String, (Arc<ContainerMeta>, Arc<Path>)>,
+    /// The rendering for events without a container (and for a static template).
+    no_container: Arc<Path>,
+}
+
+impl PathCache {
+    /// Entries kept before the cache starts over (containers come and go).
+    const MAX_ENTRIES: usize = 8192;
+
+    pub fn new(template: Template) -> PathCache {
+        let no_container = Arc::from(PathBuf::from(template.render(&ContainerMeta::default())));
+        PathCache {
+            template,
+            by_container: HashMap::new(),
+            no_container,
+        }
+    }
+
+    pub fn resolve(&mut self, container: Option<&Arc<ContainerMeta>>) -> Arc<Path> {
+        let Some(c) = container.filter(|_| !self.template.is_static()) else {
+            return self.no_container.clone();
+        };
+        if let Some((meta, path)) = self.by_container.get(&c.id) {
+            if Arc::ptr_eq(meta, c) || **meta == **c {
+                return path.clone();
+            }
+        }
+        if self.by_container.len() >= Self::MAX_ENTRIES {
+            self.by_container.clear();
+        }
+        let path: Arc<Path> = Arc::from(PathBuf::from(self.template.render(&**c)));
+        self.by_container
+            .insert(c.id.clone(), (c.clone(), path.clone()));
+        path
+    }
+}
+
+pub struct FileSink {
+    name: Arc<str>,
+    encoder: Encoder,
+    paths: PathCache,
+    policy: RotationPolicy,
+    max_open_files: usize,
+    idle_timeout: Duration,
+    retry: RetryPolicy,
+    /// Buffers of earlier batches, reused.
+    spare: Vec<Vec<u8>>,
+}
+
+impl FileSink {
+    pub fn new(name: &str, config: &FileSinkConfig) -> FileSink {
+        FileSink {
+            name: name.into(),
+            encoder: Encoder::new(config.encoding),
+            paths: PathCache::new(config.path.clone()),
+            policy: RotationPolicy {
+                max_size: config.max_size.map(|s| s.0),
+                max_file: config.max_file,
+                compress: config.compress,
+            },
+            max_open_files: config.max_open_files,
+            idle_timeout: config.idle_timeout.0,
+            retry: RetryPolicy::default(),
+            spare: Vec::new(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> FileSink {
+        self.retry = retry;
+        self
+    }
+
+    /// Encodes `batch` into one [`Pending`] group per destination file.
+    fn encode(&mut self, batch: &Batch) -> Vec<Pending> {
+        let mut groups: Vec<Pending> = Vec::new();
+        // Consecutive events of the same container (the usual case) skip the lookup.
+        let mut last: Option<(*const ContainerMeta, usize)> = None;
+        for event in &batch.events {
+            let key = event
+                .container
+                .as_ref()
+                .map_or(std::ptr::null(), Arc::as_ptr);
+            let gi = match last {
+                Some((k, gi)) if k == key => gi,
+                _ => {
+                    let path = self.paths.resolve(event.container.as_ref());
+                    let gi = match groups.iter().position(|g| g.path == path) {
+                        Some(gi) => gi,
+                        None => {
+                            let mut buf = self.spare.pop().unwrap_or_default();
+                            buf.clear();
+                            groups.push(Pending::new(path, buf));
+                            groups.len() - 1
+                        }
+                    };
+                    last = Some((key, gi));
+                    gi
+                }
+            };
+            let g = &mut groups[gi];
+            self.encoder.encode_line(&batch.source, event, &mut g.buf);
+            g.lines.push(LineEnd {
+                end: g.buf.len(),
+                time_ns: event.time_ns,
+            });
+        }
+        groups
+    }
+
+    /// Writes one batch, retrying failures; true when all of it is in its files.
+    async fn deliver(
+        &mut self,
+        files: &mut Option<OpenFiles>,
+        batch: &Batch,
+        mut groups: Vec<Pending>,
+    ) -> anyhow::Result<bool> {
+        let mut backoff = self.retry.initial_backoff;
+        let mut attempt = 0;
+        let ok = loop {
+            let mut set = files
+                .take()
+                .expect("the open files are back after each write");
+            let (set, back, errors) = tokio::task::spawn_blocking(move || {
+                let mut errors = Vec::new();
+                for g in groups.iter_mut() {
+                    if let Err(e) = set.write(g) {
+                        errors.push(e);
+                    }
+                }
+                (set, groups, errors)
+            })
+            .await
+            .context("file writer task")?;
+            *files = Some(set);
+            groups = back;
+            if errors.is_empty() {
+                break true;
+            }
+            for e in &errors {
+                metrics::counter!(m::SINK_ERRORS, "sink" => self.name.to_string(), "kind" => e.kind)
+                    .increment(1);
+            }
+            let first = &errors[0];
+            if attempt >= self.retry.retries {
+                tracing::error!(sink = %self.name, path = %first.path.display(), error = %first, failed_files = errors.len(), attempts = attempt + 1, "giving up on a batch; it stays unacknowledged and will be re-read");
+                break false;
+            }
+            tracing::warn!(sink = %self.name, path = %first.path.display(), error = %first, failed_files = errors.len(), retry_in = ?backoff, "file write failed; retrying");
+            metrics::counter!(m::SINK_RETRIES, "sink" => self.name.to_string()).increment(1);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.retry.max_backoff);
+            attempt += 1;
+        };
+        if ok {
+            let bytes: usize = groups.iter().map(|g| g.buf.len()).sum();
+            metrics::counter!(m::SINK_EVENTS, "sink" => self.name.to_string())
+                .increment(batch.len() as u64);
+            metrics::counter!(m::SINK_BYTES, "sink" => self.name.to_string())
+                .increment(bytes as u64);
+        }
+        for g in groups {
+            if self.spare.len() < 16 && g.buf.capacity() <= 4 << 20 {
+                self.spare.push(g.buf);
+            }
+        }
+        Ok(ok)
+    }
+
+    async fn handle(&mut self, files: &mut Option<OpenFiles>, sb: SinkBatch) -> anyhow::Result<()> {
+        let (batch, ack) = sb.into_parts();
+        let groups = self.encode(&batch);
+        if self.deliver(files, &batch, groups).await? {
+            ack.delivered();
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for FileSink {
+    async fn run(mut self: Box<Self>, mut input: SinkInput) -> anyhow::Result<()> {
+        let mut files = Some(OpenFiles::new(
+            self.name.clone(),
+            self.policy,
+            self.max_open_files,
+            tokio::runtime::Handle::current(),
+        ));
+        let mut idle =
+            tokio::time::interval((self.idle_timeout / 2).max(Duration::from_millis(10)));
+        idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                sb = input.recv() => match sb {
+                    Some(sb) => self.handle(&mut files, sb).await?,
+                    None => break,
+                },
+                _ = idle.tick() => {
+                    if let Some(f) = files.as_mut() {
+                        f.close_idle(self.idle_timeout);
+                    }
+                }
+            }
+        }
+        if let Some(mut f) = files.take() {
+            tokio::task::spawn_blocking(move || f.finish())
+                .await
+                .context("file writer task")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
