@@ -641,7 +641,7 @@ encoding = "json"
             "tag={{.Name}}",
         ],
         // Paced a little: UDP has no flow control, and Docker sends as fast as it reads.
-        "i=1; while [ $i -le 500 ]; do echo out-$i; echo err-$i >&2; i=$((i+1)); [ $((i % 50)) = 0 ] && sleep 0.05; done",
+        "i=1; while [ $i -le 500 ]; do echo out-$i; echo err-$i >&2; i=$((i+1)); [ $((i % 50)) = 0 ] && sleep 0.05; done; true",
     );
     c.start();
     assert_eq!(c.wait(), 0);
