@@ -99,4 +99,32 @@ fn receiver(c: &mut Criterion) {
 }
 
 criterion_group!(benches, formatter, receiver);
-criterion_main!(benches);
+criterion_main!(benches, p);
+fn probe(c: &mut Criterion) {
+    let msg = std::str::from_utf8(MSG).unwrap();
+    let line = format!(
+        "<22>1 2026-11-25T13:04:34.665154Z vm web/d2ae8d3a9846 3024 web/d2ae8d3a9846 - {msg}"
+    );
+    let mut g = c.benchmark_group("probe");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("loose_only", |b| {
+        b.iter(|| {
+            syslog_loose::parse_message_with_year(&line, |_| 2026, syslog_loose::Variant::Either)
+                .msg
+                .len()
+        })
+    });
+    g.bench_function("loose_5424", |b| {
+        b.iter(|| {
+            syslog_loose::parse_message_with_year(&line, |_| 2026, syslog_loose::Variant::RFC5424)
+                .msg
+                .len()
+        })
+    });
+    let fr = Bytes::from(line.clone());
+    g.bench_function("parse_frame", |b| {
+        b.iter(|| parse_frame(&fr, "127.0.0.1:5000", 0).0.message.len())
+    });
+    g.finish();
+}
+criterion_group!(p, probe);

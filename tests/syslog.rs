@@ -817,3 +817,133 @@ inputs = ["rx"]
     assert!(log.contains("peer=\"127.0.0.1:"), "{log}");
     assert!(log.contains("frame_timeout"), "{log}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS: sink → source, both over tcp+tls with a throwaway CA
+// ---------------------------------------------------------------------------------------------
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let st = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(st.success(), "openssl {args:?} failed");
+}
+
+/// CA and a server certificate for 127.0.0.1 in `dir`: ca.crt, srv.crt, srv.key.
+fn make_certs(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=logwharf-test-ca",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ],
+    );
+}
+
+#[test]
+fn tls_sink_to_tls_source_verified_and_octet_counted() {
+    let has_openssl = Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !require("openssl (scripts/testbed)", has_openssl) {
+        return;
+    }
+    let t = TestDir::new("sys-tls");
+    make_certs(t.path());
+    let (feed, tls) = (free_port(), free_port());
+    let cfg = t.config(&format!(
+        r#"
+[sources.feed]
+type = "syslog"
+address = "tcp://127.0.0.1:{feed}"
+[sinks.tls]
+type = "syslog"
+inputs = ["feed"]
+address = "tcp+tls://127.0.0.1:{tls}"
+format = "rfc5424"
+facility = "auth"
+tls = {{ ca_file = "{{dir}}/ca.crt" }}
+[sources.rx]
+type = "syslog"
+address = "tcp+tls://127.0.0.1:{tls}"
+tls = {{ crt_file = "{{dir}}/srv.crt", key_file = "{{dir}}/srv.key" }}
+[sinks.out]
+type = "file"
+inputs = ["rx"]
+path = "{{dir}}/out.log"
+encoding = "json"
+"#
+    ));
+    let mut lw = Logwharf::start(&cfg, &[]);
+    feed_numbers(feed, "tlsapp", 0..2000, 500, Duration::from_millis(10));
+    let out = t.path().join("out.log");
+    let ok = wait_until(Duration::from_secs(30), || count_lines(&out) >= 2000);
+    assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
+    let events = json_lines(&out);
+    assert!(ok, "{} of 2000; log:\n{}", events.len(), lw.log());
+    let msgs: Vec<u32> = events
+        .iter()
+        .filter_map(|e| e["message"].as_str()?.strip_prefix("line ")?.parse().ok())
+        .collect();
+    assert!(missing(&msgs, 2000).is_empty());
+    assert!(events
+        .iter()
+        .all(|e| e["fields"]["facility"] == "auth" && e["fields"]["appname"] == "tlsapp"));
+}
