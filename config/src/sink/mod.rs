@@ -31,7 +31,7 @@ pub enum SinkKind {
     Blackhole(BlackholeConfig),
     Console(ConsoleConfig),
     File(FileSinkConfig),
-    Syslog(SyslogSinkConfig),
+    Syslog(Box<SyslogSinkConfig>),
 }
 
 impl SinkKind {
@@ -61,7 +61,7 @@ impl SinkKind {
             "syslog" => {
                 let c: SyslogSinkConfig = d.decode()?;
                 c.validate(d);
-                SinkKind::Syslog(c)
+                SinkKind::Syslog(Box::new(c))
             }
             _ => return None,
         })

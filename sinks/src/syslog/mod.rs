@@ -288,7 +288,7 @@ impl SyslogSink {
         self.metrics.error(kind);
         self.metrics.retries.increment(1);
         let n = self.backoff.attempts();
-        if n == 0 || n % 10 == 0 {
+        if n.is_multiple_of(10) {
             tracing::warn!(sink = %self.name, address = %self.connector.address(), attempt = n + 1,
                 error = %format!("{e:#}"), "syslog {kind} failed; retrying with backoff (nothing is acknowledged until written)");
         }
