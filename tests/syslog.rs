@@ -947,3 +947,64 @@ encoding = "json"
         .iter()
         .all(|e| e["fields"]["facility"] == "auth" && e["fields"]["appname"] == "tlsapp"));
 }
+
+#[test]
+fn unix_stream_and_datagram_sockets_sink_to_source() {
+    let t = TestDir::new("sys-unix");
+    let feed = free_port();
+    let cfg = t.config(&format!(
+        r#"
+[sources.feed]
+type = "syslog"
+address = "tcp://127.0.0.1:{feed}"
+[sinks.stream]
+type = "syslog"
+inputs = ["feed"]
+address = "unix://{{dir}}/stream.sock"
+format = "rfc5424"
+facility = "local5"
+[sinks.gram]
+type = "syslog"
+inputs = ["feed"]
+address = "unixgram://{{dir}}/gram.sock"
+format = "rfc3164"
+facility = "local6"
+[sources.rx_stream]
+type = "syslog"
+address = "unix://{{dir}}/stream.sock"
+[sources.rx_gram]
+type = "syslog"
+address = "unixgram://{{dir}}/gram.sock"
+[sinks.out]
+type = "file"
+inputs = ["rx_*"]
+path = "{{dir}}/out.log"
+encoding = "json"
+"#
+    ));
+    let mut lw = Logwharf::start(&cfg, &[]);
+    let sock = t.path().join("gram.sock");
+    assert!(wait_until(Duration::from_secs(10), || sock.exists()));
+    feed_numbers(feed, "unixapp", 0..1000, 100, Duration::from_millis(10));
+    let out = t.path().join("out.log");
+    let ok = wait_until(Duration::from_secs(30), || count_lines(&out) >= 2000);
+    assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
+    let events = json_lines(&out);
+    assert!(ok, "{} of 2000; log:\n{}", events.len(), lw.log());
+    for fac in ["local5", "local6"] {
+        let got: Vec<u32> = events
+            .iter()
+            .filter(|e| e["fields"]["facility"] == fac)
+            .filter_map(|e| e["message"].as_str()?.strip_prefix("line ")?.parse().ok())
+            .collect();
+        assert!(
+            missing(&got, 1000).is_empty(),
+            "{fac}: {} events",
+            got.len()
+        );
+    }
+    assert!(
+        !sock.exists(),
+        "the source removes its socket file at shutdown"
+    );
+}
