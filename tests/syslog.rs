@@ -1008,3 +1008,55 @@ encoding = "json"
         "the source removes its socket file at shutdown"
     );
 }
+
+#[test]
+fn a_stalled_sink_stops_the_source_reading_tcp_memory_stays_bounded() {
+    let t = TestDir::new("sys-backpressure");
+    // A "syslog server" that accepts and never reads.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stalled_port = stalled.local_addr().unwrap().port();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let (c, _) = stalled.accept().unwrap();
+        let _ = done_rx.recv_timeout(Duration::from_secs(60));
+        drop(c);
+    });
+    let feed = free_port();
+    let cfg = t.config(&format!(
+        "{}\nbuffer = {{ max_events = 4096 }}\n",
+        relay_config(
+            feed,
+            &format!("address = \"tcp://127.0.0.1:{stalled_port}\"\nresend_window = 0")
+        )
+    ));
+    let mut lw = Logwharf::start(&cfg, &[]);
+    let mut s = connect_retry(feed);
+    s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    let line = b"<14>1 2026-11-25T13:04:34Z h app 1 - - 0123456789012345678901234567890123456789012345678901234567890123456789\n";
+    let chunk = line.repeat(1000);
+    let mut sent = 0usize;
+    let blocked = loop {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break true,
+        }
+        if sent > 1 << 30 {
+            break false;
+        }
+    };
+    let rss = rss_kb(lw.pid());
+    eprintln!(
+        "the feeder could write {} MB before blocking; logwharf RSS {} MB",
+        sent >> 20,
+        rss >> 10
+    );
+    assert!(
+        blocked,
+        "1 GB went in without the source ever stopping to read"
+    );
+    assert!(rss < 300_000, "RSS {rss} kB");
+    drop(s);
+    lw.kill9();
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+}
