@@ -1060,3 +1060,70 @@ fn a_stalled_sink_stops_the_source_reading_tcp_memory_stays_bounded() {
     done_tx.send(()).unwrap();
     holder.join().unwrap();
 }
+
+#[test]
+fn udp_datagrams_that_find_the_pipeline_full_are_dropped_and_counted() {
+    let t = TestDir::new("sys-udpdrop");
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stalled_port = stalled.local_addr().unwrap().port();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let (c, _) = stalled.accept().unwrap();
+        let _ = done_rx.recv_timeout(Duration::from_secs(60));
+        drop(c);
+    });
+    let (rx, api) = (free_port(), free_port());
+    let cfg = t.config(&format!(
+        r#"
+[api]
+address = "127.0.0.1:{api}"
+[sources.udp]
+type = "syslog"
+address = "udp://127.0.0.1:{rx}"
+[sinks.out]
+type = "syslog"
+inputs = ["udp"]
+address = "tcp://127.0.0.1:{stalled_port}"
+resend_window = 0
+buffer = {{ max_events = 1000 }}
+"#
+    ));
+    let mut lw = Logwharf::start(&cfg, &[]);
+    let addr = format!("127.0.0.1:{api}");
+    assert!(wait_until(Duration::from_secs(10), || http_get(
+        &addr, "/health"
+    )
+    .is_some()));
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let msg = [
+        b"<14>1 2026-11-25T13:04:34Z h app 1 - - ".as_slice(),
+        &[b'x'; 200],
+    ]
+    .concat();
+    let dropped = || {
+        metric(
+            &http_get(&addr, "/metrics").unwrap_or_default(),
+            "logwharf_source_dropped_events_total",
+            &["reason=\"pipeline_full\""],
+        )
+    };
+    let mut sent = 0;
+    let ok = wait_until(Duration::from_secs(30), || {
+        for _ in 0..2000 {
+            let _ = s.send_to(&msg, ("127.0.0.1", rx));
+            sent += 1;
+        }
+        dropped() > 0.0
+    });
+    let d = dropped();
+    eprintln!("sent {sent} datagrams; {d} counted as dropped at the full pipeline");
+    assert!(
+        ok,
+        "no drop counted after {sent} datagrams; log:\n{}",
+        lw.log()
+    );
+    assert!(lw.log().contains("pipeline full, datagrams dropped"));
+    lw.kill9();
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+}
