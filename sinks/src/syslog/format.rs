@@ -118,6 +118,12 @@ pub struct Formatter {
     max_datagram: usize,
     offsets: OffsetCache,
     scratch: Vec<u8>,
+    /// The seconds part of the stamp for `stamp_secs`.
+    stamp: Vec<u8>,
+    stamp_secs: i64,
+    /// What follows the stamp, for `tag`.
+    tag: String,
+    tag_part: Vec<u8>,
 }
 
 /// What [`Formatter::encode`] did besides writing.
@@ -153,12 +159,17 @@ impl Formatter {
                 offset: 0,
             },
             scratch: Vec::with_capacity(256),
+            stamp: Vec::with_capacity(32),
+            stamp_secs: 0,
+            tag: String::new(),
+            tag_part: Vec::with_capacity(128),
         }
     }
 
     /// Writes rfc3164/unix stamps in `zone` instead of the local time.
     pub fn with_zone(mut self, zone: Zone) -> Formatter {
         self.offsets.zone = zone;
+        self.stamp.clear();
         self
     }
 
@@ -186,44 +197,71 @@ impl Formatter {
         self.scratch = header;
     }
 
-    /// Everything before MSG.
+    /// Everything before MSG. The seconds part of the stamp and the part after it (which
+    /// depends only on the tag) are cached: consecutive lines share both.
     fn header(&mut self, h: &mut Vec<u8>, ev: &Event, tag: &str) {
         let pri = self.facility as u32 * 8 + severity(ev) as u32;
         h.push(b'<');
         push_u32(h, pri);
         h.push(b'>');
+        let secs = ev.time_ns.div_euclid(1_000_000_000);
+        if secs != self.stamp_secs || self.stamp.is_empty() {
+            self.stamp_secs = secs;
+            let mut st = std::mem::take(&mut self.stamp);
+            st.clear();
+            if self.format.is_rfc5424() {
+                write_rfc3339(&mut st, secs * 1_000_000_000, Fraction::Seconds);
+                st.pop(); // the `Z`, written after the fraction
+            } else {
+                self.stamp(&mut st, ev.time_ns);
+            }
+            self.stamp = st;
+        }
+        if tag != self.tag || self.tag_part.is_empty() {
+            self.tag.clear();
+            self.tag.push_str(tag);
+            let t = &mut self.tag_part;
+            t.clear();
+            t.push(b' ');
+            if self.format.is_rfc5424() {
+                t.extend_from_slice(self.hostname.as_bytes());
+                t.push(b' ');
+                t.extend_from_slice(tag.as_bytes());
+                t.push(b' ');
+                t.extend_from_slice(self.procid.as_bytes());
+                t.push(b' ');
+                t.extend_from_slice(tag.as_bytes());
+                t.extend_from_slice(b" - ");
+            } else {
+                if self.format == SyslogFormat::Rfc3164 {
+                    t.extend_from_slice(self.hostname.as_bytes());
+                    t.push(b' ');
+                }
+                t.extend_from_slice(tag.as_bytes());
+                t.push(b'[');
+                t.extend_from_slice(self.procid.as_bytes());
+                t.extend_from_slice(b"]: ");
+            }
+        }
         match self.format {
             SyslogFormat::Rfc5424 | SyslogFormat::Rfc5424Micro => {
                 h.extend_from_slice(b"1 ");
-                let frac = if self.format == SyslogFormat::Rfc5424 {
-                    Fraction::Seconds
-                } else {
-                    Fraction::Micros
-                };
-                write_rfc3339(h, ev.time_ns, frac);
-                h.push(b' ');
-                h.extend_from_slice(self.hostname.as_bytes());
-                h.push(b' ');
-                h.extend_from_slice(tag.as_bytes());
-                h.push(b' ');
-                h.extend_from_slice(self.procid.as_bytes());
-                h.push(b' ');
-                h.extend_from_slice(tag.as_bytes());
-                h.extend_from_slice(b" - ");
-            }
-            SyslogFormat::Rfc3164 | SyslogFormat::Unix => {
-                self.stamp(h, ev.time_ns);
-                h.push(b' ');
-                if self.format == SyslogFormat::Rfc3164 {
-                    h.extend_from_slice(self.hostname.as_bytes());
-                    h.push(b' ');
+                h.extend_from_slice(&self.stamp);
+                if self.format == SyslogFormat::Rfc5424Micro {
+                    let micros = ev.time_ns.rem_euclid(1_000_000_000) as u32 / 1000;
+                    let mut d = [b'.', 0, 0, 0, 0, 0, 0];
+                    let mut v = micros;
+                    for k in (1..7).rev() {
+                        d[k] = b'0' + (v % 10) as u8;
+                        v /= 10;
+                    }
+                    h.extend_from_slice(&d);
                 }
-                h.extend_from_slice(tag.as_bytes());
-                h.push(b'[');
-                h.extend_from_slice(self.procid.as_bytes());
-                h.extend_from_slice(b"]: ");
+                h.push(b'Z');
             }
+            SyslogFormat::Rfc3164 | SyslogFormat::Unix => h.extend_from_slice(&self.stamp),
         }
+        h.extend_from_slice(&self.tag_part);
     }
 
     /// Go's `time.Stamp`: `Jan _2 15:04:05`.
@@ -382,6 +420,41 @@ mod tests {
             one(&mut f, &ev(Stream::Stdout, b"x")),
             "<22>Nov 25 13:04:34 sysl/d2ae8d3a9846[3024]: x\n"
         );
+    }
+
+    #[test]
+    fn cached_stamp_and_tag_parts_follow_each_event() {
+        let nl = Some(Framing::Newline);
+        for format in [SyslogFormat::Rfc5424Micro, SyslogFormat::Rfc3164] {
+            let mut f = fmt(format, nl, Newlines::Escape);
+            let (mut out, mut ends, mut st) = (Vec::new(), Vec::new(), EncodeStats::default());
+            let mut e = ev(Stream::Stdout, b"x");
+            f.encode(&mut out, &mut ends, &e, "a", &mut st);
+            e.time_ns += 1_000_000_000;
+            f.encode(&mut out, &mut ends, &e, "a", &mut st);
+            f.encode(&mut out, &mut ends, &e, "b", &mut st);
+            let text = String::from_utf8(out).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            if format == SyslogFormat::Rfc3164 {
+                assert_eq!(
+                    lines,
+                    [
+                        "<22>Nov 25 13:04:34 vm a[3024]: x",
+                        "<22>Nov 25 13:04:35 vm a[3024]: x",
+                        "<22>Nov 25 13:04:35 vm b[3024]: x"
+                    ]
+                );
+            } else {
+                assert_eq!(
+                    lines,
+                    [
+                        "<22>1 2026-11-25T13:04:34.665154Z vm a 3024 a - x",
+                        "<22>1 2026-11-25T13:04:35.665154Z vm a 3024 a - x",
+                        "<22>1 2026-11-25T13:04:35.665154Z vm b 3024 b - x"
+                    ]
+                );
+            }
+        }
     }
 
     #[test]
