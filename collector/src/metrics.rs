@@ -26,6 +26,9 @@ pub const SOURCE_DROPPED: &str = "logwharf_source_dropped_events_total";
 pub const SOURCE_CONNECTIONS: &str = "logwharf_source_connections";
 /// Files currently tailed (gauge).
 pub const FILES_WATCHED: &str = "logwharf_files_watched";
+/// Files found truncated or rewritten in place and read again from the start (copytruncate,
+/// Docker with `max-file=1`; labels: source, container).
+pub const FILES_REWRITTEN: &str = "logwharf_files_rewritten_total";
 
 /// Events a sink delivered.
 pub const SINK_EVENTS: &str = "logwharf_sink_events_total";

@@ -73,7 +73,9 @@ fn decode_config(
         Decoder::new(toml::Value::Table(table), Vec::new(), errors).decode();
 
     let mut sources = BTreeMap::new();
-    for (name, value) in component_tables("sources", sources_v, errors) {
+    let source_tables = component_tables("sources", sources_v, errors);
+    let declared: Vec<String> = source_tables.iter().map(|(n, _)| n.clone()).collect();
+    for (name, value) in source_tables {
         let path = vec!["sources".to_string(), name.clone()];
         let Some((type_name, rest)) = take_type(value, &path, SOURCE_TYPES, errors) else {
             continue;
@@ -93,6 +95,8 @@ fn decode_config(
         errors.push((vec!["sources".into()], "no sources are configured".into()));
     }
 
+    // Inputs are checked against every declared source, valid or not, so that one error in a
+    // source does not turn into a second one in each sink that reads it.
     let mut sinks = BTreeMap::new();
     for (name, value) in component_tables("sinks", sinks_v, errors) {
         let path = vec!["sinks".to_string(), name.clone()];
@@ -102,7 +106,7 @@ fn decode_config(
         let tbl = rest.as_table_mut().expect("component values are tables");
         let inputs_v = tbl.remove("inputs");
         let buffer_v = tbl.remove("buffer");
-        let inputs = decode_inputs(inputs_v, &path, &sources, errors);
+        let inputs = decode_inputs(inputs_v, &path, &declared, errors);
         let buffer: Option<BufferConfig> = match buffer_v {
             Some(v) => Decoder::new(v, with(&path, "buffer"), errors).decode(),
             None => Some(BufferConfig::default()),
@@ -226,7 +230,7 @@ fn unknown_type(
 fn decode_inputs(
     v: Option<toml::Value>,
     path: &[String],
-    sources: &BTreeMap<String, SourceConfig>,
+    sources: &[String],
     errors: &mut Vec<(Vec<String>, String)>,
 ) -> Option<Vec<String>> {
     let p = with(path, "inputs");
@@ -250,11 +254,11 @@ fn decode_inputs(
     for input in &inputs {
         let matcher = globset::Glob::new(input).map(|g| g.compile_matcher());
         let matched = match &matcher {
-            Ok(m) => sources.keys().any(|s| m.is_match(s)),
-            Err(_) => sources.contains_key(input),
+            Ok(m) => sources.iter().any(|s| m.is_match(s)),
+            Err(_) => sources.contains(input),
         };
         if !matched {
-            let known: Vec<&str> = sources.keys().map(String::as_str).collect();
+            let known: Vec<&str> = sources.iter().map(String::as_str).collect();
             errors.push((
                 p.clone(),
                 format!(

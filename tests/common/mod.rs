@@ -80,10 +80,14 @@ impl TestDir {
         if !text.contains("data_dir") {
             full.push_str("data_dir = \"{dir}/data\"\n");
         }
-        if !text.contains("[api]") {
-            full.push_str(&format!("[api]\naddress = \"127.0.0.1:{}\"\n", free_port()));
-        }
         full.push_str(text);
+        // Appended, so that the text's own top-level keys stay outside this table.
+        if !text.contains("[api]") {
+            full.push_str(&format!(
+                "\n[api]\naddress = \"127.0.0.1:{}\"\n",
+                free_port()
+            ));
+        }
         let p = self.path().join("logwharf.toml");
         std::fs::write(&p, full.replace("{dir}", self.path().to_str().unwrap())).unwrap();
         p

@@ -1,0 +1,374 @@
+//! A container's log files as Docker lays them out — the live `<id>-json.log` and its rotated
+//! siblings `.1`, `.2`, … (or `.1.gz`, `.2.gz`, … with `compress=true`) — listed oldest first,
+//! and [`OpenFile`]: one of them held open by a reader.
+//!
+//! Holding the descriptor is what makes rotation safe: Docker may rename, compress and delete
+//! a file while we are still behind in it, but the inode stays readable through our
+//! descriptor until we have read it to its end and drop it.
+
+use super::fingerprint::{read_full_at, FileAt, Fingerprint};
+use super::position::FileIdentity;
+use flate2::read::MultiGzDecoder;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::sync::Arc;
+
+/// One entry of a container's directory that belongs to its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sibling {
+    pub name: String,
+    /// 0 for the live file, N for `.N` / `.N.gz`: higher is older.
+    pub rank: u32,
+    pub gz: bool,
+    /// Size and inode when listed (to count what is lost if it vanishes before we open it).
+    pub size: u64,
+    pub ino: u64,
+}
+
+/// The log files of a container, oldest first (`.N` … `.1`, then the live file).
+pub fn list_siblings(dir: &Path, live_name: &str) -> io::Result<Vec<Sibling>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Some((rank, gz)) = sibling_rank(&name, live_name) else {
+            continue;
+        };
+        let Ok(md) = entry.metadata() else {
+            continue; // gone since the readdir
+        };
+        if !md.is_file() {
+            continue;
+        }
+        out.push(Sibling {
+            name,
+            rank,
+            gz,
+            size: md.len(),
+            ino: md.ino(),
+        });
+    }
+    // While Docker compresses `.1` into `.1.gz` both exist and the `.gz` is still being
+    // written: the plain one is complete, so it is the one to read (plain sorts first).
+    out.sort_by(|a, b| b.rank.cmp(&a.rank).then(a.gz.cmp(&b.gz)));
+    out.dedup_by(|later, kept| later.rank == kept.rank);
+    Ok(out)
+}
+
+/// `Some((rank, gz))` when `name` is the live file or one of its rotated siblings.
+fn sibling_rank(name: &str, live_name: &str) -> Option<(u32, bool)> {
+    let rest = name.strip_prefix(live_name)?;
+    if rest.is_empty() {
+        return Some((0, false));
+    }
+    let rest = rest.strip_prefix('.')?;
+    let (num, gz) = match rest.strip_suffix(".gz") {
+        Some(n) => (n, true),
+        None => (rest, false),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match num.parse::<u32>() {
+        Ok(0) | Err(_) => None,
+        Ok(rank) => Some((rank, gz)),
+    }
+}
+
+/// Keeps the "files watched" gauge equal to the number of files held open.
+struct Watched(metrics::Gauge);
+
+impl Watched {
+    fn new(g: &metrics::Gauge) -> Watched {
+        g.increment(1.0);
+        Watched(g.clone())
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// A log file held open. Reads go through `pread` (plain) or a decompressor reading by
+/// `pread` (gzip), so positions are ours, not the descriptor's.
+pub struct OpenFile {
+    /// File name when opened.
+    pub name: String,
+    /// Rank when opened (0: it was the live file).
+    pub rank: u32,
+    pub gz: bool,
+    pub dev: u64,
+    pub ino: u64,
+    /// Orders the files of one reader; set when the reader adopts the file.
+    pub seq: u64,
+    /// Offset of the next byte to read (decompressed bytes for gzip).
+    pub read_pos: u64,
+    pub fp: Option<Fingerprint>,
+    file: Arc<File>,
+    decoder: Option<MultiGzDecoder<FileAt<Arc<File>>>>,
+    /// The archive failed to decompress (warned once).
+    damaged: bool,
+    ident: Option<Arc<FileIdentity>>,
+    _watched: Watched,
+}
+
+impl OpenFile {
+    pub fn open(dir: &Path, s: &Sibling, files_gauge: &metrics::Gauge) -> io::Result<OpenFile> {
+        let file = File::open(dir.join(&s.name))?;
+        let md = file.metadata()?;
+        let fp = if s.gz {
+            // A damaged archive has no fingerprint; reading it reports the damage.
+            Fingerprint::of_gz(&file).unwrap_or(None)
+        } else {
+            Fingerprint::of_plain(&file, s.rank > 0)?
+        };
+        Ok(OpenFile {
+            name: s.name.clone(),
+            rank: s.rank,
+            gz: s.gz,
+            dev: md.dev(),
+            ino: md.ino(),
+            seq: 0,
+            read_pos: 0,
+            fp,
+            file: Arc::new(file),
+            decoder: None,
+            damaged: false,
+            ident: None,
+            _watched: Watched::new(files_gauge),
+        })
+    }
+
+    /// Reads at the current position into `dst`; 0 at the (current) end.
+    pub fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        let n = if self.gz {
+            let file = &self.file;
+            let dec = self
+                .decoder
+                .get_or_insert_with(|| MultiGzDecoder::new(FileAt::new(file.clone(), 0)));
+            loop {
+                match dec.read(dst) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(n) => break n,
+                    Err(e) => {
+                        // A damaged or cut archive does not heal: take what was readable as
+                        // the whole file rather than retrying forever.
+                        if !self.damaged {
+                            self.damaged = true;
+                            tracing::warn!(file = %self.name, offset = self.read_pos, error = %e, "compressed log file is damaged; the rest of it cannot be read");
+                        }
+                        break 0;
+                    }
+                }
+            }
+        } else {
+            loop {
+                match self.file.read_at(dst, self.read_pos) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r?,
+                }
+            }
+        };
+        self.read_pos += n as u64;
+        Ok(n)
+    }
+
+    /// Moves to `offset` (decompressing and discarding up to it for gzip). `false` when the
+    /// file is shorter: the position is then at its end.
+    pub fn seek_to(&mut self, offset: u64) -> io::Result<bool> {
+        if !self.gz {
+            self.read_pos = offset;
+            return Ok(offset <= self.size()?);
+        }
+        self.rewind();
+        let mut scratch = vec![0u8; 64 << 10];
+        while self.read_pos < offset {
+            let want = (offset - self.read_pos).min(scratch.len() as u64) as usize;
+            if self.read(&mut scratch[..want])? == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Back to the start.
+    pub fn rewind(&mut self) {
+        self.read_pos = 0;
+        self.decoder = None;
+    }
+
+    /// Size on disk now (compressed size for gzip).
+    pub fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// The byte at `offset` of a plain file (`None` past the end).
+    pub fn byte_at(&self, offset: u64) -> io::Result<Option<u8>> {
+        let mut b = [0u8; 1];
+        Ok((read_full_at(&self.file, &mut b, offset)? == 1).then_some(b[0]))
+    }
+
+    /// The fingerprint as the file reads now (plain files only; gzip does not change).
+    pub fn current_fingerprint(&self) -> io::Result<Option<Fingerprint>> {
+        if self.gz {
+            return Ok(self.fp);
+        }
+        Fingerprint::of_plain(&self.file, false)
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// This file's identity for positions, computing the fingerprint if still unknown.
+    /// `head` is the start of the file when the caller has it (it must only be used once
+    /// the first line is complete, which is the case once a line has been read).
+    pub fn identity(&mut self, head: &[u8]) -> &Arc<FileIdentity> {
+        if self.ident.is_none() {
+            if self.fp.is_none() && !self.gz {
+                self.fp = Fingerprint::of_plain(&self.file, false).unwrap_or(None);
+            }
+            let fp = self
+                .fp
+                .or_else(|| Fingerprint::of_head(head, true))
+                // Cannot happen for a file with a line in it; an identity that matches
+                // nothing later only costs a re-read.
+                .unwrap_or(Fingerprint { crc: 0, len: 0 });
+            self.fp = Some(fp);
+            self.ident = Some(Arc::new(FileIdentity {
+                seq: self.seq,
+                name: self.name.clone(),
+                dev: self.dev,
+                ino: self.ino,
+                fp,
+            }));
+        }
+        self.ident.as_ref().expect("set above")
+    }
+
+    /// The identity if already established.
+    pub fn ident(&self) -> Option<&Arc<FileIdentity>> {
+        self.ident.as_ref()
+    }
+
+    /// The file was truncated or rewritten in place: from now on it is a new file to us.
+    pub fn restart_as_new(&mut self, seq: u64) {
+        self.rewind();
+        self.fp = None;
+        self.ident = None;
+        self.seq = seq;
+    }
+
+    /// Is `listed` (freshly opened from the directory) the file we hold? Same inode for the
+    /// same kind of file; for our plain file against a listed `.gz`, the same content.
+    pub fn same_file(&mut self, listed: &OpenFile) -> bool {
+        match (self.gz, listed.gz) {
+            (false, false) | (true, true) => (self.dev, self.ino) == (listed.dev, listed.ino),
+            (false, true) => {
+                if self.fp.is_none() {
+                    self.fp = Fingerprint::of_plain(&self.file, true).unwrap_or(None);
+                }
+                self.fp.is_some() && self.fp == listed.fp
+            }
+            (true, false) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+    use std::io::Write;
+
+    fn names(dir: &Path, live: &str) -> Vec<String> {
+        list_siblings(dir, live)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    }
+
+    #[test]
+    fn lists_oldest_first_and_prefers_plain_while_compressing() {
+        let d = tempfile::tempdir().unwrap();
+        let live = "abc-json.log";
+        for n in [
+            "abc-json.log",
+            "abc-json.log.1",
+            "abc-json.log.1.gz", // being written from .1
+            "abc-json.log.2.gz",
+            "abc-json.log.10.gz",
+            "abc-json.log.x",
+            "abc-json.log.0",
+            "abc-json.logs",
+            "config.v2.json",
+            "other-json.log",
+        ] {
+            fs::write(d.path().join(n), b"").unwrap();
+        }
+        fs::create_dir(d.path().join("abc-json.log.3")).unwrap();
+        assert_eq!(
+            names(d.path(), live),
+            vec![
+                "abc-json.log.10.gz",
+                "abc-json.log.2.gz",
+                "abc-json.log.1",
+                "abc-json.log"
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_plain_and_gzip_and_seeks_in_decompressed_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let content = b"line one\nline two\nline three\n";
+        fs::write(d.path().join("a-json.log"), content).unwrap();
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(content).unwrap();
+        fs::write(d.path().join("a-json.log.1.gz"), e.finish().unwrap()).unwrap();
+        let g = metrics::Gauge::noop();
+        let listed = list_siblings(d.path(), "a-json.log").unwrap();
+        let mut gz = OpenFile::open(d.path(), &listed[0], &g).unwrap();
+        let mut plain = OpenFile::open(d.path(), &listed[1], &g).unwrap();
+        assert!(gz.gz && !plain.gz);
+        assert_eq!(gz.fp, plain.fp);
+        assert!(plain.same_file(&gz), "same content: the compressed copy");
+        assert!(gz.seek_to(9).unwrap());
+        let mut buf = vec![0u8; 100];
+        let n = gz.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"line two\nline three\n");
+        assert!(!gz.seek_to(1000).unwrap());
+        // A cut archive reads as far as it can, then ends.
+        let packed = fs::read(d.path().join("a-json.log.1.gz")).unwrap();
+        fs::write(
+            d.path().join("a-json.log.2.gz"),
+            &packed[..packed.len() - 12],
+        )
+        .unwrap();
+        let cut = &list_siblings(d.path(), "a-json.log").unwrap()[0];
+        assert_eq!(cut.name, "a-json.log.2.gz");
+        let mut cut = OpenFile::open(d.path(), cut, &g).unwrap();
+        let mut all = Vec::new();
+        loop {
+            let n = cut.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        assert!(content.starts_with(&all));
+        plain.seek_to(18).unwrap();
+        let n = plain.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"line three\n");
+        assert_eq!(plain.byte_at(8).unwrap(), Some(b'\n'));
+        assert_eq!(plain.byte_at(1000).unwrap(), None);
+    }
+}

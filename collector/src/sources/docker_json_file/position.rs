@@ -1,0 +1,117 @@
+//! Read positions: which file ([`FileIdentity`]) and where in it ([`ResumePoint`]), and the form
+//! they take in the checkpoint store ([`SavedPosition`]).
+//!
+//! A resume point is where a restart must start reading so that nothing emitted after it is
+//! lost. Offsets count decompressed bytes for `.gz` files, so a position taken while a file
+//! was the live `-json.log` stays valid after Docker compressed it into `.1.gz`.
+
+use super::fingerprint::Fingerprint;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// One file as a reader knows it. `seq` orders the files of one reader (older files have
+/// smaller numbers), so positions in different files compare correctly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub seq: u64,
+    /// File name when it was opened (informational: Docker renames files under us).
+    pub name: String,
+    pub dev: u64,
+    pub ino: u64,
+    pub fp: Fingerprint,
+}
+
+/// A position in one of a reader's files.
+#[derive(Debug, Clone)]
+pub struct ResumePoint {
+    pub file: Arc<FileIdentity>,
+    pub offset: u64,
+}
+
+impl ResumePoint {
+    /// Orders positions of one reader: by file, then by offset.
+    pub fn order_key(&self) -> (u64, u64) {
+        (self.file.seq, self.offset)
+    }
+
+    pub fn to_saved(&self) -> SavedPosition {
+        SavedPosition {
+            file: self.file.name.clone(),
+            dev: self.file.dev,
+            ino: self.file.ino,
+            fp: self.file.fp.crc,
+            fp_len: self.file.fp.len,
+            offset: self.offset,
+        }
+    }
+}
+
+impl PartialEq for ResumePoint {
+    fn eq(&self, other: &ResumePoint) -> bool {
+        self.order_key() == other.order_key() && self.file == other.file
+    }
+}
+
+/// A container's checkpoint as stored under `"<source>/<container id>"`:
+/// `{"file":"<id>-json.log","dev":2049,"ino":1234,"fp":3735928559,"fp_len":83,"offset":4096}`.
+/// `fp`/`fp_len` are the CRC32 and length of the file's first line (decompressed);
+/// `dev`/`ino` only break ties between files with the same first line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPosition {
+    pub file: String,
+    pub dev: u64,
+    pub ino: u64,
+    pub fp: u32,
+    pub fp_len: u32,
+    pub offset: u64,
+}
+
+impl SavedPosition {
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint {
+            crc: self.fp,
+            len: self.fp_len,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("a saved position serialises")
+    }
+
+    /// `None` for an entry this version cannot read (it is then ignored, as if absent).
+    pub fn from_json(v: &serde_json::Value) -> Option<SavedPosition> {
+        serde_json::from_value(v.clone()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_position_round_trips_through_json() {
+        let p = ResumePoint {
+            file: Arc::new(FileIdentity {
+                seq: 3,
+                name: "abc-json.log".into(),
+                dev: 2049,
+                ino: 77,
+                fp: Fingerprint {
+                    crc: 0xdead_beef,
+                    len: 83,
+                },
+            }),
+            offset: 4096,
+        };
+        let j = p.to_saved().to_json();
+        assert_eq!(
+            j,
+            serde_json::json!({"file":"abc-json.log","dev":2049,"ino":77,"fp":3735928559u32,"fp_len":83,"offset":4096})
+        );
+        assert_eq!(SavedPosition::from_json(&j), Some(p.to_saved()));
+        assert_eq!(
+            SavedPosition::from_json(&serde_json::json!({"offset": 1})),
+            None
+        );
+    }
+}

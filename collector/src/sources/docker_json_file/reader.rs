@@ -1,0 +1,152 @@
+//! One container's reader task, the async part: runs [`ContainerTail`] on the blocking pool
+//! one batch at a time, sends each batch into the pipeline (waiting there is the
+//! backpressure), registers its resume point with the [`AckTracker`], and waits for more data
+//! when caught up — woken by inotify (through discovery), a poll, a partial line's deadline,
+//! removal of the container, or shutdown.
+
+use super::acks::AckTracker;
+use super::tailer::{ContainerTail, Flush};
+use crate::shutdown::Shutdown;
+use crate::topology::SourceOutput;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How often an idle reader looks again without being woken: often where inotify does not
+/// watch its directory, seldom (a safety net for lost events) where it does.
+const POLL_UNWATCHED: Duration = Duration::from_millis(250);
+const POLL_WATCHED: Duration = Duration::from_secs(2);
+/// After a wake-up, let a busy writer add more lines, so that a steady trickle becomes a
+/// few batches per second rather than one batch per line.
+const LINGER: Duration = Duration::from_millis(10);
+/// Pause after an I/O error before trying again.
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How discovery reaches a running reader.
+#[derive(Clone, Default)]
+pub struct ReaderControl {
+    /// New data (or a rotation) may be there.
+    pub wake: Arc<Notify>,
+    /// The container's directory is gone: drain, flush, stop, forget the checkpoint.
+    pub removed: Arc<AtomicBool>,
+    /// inotify watches the container's directory, so `wake` comes with new data.
+    pub watched: Arc<AtomicBool>,
+}
+
+impl ReaderControl {
+    pub fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
+pub struct Reader {
+    pub tail: ContainerTail,
+    pub tracker: Arc<AckTracker>,
+    pub out: SourceOutput,
+    pub shutdown: Shutdown,
+    /// `run --once`: read to the current end, flush partial lines, return.
+    pub once: bool,
+    pub control: ReaderControl,
+}
+
+impl Reader {
+    /// Reads until shutdown, removal of the container, or (with `once`) the end of its files.
+    pub async fn run(self) {
+        let Reader {
+            mut tail,
+            tracker,
+            out,
+            shutdown,
+            once,
+            control,
+        } = self;
+        let id = tail.id().to_string();
+        let mut sent = tail.resume_point();
+        let mut once_flushing = false;
+        loop {
+            let removed = control.removed.load(Ordering::Acquire);
+            let flush = if removed {
+                Flush::Final
+            } else if once_flushing {
+                Flush::Partials
+            } else {
+                Flush::Expired
+            };
+            let joined = tokio::task::spawn_blocking(move || {
+                let batch = tail.next_batch(flush, Instant::now());
+                (tail, batch)
+            })
+            .await;
+            let batch;
+            (tail, batch) = match joined {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(container = %id, error = %e, "container reader panicked; this container is no longer read until it is rediscovered");
+                    return;
+                }
+            };
+            if let Some((seq, size)) = batch.newest_size {
+                tracker.note_newest(seq, size);
+            }
+            if !batch.events.is_empty() || batch.resume != sent {
+                let on_done = batch.resume.clone().map(|r| tracker.track(r));
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => return,
+                    r = out.send(batch.events, on_done) => if r.is_err() { return },
+                }
+                sent = batch.resume;
+            }
+            if let Some(e) = batch.error {
+                tracing::warn!(container = %id, error = %e, "reading the container's log failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(ERROR_BACKOFF) => continue,
+                    _ = shutdown.wait() => return,
+                }
+            }
+            if !batch.idle {
+                if shutdown.is_triggered() {
+                    return;
+                }
+                continue;
+            }
+            // Caught up with what is written.
+            if flush == Flush::Final {
+                tracker.remove();
+                tracing::info!(container = %id, "container removed; its log was read to the end");
+                return;
+            }
+            if once {
+                if once_flushing {
+                    return;
+                }
+                once_flushing = true;
+                continue;
+            }
+            if control.removed.load(Ordering::Acquire) {
+                continue; // removed meanwhile: one more pass to drain and flush
+            }
+            tail.release_idle_memory();
+            let poll = if control.watched.load(Ordering::Relaxed) {
+                POLL_WATCHED
+            } else {
+                POLL_UNWATCHED
+            };
+            let wait = batch.partial_deadline.map_or(poll, |d| {
+                d.saturating_duration_since(Instant::now()).min(poll)
+            });
+            tokio::select! {
+                _ = control.wake.notified() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(LINGER) => {}
+                        _ = shutdown.wait() => return,
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,1097 @@
+//! One container's reader, the synchronous part: holds the container's files open, reads
+//! them in large blocks, splits lines, parses them and rejoins partial records into a batch
+//! of events, and follows Docker's rotation.
+//!
+//! Files are read in order — rotated siblings oldest first, then the live file — so lines of
+//! one container keep their order. Rotation is noticed when the live path names another inode
+//! than the newest file held: every newer file is opened at once (so Docker can no longer
+//! delete it from under us), the current file is read to its end (Docker closed it before the
+//! rename, so that end is final), and only then does reading switch to the next file, from 0.
+//! A live file that shrank or whose first line changed was truncated or rewritten in place
+//! (copytruncate, or Docker with `max-file=1`) and is read again from 0.
+//!
+//! [`ContainerTail::next_batch`] does blocking file I/O; the async reader
+//! ([`super::reader`]) calls it on the blocking pool and sends what it returns.
+
+use super::files::{list_siblings, OpenFile, Sibling};
+use super::fingerprint::read_full_at;
+use super::parser::{LineParser, Record};
+use super::partial::{Joined, PartialAssembler};
+use super::position::{FileIdentity, ResumePoint, SavedPosition};
+use crate::event::{Attrs, ContainerMeta, Event, EventFlags, Stream};
+use crate::metrics as m;
+use crate::time::now_nanos;
+use bytes::{Bytes, BytesMut};
+use logwharf_config::source::DockerJsonFileConfig;
+use std::collections::VecDeque;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Reading limits, from the source's config.
+#[derive(Debug, Clone)]
+pub struct TailSettings {
+    /// Bytes asked for per read call.
+    pub read_buffer_bytes: usize,
+    pub batch_max_events: usize,
+    /// Message bytes per batch (bounds a batch of long lines).
+    pub batch_max_bytes: usize,
+    /// Cap on one message, joined partial lines included.
+    pub max_line_bytes: usize,
+    /// Cap on one raw line waiting for its newline: beyond it the line is cut.
+    pub raw_line_cap: usize,
+    pub partial_timeout: Duration,
+}
+
+impl TailSettings {
+    pub fn from_config(c: &DockerJsonFileConfig) -> TailSettings {
+        let read = (c.read_buffer_bytes.0 as usize).max(4096);
+        let max_line = (c.max_line_bytes.0 as usize).max(1);
+        TailSettings {
+            read_buffer_bytes: read,
+            batch_max_events: c.batch_max_events.max(1),
+            batch_max_bytes: (read * 4).max(1 << 20),
+            max_line_bytes: max_line,
+            // A Docker record holds at most 16 KiB of text, but escaping can grow it six-fold
+            // and attrs come on top; never cut a line Docker could have written.
+            raw_line_cap: max_line.max(256 << 10) + (64 << 10),
+            partial_timeout: c.partial_timeout.0,
+        }
+    }
+}
+
+impl Default for TailSettings {
+    fn default() -> Self {
+        TailSettings::from_config(&DockerJsonFileConfig::default())
+    }
+}
+
+/// Where to start in a container that has no checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// Every rotated sibling oldest first, then the live file.
+    Beginning,
+    /// The end of the live file (its last complete line).
+    End,
+}
+
+/// What to ship besides complete lines, once everything readable has been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Partial lines whose continuation is overdue (`partial_timeout`).
+    Expired,
+    /// Every pending partial line (end of `--once`).
+    Partials,
+    /// Also an unterminated last line: the container is gone, nothing will complete it.
+    Final,
+}
+
+/// One batch read from a container.
+#[derive(Debug)]
+pub struct TailBatch {
+    pub events: Vec<Event>,
+    /// Where a restart must read from once these events (and all before) are delivered.
+    pub resume: Option<ResumePoint>,
+    /// Everything readable now has been read.
+    pub idle: bool,
+    /// When a pending partial line times out.
+    pub partial_deadline: Option<Instant>,
+    /// The newest file's order number and size (for the lag gauge).
+    pub newest_size: Option<(u64, u64)>,
+    /// An I/O error stopped this batch early; what was read before it is in `events`.
+    pub error: Option<io::Error>,
+}
+
+/// Per-container metric handles.
+pub struct TailMetrics {
+    read_bytes: metrics::Counter,
+    malformed: metrics::Counter,
+    truncated: metrics::Counter,
+    skipped: metrics::Counter,
+    pub lost: metrics::Counter,
+    rewritten: metrics::Counter,
+    pub files: metrics::Gauge,
+}
+
+impl TailMetrics {
+    pub fn new(source: &str, container: &str) -> TailMetrics {
+        let (s, c) = (source.to_string(), container.to_string());
+        TailMetrics {
+            read_bytes: metrics::counter!(m::SOURCE_READ_BYTES, "source" => s.clone(), "container" => c.clone()),
+            malformed: metrics::counter!(m::MALFORMED_LINES, "source" => s.clone(), "container" => c.clone()),
+            truncated: metrics::counter!(m::PARTIAL_TRUNCATED, "source" => s.clone(), "container" => c.clone()),
+            skipped: metrics::counter!(m::SKIPPED_BYTES, "source" => s.clone(), "container" => c.clone()),
+            lost: metrics::counter!(m::LOST_BYTES, "source" => s.clone(), "container" => c.clone()),
+            rewritten: metrics::counter!(m::FILES_REWRITTEN, "source" => s.clone(), "container" => c),
+            files: metrics::gauge!(m::FILES_WATCHED, "source" => s),
+        }
+    }
+
+    pub fn noop() -> TailMetrics {
+        TailMetrics {
+            read_bytes: metrics::Counter::noop(),
+            malformed: metrics::Counter::noop(),
+            truncated: metrics::Counter::noop(),
+            skipped: metrics::Counter::noop(),
+            lost: metrics::Counter::noop(),
+            rewritten: metrics::Counter::noop(),
+            files: metrics::Gauge::noop(),
+        }
+    }
+}
+
+/// Counted per batch, added to the metrics once per batch (no atomics per line).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub read: u64,
+    pub malformed: u64,
+    pub truncated: u64,
+    pub skipped: u64,
+}
+
+/// How a reader starts: the container, its checkpoint, and where to begin without one.
+pub struct StartParams {
+    pub id: String,
+    pub dir: PathBuf,
+    pub live_name: String,
+    pub settings: TailSettings,
+    pub metrics: TailMetrics,
+    pub saved: Option<SavedPosition>,
+    pub start_at: StartAt,
+}
+
+pub struct ContainerTail {
+    id: String,
+    dir: PathBuf,
+    live_name: String,
+    settings: TailSettings,
+    metrics: TailMetrics,
+    /// The file being read; `None` only while the container has no file at all.
+    current: Option<OpenFile>,
+    /// Newer files, opened and waiting their turn (the last one is the live file).
+    queue: VecDeque<OpenFile>,
+    rb: ReadBuf,
+    lines: Lines,
+    /// The end of the last file read to its end: the resume point while the current file has
+    /// no identity yet (nothing read from it).
+    last_end: Option<ResumePoint>,
+    next_seq: u64,
+    /// Counts since the last batch (tests read them).
+    pub counts_total: Counts,
+}
+
+/// Bytes read and not yet consumed: `buf[start..end]`, where `buf[0..end]` are the file bytes
+/// just before the current file's `read_pos`.
+#[derive(Default)]
+struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Inside a raw line that went over the cap: drop bytes up to its newline.
+    discarding: bool,
+}
+
+impl ReadBuf {
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.discarding = false;
+    }
+}
+
+/// An entry of a container's directory at one look: held open, or vanished between the
+/// listing and the open. (A handful per listing, each moved once: not worth boxing.)
+#[allow(clippy::large_enum_variant)]
+enum Slot {
+    Open(OpenFile),
+    Vanished(Sibling),
+}
+
+impl ContainerTail {
+    /// Opens a container's files and positions the reader: at the checkpoint when one
+    /// matches a present file (older files are skipped, newer ones read from 0), else per
+    /// `start_at`. Returns a position to checkpoint at once, if any (a start at the end).
+    pub fn start(p: StartParams) -> io::Result<(ContainerTail, Option<ResumePoint>)> {
+        let meta = Arc::new(ContainerMeta::from_id(p.id.clone()));
+        let mut tail = ContainerTail {
+            lines: Lines::new(meta, &p.settings),
+            id: p.id,
+            dir: p.dir,
+            live_name: p.live_name,
+            settings: p.settings,
+            metrics: p.metrics,
+            current: None,
+            queue: VecDeque::new(),
+            rb: ReadBuf::default(),
+            last_end: None,
+            next_seq: 0,
+            counts_total: Counts::default(),
+        };
+        let mut slots = tail.open_siblings()?;
+        let mut commit_now = None;
+        match (p.saved, p.start_at) {
+            (Some(saved), _) => match find_saved(&slots, &saved) {
+                Some(i) => {
+                    let mut rest = slots.split_off(i);
+                    drop(slots); // older than the checkpoint: already delivered
+                    let Slot::Open(mut f) = rest.remove(0) else {
+                        unreachable!("find_saved returns open files")
+                    };
+                    f.seq = tail.take_seq();
+                    tail.seek_checkpoint(&mut f, saved.offset)?;
+                    tail.current = Some(f);
+                    tail.queue = tail.adopt(rest).into();
+                }
+                None => {
+                    tracing::warn!(
+                        container = %tail.id,
+                        file = %saved.file,
+                        offset = saved.offset,
+                        "the checkpointed log file is gone (rotated away and deleted while logwharf was not reading); reading every file present from its start, so some lines may be shipped twice"
+                    );
+                    tail.queue = tail.adopt(slots).into();
+                    tail.current = tail.queue.pop_front();
+                }
+            },
+            (None, StartAt::Beginning) => {
+                tail.queue = tail.adopt(slots).into();
+                tail.current = tail.queue.pop_front();
+            }
+            (None, StartAt::End) => {
+                let live = match slots.pop() {
+                    Some(Slot::Open(f)) if f.rank == 0 => Some(f),
+                    _ => None,
+                };
+                if let Some(mut f) = live {
+                    f.seq = tail.take_seq();
+                    let end = last_line_end(&f, tail.settings.raw_line_cap)?;
+                    f.seek_to(end)?;
+                    if end > 0 {
+                        let id = f.identity(&[]).clone();
+                        commit_now = Some(ResumePoint {
+                            file: id,
+                            offset: end,
+                        });
+                    }
+                    tail.current = Some(f);
+                }
+            }
+        }
+        Ok((tail, commit_now))
+    }
+
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq - 1
+    }
+
+    /// Reads the next batch: up to `batch_max_events` events, following rotation, stopping at
+    /// the end of what is written. Partial lines are shipped per `flush` once caught up.
+    pub fn next_batch(&mut self, flush: Flush, now: Instant) -> TailBatch {
+        let mut b = BatchBuilder::new(&self.settings);
+        // Looked for on every batch, not only at the end of the file: a reader behind a fast
+        // writer must take hold of rotated files before Docker deletes them.
+        // The same for rewriting in place: new content past our offset must not be read as
+        // the continuation of the old.
+        let filled = self
+            .refresh_rotation()
+            .and_then(|rotated| {
+                if rotated {
+                    Ok(false)
+                } else {
+                    self.check_rewritten()
+                }
+            })
+            .and_then(|_| self.fill(&mut b, now));
+        let (idle, error) = match filled {
+            Ok(idle) => (idle, None),
+            Err(e) => (false, Some(e)),
+        };
+        if idle {
+            for (i, stream) in SLOT_STREAMS.into_iter().enumerate() {
+                let p = &mut self.lines.partials[i];
+                let joined = match flush {
+                    Flush::Expired => p.flush_expired(now, self.settings.partial_timeout),
+                    Flush::Partials | Flush::Final => p.flush(),
+                };
+                if let Some(j) = joined {
+                    self.lines.push_joined(j, stream, &mut b);
+                }
+            }
+            if flush == Flush::Final {
+                self.unterminated_last_line(&mut b, now);
+            }
+        }
+        let partial_deadline = self
+            .lines
+            .partials
+            .iter()
+            .filter_map(|p| p.deadline(self.settings.partial_timeout))
+            .min();
+        let resume = self.resume_point();
+        let newest_size = self
+            .queue
+            .back()
+            .or(self.current.as_ref())
+            .filter(|f| !f.gz)
+            .and_then(|f| f.size().ok().map(|s| (f.seq, s)));
+        self.flush_counts();
+        TailBatch {
+            events: b.finish(),
+            resume,
+            idle,
+            partial_deadline,
+            newest_size,
+            error,
+        }
+    }
+
+    /// Gives back memory held for reading while the reader waits for more.
+    pub fn release_idle_memory(&mut self) {
+        let keep = self.rb.end - self.rb.start;
+        if self.rb.buf.capacity() > (2 * keep).max(64 << 10) {
+            self.rb.buf.copy_within(self.rb.start..self.rb.end, 0);
+            self.rb.buf.truncate(keep);
+            self.rb.buf.shrink_to_fit();
+            self.rb.end = keep;
+            self.rb.start = 0;
+        }
+    }
+
+    /// Parses lines into `b` until it is full (`Ok(false)`) or nothing more can be read now
+    /// (`Ok(true)`).
+    fn fill(&mut self, b: &mut BatchBuilder, now: Instant) -> io::Result<bool> {
+        loop {
+            if b.is_full() {
+                return Ok(false);
+            }
+            let Some(cur) = self.current.as_mut() else {
+                if self.advance(b, now)? {
+                    continue;
+                }
+                return Ok(true);
+            };
+            let rb = &mut self.rb;
+            if rb.start < rb.end {
+                let base = cur.read_pos - rb.end as u64;
+                let newline = memchr::memchr(b'\n', &rb.buf[rb.start..rb.end]);
+                match (newline, rb.discarding) {
+                    (Some(k), true) => {
+                        self.lines.counts.skipped += k as u64 + 1;
+                        rb.start += k + 1;
+                        rb.discarding = false;
+                        continue;
+                    }
+                    (Some(k), false) => {
+                        let (s, e) = (rb.start, rb.start + k);
+                        b.reserve_for(k, rb.end - s);
+                        rb.start = e + 1;
+                        let head = if base == 0 { &rb.buf[..rb.end] } else { &[] };
+                        let file = cur.identity(head);
+                        self.lines
+                            .line(&rb.buf[s..e], file, base + s as u64, b, now);
+                        continue;
+                    }
+                    (None, true) => {
+                        self.lines.counts.skipped += (rb.end - rb.start) as u64;
+                        rb.start = rb.end;
+                    }
+                    (None, false) if rb.end - rb.start >= self.settings.raw_line_cap => {
+                        // No newline within the cap: ship the head, drop the rest of the line,
+                        // so that memory stays bounded whatever the file holds.
+                        let head = if base == 0 { &rb.buf[..rb.end] } else { &[] };
+                        cur.identity(head);
+                        let line = &rb.buf[rb.start..rb.end];
+                        self.lines.malformed(line, b);
+                        self.lines.counts.skipped +=
+                            line.len().saturating_sub(self.settings.max_line_bytes) as u64;
+                        rb.start = rb.end;
+                        rb.discarding = true;
+                    }
+                    (None, false) => {} // an incomplete line: wait for the rest of it
+                }
+            }
+            if !b.events.is_empty() {
+                // One read block per batch: the batch's buffers were sized for this block.
+                return Ok(false);
+            }
+            let n = read_more(rb, cur, self.settings.read_buffer_bytes)?;
+            if n > 0 {
+                self.lines.counts.read += n as u64;
+                continue;
+            }
+            if !self.advance(b, now)? {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// At the end of the current file: switch to the next file, or notice rotation or
+    /// rewriting. `false` when there is nothing more to read for now.
+    fn advance(&mut self, b: &mut BatchBuilder, now: Instant) -> io::Result<bool> {
+        if self.current.is_none() {
+            self.refresh_rotation()?;
+            return Ok(match self.queue.pop_front() {
+                Some(f) => {
+                    self.switch_to(f);
+                    true
+                }
+                None => false,
+            });
+        }
+        if let Some(next) = self.queue.pop_front() {
+            // A newer file existed before this end of file was read, and Docker closes a file
+            // before it renames it: this end is final.
+            self.finish_current(b, now);
+            self.switch_to(next);
+            return Ok(true);
+        }
+        if self.refresh_rotation()? {
+            // Read the current file once more to its (now final) end, then switch.
+            return Ok(true);
+        }
+        self.check_rewritten()
+    }
+
+    fn switch_to(&mut self, f: OpenFile) {
+        tracing::debug!(container = %self.id, file = %f.name, offset = f.read_pos, "reading log file");
+        self.rb.clear();
+        self.current = Some(f);
+    }
+
+    /// The current file is complete: what follows its last newline is a torn write (Docker
+    /// ends every record with one); ship it as a line of its own, then let the file go.
+    fn finish_current(&mut self, b: &mut BatchBuilder, now: Instant) {
+        let Some(mut cur) = self.current.take() else {
+            return;
+        };
+        let rb = &mut self.rb;
+        if rb.start < rb.end {
+            if rb.discarding {
+                self.lines.counts.skipped += (rb.end - rb.start) as u64;
+            } else {
+                let base = cur.read_pos - rb.end as u64;
+                let head = if base == 0 { &rb.buf[..rb.end] } else { &[] };
+                let file = cur.identity(head).clone();
+                self.lines.line(
+                    &rb.buf[rb.start..rb.end],
+                    &file,
+                    base + rb.start as u64,
+                    b,
+                    now,
+                );
+            }
+            rb.start = rb.end;
+        }
+        if cur.ident().is_some() || cur.read_pos > 0 {
+            let file = cur.identity(&[]).clone();
+            self.last_end = Some(ResumePoint {
+                file,
+                offset: cur.read_pos,
+            });
+        }
+        self.rb.clear();
+    }
+
+    /// At container removal: bytes after the last newline of the last file will never be
+    /// completed; ship them.
+    fn unterminated_last_line(&mut self, b: &mut BatchBuilder, now: Instant) {
+        let Some(cur) = self.current.as_mut() else {
+            return;
+        };
+        let rb = &mut self.rb;
+        if rb.start < rb.end && !rb.discarding {
+            let base = cur.read_pos - rb.end as u64;
+            let head = if base == 0 { &rb.buf[..rb.end] } else { &[] };
+            let file = cur.identity(head);
+            self.lines.line(
+                &rb.buf[rb.start..rb.end],
+                file,
+                base + rb.start as u64,
+                b,
+                now,
+            );
+        }
+        rb.start = rb.end;
+    }
+
+    /// Looks for files newer than the newest one held (Docker renamed the live file away)
+    /// and opens them all, in order, behind the current one. `true` when some were found.
+    fn refresh_rotation(&mut self) -> io::Result<bool> {
+        let live = self.dir.join(&self.live_name);
+        if let Some(n) = self.queue.back().or(self.current.as_ref()) {
+            match fs::metadata(&live) {
+                Ok(md) if !n.gz && (n.dev, n.ino) == (md.dev(), md.ino()) => return Ok(false),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {} // mid-rotation, or removed
+                Err(e) => return Err(e),
+            }
+        }
+        let mut slots = self.open_siblings()?;
+        let newest = match self.queue.back_mut() {
+            Some(f) => Some(f),
+            None => self.current.as_mut(),
+        };
+        let newer = match newest {
+            None => slots,
+            Some(n) => {
+                let at = slots
+                    .iter()
+                    .position(|s| matches!(s, Slot::Open(f) if n.same_file(f)));
+                match at {
+                    Some(i) => slots.split_off(i + 1),
+                    None => {
+                        if slots.iter().any(|s| matches!(s, Slot::Open(_))) {
+                            tracing::warn!(
+                                container = %self.id,
+                                file = %n.name,
+                                "log file was rotated away and deleted before logwharf looked again; rotated files in between may have been lost (Docker rotates faster than logwharf reads: raise max-size/max-file)"
+                            );
+                        }
+                        slots
+                    }
+                }
+            }
+        };
+        let newer = self.adopt(newer);
+        let found = !newer.is_empty();
+        if found {
+            tracing::debug!(container = %self.id, files = newer.len(), "log rotated");
+        }
+        self.queue.extend(newer);
+        Ok(found)
+    }
+
+    /// Opens every log file of the container, oldest first, at one consistent moment: a
+    /// rotation while listing (the live path moved under us) makes it list again.
+    fn open_siblings(&mut self) -> io::Result<Vec<Slot>> {
+        let live = self.dir.join(&self.live_name);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let listed = match list_siblings(&self.dir, &self.live_name) {
+                Ok(l) => l,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let mut slots = Vec::with_capacity(listed.len());
+            let mut live_opened = None;
+            let mut live_vanished = false;
+            for s in listed {
+                match OpenFile::open(&self.dir, &s, &self.metrics.files) {
+                    Ok(f) => {
+                        if s.rank == 0 {
+                            live_opened = Some((f.dev, f.ino));
+                        }
+                        slots.push(Slot::Open(f));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        live_vanished |= s.rank == 0;
+                        slots.push(Slot::Vanished(s));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let moved = match fs::metadata(&live) {
+                Ok(md) => live_opened != Some((md.dev(), md.ino())),
+                Err(_) => live_opened.is_some(),
+            };
+            if !(moved || live_vanished) || attempt >= 5 {
+                return Ok(slots);
+            }
+        }
+    }
+
+    /// Takes listed files into this reader's order. A rotated `.N` that vanished was usually
+    /// just compressed into `.N.gz` (read that instead); anything else that vanished before
+    /// we could open it is lost, and counted.
+    fn adopt(&mut self, slots: Vec<Slot>) -> Vec<OpenFile> {
+        let mut out = Vec::with_capacity(slots.len());
+        for s in slots {
+            let f = match s {
+                Slot::Open(f) => f,
+                Slot::Vanished(v) => {
+                    if v.rank == 0 {
+                        continue; // the live file moved on: the next look finds it
+                    }
+                    let compressed = Sibling {
+                        name: format!("{}.gz", v.name),
+                        gz: true,
+                        ..v.clone()
+                    };
+                    match (!v.gz)
+                        .then(|| OpenFile::open(&self.dir, &compressed, &self.metrics.files))
+                    {
+                        Some(Ok(f)) => f,
+                        _ => {
+                            self.metrics.lost.increment(v.size);
+                            tracing::warn!(
+                                container = %self.id,
+                                file = %v.name,
+                                bytes = v.size,
+                                "a rotated log file was deleted before logwharf could open it; its lines are lost"
+                            );
+                            continue;
+                        }
+                    }
+                }
+            };
+            out.push(f);
+        }
+        for f in &mut out {
+            f.seq = self.next_seq;
+            self.next_seq += 1;
+        }
+        out
+    }
+
+    /// The live file shrank below our position, or its first line changed: it was truncated
+    /// or rewritten in place. Read it again from 0, as a new file.
+    fn check_rewritten(&mut self) -> io::Result<bool> {
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(false);
+        };
+        if cur.gz || cur.rank != 0 || !self.queue.is_empty() {
+            return Ok(false); // only the live file is rewritten in place
+        }
+        let size = cur.size()?;
+        let rewritten = size < cur.read_pos
+            || match cur.fp {
+                Some(old) => matches!(cur.current_fingerprint()?, Some(new) if new != old),
+                None => false,
+            };
+        if !rewritten {
+            return Ok(false);
+        }
+        tracing::warn!(
+            container = %self.id,
+            file = %cur.name,
+            offset = cur.read_pos,
+            size,
+            "log file was truncated or rewritten in place (copytruncate, or Docker with max-file=1); reading it again from the start"
+        );
+        self.metrics.rewritten.increment(1);
+        self.lines.counts.skipped += (self.rb.end - self.rb.start) as u64;
+        self.rb.clear();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        cur.restart_as_new(seq);
+        Ok(true)
+    }
+
+    /// Positions `f` at a checkpointed offset, unless the offset cannot be right for it.
+    fn seek_checkpoint(&mut self, f: &mut OpenFile, offset: u64) -> io::Result<()> {
+        if f.gz {
+            if !f.seek_to(offset)? {
+                tracing::warn!(container = %self.id, file = %f.name, offset, "checkpoint offset is past the end of the decompressed file; reading it from the start");
+                f.rewind();
+            }
+            f.identity(&[]);
+            return Ok(());
+        }
+        let size = f.size()?;
+        let trusted = if offset > size {
+            tracing::warn!(container = %self.id, file = %f.name, offset, size, "checkpoint offset is past the end of the file (truncated since?); reading it from the start");
+            false
+        } else if offset > 0 && f.byte_at(offset - 1)? != Some(b'\n') {
+            tracing::warn!(container = %self.id, file = %f.name, offset, "checkpoint offset is not at a line start (file rewritten since?); reading it from the start");
+            false
+        } else {
+            true
+        };
+        f.seek_to(if trusted { offset } else { 0 })?;
+        if f.read_pos > 0 {
+            f.identity(&[]);
+        }
+        Ok(())
+    }
+
+    /// Where a restart must read from for nothing after the events so far to be lost: the
+    /// read position, or the start of a partial line still being joined.
+    pub fn resume_point(&self) -> Option<ResumePoint> {
+        let here = self
+            .current
+            .as_ref()
+            .and_then(|c| {
+                c.ident().map(|file| ResumePoint {
+                    file: file.clone(),
+                    offset: c.read_pos - (self.rb.end - self.rb.start) as u64,
+                })
+            })
+            .or_else(|| self.last_end.clone());
+        let pending = self
+            .lines
+            .partials
+            .iter()
+            .filter_map(|p| p.pending_start())
+            .min_by_key(|r| r.order_key());
+        match (here, pending) {
+            (Some(h), Some(p)) if h.order_key() <= p.order_key() => Some(h),
+            (_, Some(p)) => Some(p.clone()),
+            (h, None) => h,
+        }
+    }
+
+    fn flush_counts(&mut self) {
+        let c = std::mem::take(&mut self.lines.counts);
+        let t = &mut self.counts_total;
+        t.read += c.read;
+        t.malformed += c.malformed;
+        t.truncated += c.truncated;
+        t.skipped += c.skipped;
+        if c.read > 0 {
+            self.metrics.read_bytes.increment(c.read);
+        }
+        if c.malformed > 0 {
+            self.metrics.malformed.increment(c.malformed);
+        }
+        if c.truncated > 0 {
+            self.metrics.truncated.increment(c.truncated);
+        }
+        if c.skipped > 0 {
+            self.metrics.skipped.increment(c.skipped);
+        }
+    }
+}
+
+/// The checkpointed file among those listed: the same first line, the same inode preferred
+/// (a compressed copy has another inode; a copy made by copytruncate too).
+fn find_saved(slots: &[Slot], saved: &SavedPosition) -> Option<usize> {
+    let fp = saved.fingerprint();
+    let mut best = None;
+    for (i, s) in slots.iter().enumerate() {
+        if let Slot::Open(f) = s {
+            if f.fp == Some(fp) {
+                if (f.dev, f.ino) == (saved.dev, saved.ino) {
+                    return Some(i);
+                }
+                best = Some(i);
+            }
+        }
+    }
+    best
+}
+
+/// Offset just after the last newline of `f` (looking back at most `cap` bytes).
+fn last_line_end(f: &OpenFile, cap: usize) -> io::Result<u64> {
+    let size = f.size()?;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut end = size;
+    while end > 0 && size - end < cap as u64 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = read_full_at(f.file(), &mut buf[..(end - start) as usize], start)?;
+        if let Some(k) = memchr::memrchr(b'\n', &buf[..n]) {
+            return Ok(start + k as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Moves the unconsumed bytes to the front and reads the next block after them. The buffer
+/// grows to what the file has to offer (up to `block`): a container writing a line now and
+/// then keeps a small buffer, a backlog gets large reads.
+fn read_more(rb: &mut ReadBuf, cur: &mut OpenFile, block: usize) -> io::Result<usize> {
+    if rb.start == rb.end {
+        rb.start = 0;
+        rb.end = 0;
+    } else if rb.start > 0 {
+        rb.buf.copy_within(rb.start..rb.end, 0);
+        rb.end -= rb.start;
+        rb.start = 0;
+    }
+    let want = if cur.gz {
+        block
+    } else {
+        let available = cur.size()?.saturating_sub(cur.read_pos);
+        (available.min(block as u64) as usize).max(4096)
+    };
+    if rb.buf.len() - rb.end < want {
+        rb.buf.resize(rb.end + want, 0);
+    }
+    let n = cur.read(&mut rb.buf[rb.end..])?;
+    rb.end += n;
+    Ok(n)
+}
+
+const SLOT_STREAMS: [Stream; 3] = [Stream::Stdout, Stream::Stderr, Stream::Unknown];
+
+fn stream_slot(s: Stream) -> usize {
+    match s {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
+        Stream::Unknown => 2,
+    }
+}
+
+/// Line handling shared by every file of the container: the parser, one partial assembler
+/// per stream (they outlive a file, so partial lines straddling a rotation are joined).
+struct Lines {
+    parser: LineParser,
+    partials: [PartialAssembler; 3],
+    meta: Arc<ContainerMeta>,
+    max_line: usize,
+    counts: Counts,
+}
+
+impl Lines {
+    fn new(meta: Arc<ContainerMeta>, s: &TailSettings) -> Lines {
+        Lines {
+            parser: LineParser::new(),
+            partials: std::array::from_fn(|_| PartialAssembler::new(s.max_line_bytes)),
+            meta,
+            max_line: s.max_line_bytes,
+            counts: Counts::default(),
+        }
+    }
+
+    /// One line (without its newline) that starts at `offset` of `file`.
+    fn line(
+        &mut self,
+        line: &[u8],
+        file: &Arc<FileIdentity>,
+        offset: u64,
+        b: &mut BatchBuilder,
+        now: Instant,
+    ) {
+        if line.is_empty() {
+            self.counts.skipped += 1; // a bare newline: nothing to ship
+            return;
+        }
+        let mark = b.msgs.len();
+        match self.parser.parse(line, &mut b.msgs) {
+            Some(rec) => self.record(rec, mark, file, offset, b, now),
+            None if memchr::memchr(0, line).is_some() => {
+                self.line_with_nuls(line, file, offset, b, now)
+            }
+            None => self.malformed(line, b),
+        }
+    }
+
+    /// A crash can leave NUL runs where a write was lost, and a torn line before them. Skip
+    /// the NULs (counted) and take what lies between them as lines of their own: the data
+    /// after a run is usually a whole record Docker wrote after restarting.
+    fn line_with_nuls(
+        &mut self,
+        line: &[u8],
+        file: &Arc<FileIdentity>,
+        offset: u64,
+        b: &mut BatchBuilder,
+        now: Instant,
+    ) {
+        let mut i = 0;
+        while i < line.len() {
+            let seg_end = memchr::memchr(0, &line[i..]).map_or(line.len(), |k| i + k);
+            if seg_end > i {
+                let seg = &line[i..seg_end];
+                let mark = b.msgs.len();
+                match self.parser.parse(seg, &mut b.msgs) {
+                    Some(rec) => self.record(rec, mark, file, offset + i as u64, b, now),
+                    None => self.malformed(seg, b),
+                }
+            }
+            let data = line[seg_end..]
+                .iter()
+                .position(|&c| c != 0)
+                .map_or(line.len(), |k| seg_end + k);
+            self.counts.skipped += (data - seg_end) as u64;
+            i = data;
+        }
+    }
+
+    fn record(
+        &mut self,
+        rec: Record,
+        mark: usize,
+        file: &Arc<FileIdentity>,
+        offset: u64,
+        b: &mut BatchBuilder,
+        now: Instant,
+    ) {
+        let slot = stream_slot(rec.stream);
+        let time_ns = match rec.time_ns {
+            Some(t) => t,
+            None => b.now_ns(),
+        };
+        if rec.complete && self.partials[slot].is_idle() {
+            let mut flags = EventFlags::default();
+            if b.msgs.len() - mark > self.max_line {
+                b.msgs.truncate(mark + self.max_line);
+                flags.insert(EventFlags::TRUNCATED);
+                self.counts.truncated += 1;
+            }
+            b.push_from(mark, time_ns, rec.stream, flags, rec.attrs, &self.meta);
+            return;
+        }
+        let joined = self.partials[slot].push(
+            &b.msgs[mark..],
+            rec.complete,
+            time_ns,
+            rec.attrs,
+            || ResumePoint {
+                file: file.clone(),
+                offset,
+            },
+            now,
+        );
+        b.msgs.truncate(mark);
+        if let Some(j) = joined {
+            self.push_joined(j, rec.stream, b);
+        }
+    }
+
+    fn push_joined(&mut self, j: Joined, stream: Stream, b: &mut BatchBuilder) {
+        if j.flags.contains(EventFlags::TRUNCATED) || j.flags.contains(EventFlags::PARTIAL) {
+            self.counts.truncated += 1;
+        }
+        b.push_owned(j.message, j.time_ns, stream, j.flags, j.attrs, &self.meta);
+    }
+
+    /// A line that is not a json-file record: passed on raw, flagged, counted.
+    fn malformed(&mut self, raw: &[u8], b: &mut BatchBuilder) {
+        self.counts.malformed += 1;
+        let mut flags = EventFlags::MALFORMED;
+        let keep = if raw.len() > self.max_line {
+            flags.insert(EventFlags::TRUNCATED);
+            self.counts.truncated += 1;
+            self.max_line
+        } else {
+            raw.len()
+        };
+        let mark = b.msgs.len();
+        b.msgs.extend_from_slice(&raw[..keep]);
+        let t = b.now_ns();
+        b.push_from(mark, t, Stream::Unknown, flags, None, &self.meta);
+    }
+}
+
+/// Events under construction. Messages are appended to one buffer; each event's message
+/// becomes a slice of it when the batch is finished (one allocation per batch, not per line).
+/// Buffers are sized to what the batch holds — a batch can sit in a sink's buffer for a
+/// long time, and a one-line batch must not pin a block-sized allocation.
+struct BatchBuilder {
+    msgs: BytesMut,
+    events: Vec<Event>,
+    /// Each event's message range in `msgs`; `OWNED` for messages with their own buffer.
+    ranges: Vec<(usize, usize)>,
+    owned_bytes: usize,
+    max_events: usize,
+    max_bytes: usize,
+    now_ns: Option<i64>,
+}
+
+const OWNED: (usize, usize) = (usize::MAX, 0);
+
+impl BatchBuilder {
+    fn new(s: &TailSettings) -> BatchBuilder {
+        BatchBuilder {
+            msgs: BytesMut::new(),
+            events: Vec::new(),
+            ranges: Vec::new(),
+            owned_bytes: 0,
+            max_events: s.batch_max_events,
+            max_bytes: s.batch_max_bytes,
+            now_ns: None,
+        }
+    }
+
+    /// Makes room before a line of `line_len` raw bytes, with `unread` raw bytes buffered
+    /// from its start on. A decoded message is never longer than its raw line, so reserving
+    /// the buffered bytes once covers every line of the block without reallocating.
+    fn reserve_for(&mut self, line_len: usize, unread: usize) {
+        if self.msgs.capacity() - self.msgs.len() < line_len {
+            let budget = self.max_bytes.saturating_sub(self.msgs.len());
+            self.msgs.reserve(unread.min(budget).max(line_len));
+        }
+        if self.events.capacity() == self.events.len() {
+            // Assume lines of ≥128 bytes; shorter ones just grow the Vec.
+            let more =
+                (unread / 128).clamp(1, self.max_events.saturating_sub(self.events.len()).max(1));
+            self.events.reserve(more);
+            self.ranges.reserve(more);
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.events.len() >= self.max_events || self.msgs.len() + self.owned_bytes >= self.max_bytes
+    }
+
+    /// The read time, for lines that carry none (taken once per batch).
+    fn now_ns(&mut self) -> i64 {
+        *self.now_ns.get_or_insert_with(now_nanos)
+    }
+
+    /// An event whose message is `msgs[mark..]`.
+    fn push_from(
+        &mut self,
+        mark: usize,
+        time_ns: i64,
+        stream: Stream,
+        flags: EventFlags,
+        attrs: Option<Arc<Attrs>>,
+        meta: &Arc<ContainerMeta>,
+    ) {
+        self.ranges.push((mark, self.msgs.len()));
+        self.events.push(Event {
+            time_ns,
+            stream,
+            flags,
+            message: Bytes::new(),
+            container: Some(meta.clone()),
+            attrs,
+            fields: None,
+        });
+    }
+
+    fn push_owned(
+        &mut self,
+        message: Bytes,
+        time_ns: i64,
+        stream: Stream,
+        flags: EventFlags,
+        attrs: Option<Arc<Attrs>>,
+        meta: &Arc<ContainerMeta>,
+    ) {
+        self.owned_bytes += message.len();
+        self.ranges.push(OWNED);
+        self.events.push(Event {
+            time_ns,
+            stream,
+            flags,
+            message,
+            container: Some(meta.clone()),
+            attrs,
+            fields: None,
+        });
+    }
+
+    fn finish(self) -> Vec<Event> {
+        // A batch cut short (by `batch_max_events`) leaves most of its reservation unused.
+        let shared = if self.msgs.capacity() > 2 * self.msgs.len() + (16 << 10) {
+            Bytes::copy_from_slice(&self.msgs)
+        } else {
+            self.msgs.freeze()
+        };
+        let mut events = self.events;
+        if events.capacity() > 2 * events.len() + 16 {
+            events.shrink_to_fit();
+        }
+        for (ev, &(s, e)) in events.iter_mut().zip(&self.ranges) {
+            if (s, e) != OWNED {
+                ev.message = shared.slice(s..e);
+            }
+        }
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,347 @@
+//! The whole source against a temporary Docker root: discovery, reader tasks, checkpoints
+//! that move only on acknowledgement, `--once`, container removal.
+
+use super::*;
+use crate::checkpoint::CheckpointStore;
+use crate::event::{Event, EventFlags};
+use crate::shutdown::Shutdown;
+use crate::sink::{SinkBatch, SinkInput};
+use crate::sources::SourceContext;
+use crate::topology::SourceOutput;
+use logwharf_config::DurationValue;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static CLOCK: AtomicU64 = AtomicU64::new(1);
+
+fn record(text: &str, newline: bool) -> String {
+    let n = CLOCK.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{{\"log\":\"{text}{}\",\"stream\":\"stdout\",\"time\":\"2026-11-25T13:05:00.{n:09}Z\"}}\n",
+        if newline { "\\n" } else { "" }
+    )
+}
+
+struct Root {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    data: PathBuf,
+}
+
+impl Root {
+    fn new() -> Root {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("containers");
+        let data = tmp.path().join("data");
+        fs::create_dir(&root).unwrap();
+        Root {
+            _tmp: tmp,
+            root,
+            data,
+        }
+    }
+
+    fn append(&self, id: &str, s: &str) {
+        let dir = self.root.join(id);
+        fs::create_dir_all(&dir).unwrap();
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.join(format!("{id}-json.log")))
+            .unwrap()
+            .write_all(s.as_bytes())
+            .unwrap();
+    }
+
+    fn lines(&self, id: &str, range: std::ops::Range<usize>) {
+        let s: String = range.map(|i| record(&format!("{id} {i}"), true)).collect();
+        self.append(id, &s);
+    }
+
+    fn config(&self) -> DockerJsonFileConfig {
+        DockerJsonFileConfig {
+            root: self.root.clone(),
+            rescan_interval: DurationValue::from_millis(100),
+            partial_timeout: DurationValue::from_millis(300),
+            ..DockerJsonFileConfig::default()
+        }
+    }
+
+    fn store(&self) -> Arc<CheckpointStore> {
+        Arc::new(CheckpointStore::open(&self.data).unwrap())
+    }
+}
+
+struct Running {
+    input: SinkInput,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn run(config: DockerJsonFileConfig, store: Arc<CheckpointStore>, once: bool) -> Running {
+    let (out, input) = SourceOutput::for_test("src", 1 << 20);
+    let shutdown = Shutdown::new();
+    let ctx = SourceContext {
+        name: "src".into(),
+        out,
+        shutdown: shutdown.clone(),
+        checkpoints: store,
+        once,
+    };
+    let src: Box<dyn Source> = Box::new(DockerJsonFile::new(config).unwrap());
+    Running {
+        input,
+        shutdown,
+        task: tokio::spawn(src.run(ctx)),
+    }
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.message).into_owned())
+        .collect()
+}
+
+/// Receives batches until `n` events arrived (or fails after `within`).
+async fn receive(input: &mut SinkInput, n: usize, within: Duration) -> Vec<SinkBatch> {
+    let mut got = Vec::new();
+    let mut count = 0;
+    let deadline = tokio::time::Instant::now() + within;
+    while count < n {
+        match tokio::time::timeout_at(deadline, input.recv()).await {
+            Ok(Some(b)) => {
+                count += b.batch.len();
+                got.push(b);
+            }
+            Ok(None) => panic!("source stopped after {count} of {n} events"),
+            Err(_) => panic!("only {count} of {n} events within {within:?}"),
+        }
+    }
+    got
+}
+
+fn events_of(batches: &[SinkBatch]) -> Vec<Event> {
+    batches
+        .iter()
+        .flat_map(|b| b.batch.events.iter().cloned())
+        .collect()
+}
+
+fn deliver(batches: Vec<SinkBatch>) {
+    for b in batches {
+        b.into_parts().1.delivered();
+    }
+}
+
+fn saved_offset(store: &CheckpointStore, id: &str) -> Option<u64> {
+    store
+        .get(&checkpoint_key("src", id))
+        .and_then(|v| SavedPosition::from_json(&v))
+        .map(|p| p.offset)
+}
+
+fn file_len(r: &Root, id: &str) -> u64 {
+    fs::metadata(r.root.join(id).join(format!("{id}-json.log")))
+        .unwrap()
+        .len()
+}
+
+/// Everything a `--once` run sends, acknowledged; returns its events.
+async fn once(r: &Root, store: Arc<CheckpointStore>) -> Vec<Event> {
+    let mut run = run(r.config(), store, true);
+    let mut events = Vec::new();
+    while let Some(b) = tokio::time::timeout(Duration::from_secs(10), run.input.recv())
+        .await
+        .expect("--once finishes")
+    {
+        events.extend(b.batch.events.iter().cloned());
+        b.into_parts().1.delivered();
+    }
+    run.task.await.unwrap().unwrap();
+    events
+}
+
+#[tokio::test]
+async fn once_ships_everything_present_and_a_second_run_nothing() {
+    let r = Root::new();
+    r.lines("aaa", 0..500);
+    r.append("aaa", &record("unfinished", false));
+    r.lines("bbb", 0..3);
+    let store = r.store();
+    let events = once(&r, store.clone()).await;
+    let a: Vec<_> = events
+        .iter()
+        .filter(|e| e.container.as_ref().unwrap().id == "aaa")
+        .cloned()
+        .collect();
+    assert_eq!(a.len(), 501);
+    assert_eq!(texts(&a[..2]), ["aaa 0", "aaa 1"]);
+    assert_eq!(texts(&a[500..]), ["unfinished"]);
+    assert!(a[500].flags.contains(EventFlags::PARTIAL));
+    assert_eq!(events.len(), 504);
+    // The acknowledgements wrote the checkpoints (the runtime flushes them to disk).
+    assert_eq!(saved_offset(&store, "aaa"), Some(file_len(&r, "aaa")));
+    assert_eq!(saved_offset(&store, "bbb"), Some(file_len(&r, "bbb")));
+    store.flush().unwrap();
+
+    let again = once(&r, r.store()).await;
+    assert!(again.is_empty(), "shipped again: {:?}", texts(&again));
+
+    r.lines("bbb", 3..5);
+    assert_eq!(texts(&once(&r, r.store()).await), ["bbb 3", "bbb 4"]);
+}
+
+#[tokio::test]
+async fn checkpoint_moves_only_when_the_batch_is_delivered() {
+    let r = Root::new();
+    r.lines("aaa", 0..10);
+    let store = r.store();
+    let mut run = run(r.config(), store.clone(), false);
+    let first = receive(&mut run.input, 10, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(saved_offset(&store, "aaa"), None, "nothing delivered yet");
+    deliver(first);
+    assert_eq!(saved_offset(&store, "aaa"), Some(file_len(&r, "aaa")));
+
+    // A batch that is not delivered holds the checkpoint back for good.
+    let before = file_len(&r, "aaa");
+    r.lines("aaa", 10..12);
+    let failed = receive(&mut run.input, 2, Duration::from_secs(5)).await;
+    drop(failed);
+    r.lines("aaa", 12..14);
+    let later = receive(&mut run.input, 2, Duration::from_secs(5)).await;
+    assert_eq!(texts(&events_of(&later)), ["aaa 12", "aaa 13"]);
+    deliver(later);
+    assert_eq!(saved_offset(&store, "aaa"), Some(before));
+    run.shutdown.trigger();
+    run.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn finds_new_containers_quickly_and_reads_what_they_write() {
+    let r = Root::new();
+    let config = DockerJsonFileConfig {
+        // Long enough that only inotify can explain a quick discovery.
+        rescan_interval: DurationValue::from_millis(60_000),
+        ..r.config()
+    };
+    let mut run = run(config, r.store(), false);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = std::time::Instant::now();
+    r.lines("ccc", 0..3);
+    let got = receive(&mut run.input, 3, Duration::from_secs(1)).await;
+    assert_eq!(texts(&events_of(&got)), ["ccc 0", "ccc 1", "ccc 2"]);
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    r.lines("ccc", 3..4);
+    let got = receive(&mut run.input, 1, Duration::from_secs(1)).await;
+    assert_eq!(texts(&events_of(&got)), ["ccc 3"]);
+    run.shutdown.trigger();
+    run.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn waits_for_a_missing_root() {
+    let r = Root::new();
+    let config = DockerJsonFileConfig {
+        root: r.root.join("later"),
+        ..r.config()
+    };
+    let mut run = run(config, r.store(), false);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let dir = r.root.join("later/ddd");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("ddd-json.log"), record("hello", true)).unwrap();
+    let got = receive(&mut run.input, 1, Duration::from_secs(3)).await;
+    assert_eq!(texts(&events_of(&got)), ["hello"]);
+    run.shutdown.trigger();
+    run.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn include_and_exclude_by_id_prefix() {
+    let r = Root::new();
+    r.lines("abc1", 0..1);
+    r.lines("abc2", 0..1);
+    r.lines("xyz1", 0..1);
+    let config = DockerJsonFileConfig {
+        include: vec!["abc".into()],
+        exclude: vec!["abc2".into()],
+        ..r.config()
+    };
+    let mut run = run(config, r.store(), true);
+    let mut got = Vec::new();
+    while let Some(b) = run.input.recv().await {
+        got.extend(texts(&b.batch.events));
+    }
+    assert_eq!(got, ["abc1 0"]);
+}
+
+#[tokio::test]
+async fn a_removed_container_is_drained_flushed_and_forgotten() {
+    let r = Root::new();
+    r.lines("eee", 0..2);
+    r.append("eee", &record("no end", false));
+    let store = r.store();
+    let config = DockerJsonFileConfig {
+        partial_timeout: DurationValue::from_millis(60_000),
+        ..r.config()
+    };
+    let mut run = run(config, store.clone(), false);
+    deliver(receive(&mut run.input, 2, Duration::from_secs(5)).await);
+    assert!(saved_offset(&store, "eee").is_some());
+    fs::remove_dir_all(r.root.join("eee")).unwrap();
+    let got = receive(&mut run.input, 1, Duration::from_secs(3)).await;
+    let events = events_of(&got);
+    assert_eq!(texts(&events), ["no end"]);
+    assert!(events[0].flags.contains(EventFlags::PARTIAL));
+    deliver(got);
+    // The reader drops the checkpoint once it has stopped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while saved_offset(&store, "eee").is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "checkpoint not dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    run.shutdown.trigger();
+    run.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn checkpoints_of_vanished_containers_are_dropped_at_startup() {
+    let r = Root::new();
+    r.lines("fff", 0..1);
+    let store = r.store();
+    store.set("src/gone", serde_json::json!({"offset": 1}));
+    store.set("other/gone", serde_json::json!({"offset": 1}));
+    let mut run = run(r.config(), store.clone(), true);
+    while run.input.recv().await.is_some() {}
+    run.task.await.unwrap().unwrap();
+    assert_eq!(store.get("src/gone"), None);
+    assert!(store.get("other/gone").is_some(), "another source's entry");
+}
+
+#[tokio::test]
+async fn read_from_end_skips_the_backlog_of_containers_present_at_start() {
+    let r = Root::new();
+    r.lines("ggg", 0..5);
+    let config = DockerJsonFileConfig {
+        read_from: ReadFrom::End,
+        ..r.config()
+    };
+    let store = r.store();
+    let mut run = run(config, store.clone(), false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(saved_offset(&store, "ggg"), Some(file_len(&r, "ggg")));
+    r.lines("ggg", 5..6);
+    r.lines("hhh", 0..1); // new since the start: read from its beginning
+    let got = events_of(&receive(&mut run.input, 2, Duration::from_secs(3)).await);
+    let mut t = texts(&got);
+    t.sort();
+    assert_eq!(t, ["ggg 5", "hhh 0"]);
+    run.shutdown.trigger();
+    run.task.await.unwrap().unwrap();
+}
