@@ -9,7 +9,8 @@
 //! never read. Delivery is at-least-once: a peer restart can show a few duplicates, not gaps.
 //!
 //! The tag template is rendered once per container (and re-rendered when the container's name
-//! changes), never per line. Events without a container (relayed from a syslog source) keep
+//! changes), never per line; if it renders empty (e.g. `{{.Name}}` before the container's
+//! metadata is known) the short container id — Docker's default tag — is used. Events without a container (relayed from a syslog source) keep
 //! their own `appname` field as APP-NAME.
 
 pub mod format;
@@ -72,7 +73,12 @@ impl TagCache {
                     if self.by_id.len() >= Self::MAX_ENTRIES {
                         self.by_id.clear();
                     }
-                    let tag: Arc<str> = self.template.render(c.as_ref()).into();
+                    let mut tag = self.template.render(c.as_ref());
+                    if tag.is_empty() {
+                        // Metadata not known (yet): Docker's default tag rather than nothing.
+                        tag = c.short_id().to_string();
+                    }
+                    let tag: Arc<str> = tag.into();
                     self.by_id
                         .insert(c.id.clone(), (c.name.clone(), tag.clone()));
                     tag
@@ -367,6 +373,11 @@ mod tests {
         renamed.name = Some("other".into());
         e.container = Some(Arc::new(renamed));
         assert_eq!(tags.get(&e), "other/d2ae8d3a9846");
+        let mut anon = Event::new(0, Stream::Stdout, Bytes::from_static(b"x"));
+        anon.container = Some(Arc::new(ContainerMeta::from_id("0123456789abcdef")));
+        assert_eq!(tags.get(&anon), "/0123456789ab");
+        let mut only_name = TagCache::new(Template::parse("{{.Name}}").unwrap());
+        assert_eq!(only_name.get(&anon), "0123456789ab");
         let mut relayed = Event::new(0, Stream::Unknown, Bytes::from_static(b"x"));
         assert_eq!(tags.get(&relayed), "logwharf");
         let mut f = serde_json::Map::new();
