@@ -37,19 +37,41 @@ impl Rsyslog {
         require("rsyslogd (scripts/testbed)", Self::available())
     }
 
-    /// Starts on `port`; `extra` is appended to the inputs (e.g. a TLS input).
+    /// Starts on `port`.
     fn start(dir: &Path, port: u16) -> Rsyslog {
+        Self::start_with(dir, port, "", "")
+    }
+
+    /// Also listens with TLS (gtls, anonymous clients) on `tls_port`, with the server
+    /// certificate made by [`make_certs`] in `certs`.
+    fn start_tls(dir: &Path, port: u16, tls_port: u16, certs: &Path) -> Rsyslog {
+        let c = certs.display();
+        Self::start_with(
+            dir,
+            port,
+            &format!(
+                r#"global(DefaultNetstreamDriverCAFile="{c}/ca.crt" DefaultNetstreamDriverCertFile="{c}/srv.crt" DefaultNetstreamDriverKeyFile="{c}/srv.key")
+"#
+            ),
+            &format!(
+                r#"input(type="imtcp" address="127.0.0.1" port="{tls_port}" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+"#
+            ),
+        )
+    }
+
+    fn start_with(dir: &Path, port: u16, globals: &str, inputs: &str) -> Rsyslog {
         let dir = dir.join("rsyslog");
         std::fs::create_dir_all(dir.join("work")).unwrap();
         std::fs::create_dir_all(dir.join("out")).unwrap();
         let d = dir.display();
         let conf = format!(
             r#"global(workDirectory="{d}/work" maxMessageSize="64k")
-module(load="imtcp")
+{globals}module(load="imtcp")
 module(load="imudp")
 input(type="imtcp" address="127.0.0.1" port="{port}")
 input(type="imudp" address="127.0.0.1" port="{port}" rcvbufSize="8m")
-template(name="perfac" type="string" string="{d}/out/%syslogfacility-text%.log")
+{inputs}template(name="perfac" type="string" string="{d}/out/%syslogfacility-text%.log")
 template(name="line" type="string" string="%syslogfacility-text%.%syslogseverity-text% %app-name% %msg%\n")
 action(type="omfile" dynaFile="perfac" template="line")
 "#
@@ -314,6 +336,42 @@ fn rsyslog_octet_counting_keeps_embedded_newlines_in_one_message() {
         &lines[..3.min(lines.len())]
     );
     assert!(missing(&numbers(&lines), 1000).is_empty());
+}
+
+#[test]
+fn rsyslog_over_tls_octet_counted_like_docker() {
+    if !Rsyslog::require() {
+        return;
+    }
+    let t = TestDir::new("sys-rstls");
+    make_certs(t.path());
+    let tls_port = free_port();
+    let rs = Rsyslog::start_tls(t.path(), free_port(), tls_port, t.path());
+    let feed = free_port();
+    let cfg = t.config(&relay_config(
+        feed,
+        &format!(
+            "address = \"tcp+tls://127.0.0.1:{tls_port}\"\nfacility = \"mail\"\nformat = \"rfc5424\"\ntls = {{ ca_file = \"{{dir}}/ca.crt\" }}"
+        ),
+    ));
+    let mut lw = Logwharf::start(&cfg, &[]);
+    feed_numbers(feed, "tlsapp", 0..1000, 100, Duration::from_millis(5));
+    let ok = wait_until(Duration::from_secs(30), || {
+        count_lines(&rs.file("mail")) >= 1000
+    });
+    assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
+    let lines = rs.lines("mail");
+    assert!(
+        ok,
+        "{} of 1000 lines; log:\n{}\nrsyslogd: {}",
+        lines.len(),
+        lw.log(),
+        std::fs::read_to_string(rs.dir.join("rsyslogd.err")).unwrap_or_default()
+    );
+    assert_eq!(numbers(&lines), (0..1000).collect::<Vec<_>>());
+    assert!(lines
+        .iter()
+        .all(|(fs, app, _)| fs == "mail.info" && app == "tlsapp"));
 }
 
 #[test]
