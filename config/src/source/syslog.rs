@@ -10,10 +10,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct SyslogSourceConfig {
-    /// Where to listen: `tcp://127.0.0.1:5514`, `udp://…`, `tcp+tls://…`, `unix:///path`,
-    /// `unixgram:///path`. Bind to loopback unless you mean otherwise.
+    /// Where to listen: `tcp://…`, `udp://…`, `tcp+tls://…`, `unix:///path`,
+    /// `unixgram:///path`; default `tcp://127.0.0.1:5514` (loopback: other hosts only when
+    /// you say so).
     #[serde(alias = "syslog-address")]
-    pub address: Option<SyslogAddress>,
+    pub address: SyslogAddress,
     /// Largest frame accepted; longer frames are cut there, flagged and counted.
     pub max_frame: ByteSize,
     /// A connection holding an incomplete frame this long is closed and counted (slowloris).
@@ -37,7 +38,10 @@ pub struct SyslogSourceConfig {
 impl Default for SyslogSourceConfig {
     fn default() -> Self {
         Self {
-            address: None,
+            address: SyslogAddress::Tcp {
+                host: "127.0.0.1".into(),
+                port: 5514,
+            },
             max_frame: ByteSize(64 << 10),
             frame_timeout: DurationValue::from_millis(30_000),
             max_connections: 1024,
@@ -60,22 +64,15 @@ impl SyslogSourceConfig {
     }
 
     pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
-        match &self.address {
-            None => d.error(
-                &[],
-                "missing `address` (e.g. \"tcp://127.0.0.1:5514\", \"udp://127.0.0.1:5514\")",
-            ),
-            Some(a) => {
-                if a.is_tls() && self.tls.as_ref().is_none_or(|t| t.crt_file.is_none()) {
-                    d.error(
-                        &["tls"],
-                        "a tcp+tls:// listener needs tls.crt_file and tls.key_file",
-                    );
-                }
-                if !a.is_tls() && self.tls.is_some() {
-                    d.error(&["tls"], "tls is only used with a tcp+tls:// address");
-                }
-            }
+        let a = &self.address;
+        if a.is_tls() && self.tls.as_ref().is_none_or(|t| t.crt_file.is_none()) {
+            d.error(
+                &["tls"],
+                "a tcp+tls:// listener needs tls.crt_file and tls.key_file",
+            );
+        }
+        if !a.is_tls() && self.tls.is_some() {
+            d.error(&["tls"], "tls is only used with a tcp+tls:// address");
         }
         if self.max_frame.0 < 480 {
             // RFC 3164 and 5424 both require receivers to accept at least 480 bytes.

@@ -48,10 +48,7 @@ pub struct SyslogSource {
 
 impl SyslogSource {
     pub fn new(config: SyslogSourceConfig) -> anyhow::Result<SyslogSource> {
-        let address = config
-            .address
-            .clone()
-            .context("the syslog source needs an address")?;
+        let address = config.address.clone();
         let tls = match (&address, &config.tls) {
             (SyslogAddress::TcpTls { .. }, Some(t)) => Some(tokio_rustls::TlsAcceptor::from(
                 crate::tls::server_config(t)?,
