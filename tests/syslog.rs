@@ -216,14 +216,15 @@ fn missing(got: &[u32], n: u32) -> Vec<u32> {
 // Sink → real rsyslog
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn rsyslog_tcp_10k_lines_from_a_container_mail_facility_name_tag() {
+/// 10,000 lines of a real container's json-file log → syslog sink (tcp, facility mail, `tag`)
+/// → rsyslog's mail file; `app` renders the expected APP-NAME from the container.
+fn rsyslog_tcp_10k(name: &str, tag: &str, app: impl Fn(&Container) -> String) {
     if !Rsyslog::require() || !docker::require() {
         return;
     }
-    let t = TestDir::new("sys-tcp10k");
+    let t = TestDir::new(name);
     let rs = Rsyslog::start(t.path(), free_port());
-    let c = Container::create("lw-sys-tcp10k", &[], "seq 1 10000");
+    let c = Container::create(name, &[], "seq 1 10000");
     let cfg = t.config(&format!(
         r#"
 [sources.containers]
@@ -235,7 +236,7 @@ inputs = ["containers"]
 address = "tcp://127.0.0.1:{}"
 facility = "mail"
 format = "rfc5424"
-tag = "{{{{.Name}}}}"
+tag = "{tag}"
 "#,
         c.id, rs.port
     ));
@@ -254,11 +255,25 @@ tag = "{{{{.Name}}}}"
         lw.log()
     );
     assert_eq!(lines.len(), 10_000);
+    let want = app(&c);
     for (i, (fs, app, msg)) in lines.iter().enumerate() {
         assert_eq!(fs, "mail.info");
-        assert_eq!(app, "lw-sys-tcp10k");
+        assert_eq!(app, &want);
         assert_eq!(msg, (i + 1).to_string().as_bytes());
     }
+}
+
+#[test]
+fn rsyslog_tcp_10k_lines_from_a_container_mail_facility_id_tag() {
+    rsyslog_tcp_10k("lw-sys-tcp10k-id", "{{.ID}}/{{.DaemonName}}", |c| {
+        format!("{}/docker", &c.id[..12])
+    });
+}
+
+#[test]
+#[ignore = "{{.Name}} needs the container's name, which docker_json_file events get only once the Docker metadata service (docker_api branch) enriches them; run with --ignored after that lands"]
+fn rsyslog_tcp_10k_lines_from_a_container_mail_facility_name_tag() {
+    rsyslog_tcp_10k("lw-sys-tcp10k", "{{.Name}}", |c| c.name.clone());
 }
 
 #[test]
