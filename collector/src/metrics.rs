@@ -18,11 +18,14 @@ pub const SKIPPED_BYTES: &str = "logwharf_skipped_bytes_total";
 pub const LOST_BYTES: &str = "logwharf_lost_bytes_total";
 /// Bytes written to a file but not yet acknowledged (gauge; labels: source, container).
 pub const CHECKPOINT_LAG_BYTES: &str = "logwharf_checkpoint_lag_bytes";
-/// Source errors (labels: source, `kind`), e.g. a receiver's bad frames and timeouts.
+/// Input a receiving source refused or could not read (labels: source, `kind`). fluent:
+/// garbage, truncated, too_large, gzip, decompressed_too_large, auth, tls (each closes the
+/// offending connection only); syslog: frame_too_large, bad_octet_count, incomplete_frame,
+/// invalid_utf8, malformed, timeout, read, accept, too_many_connections, tls_handshake.
 pub const SOURCE_ERRORS: &str = "logwharf_source_errors_total";
 /// Events a receiver dropped because the pipeline was full (UDP: labels source, `reason`).
 pub const SOURCE_DROPPED: &str = "logwharf_source_dropped_events_total";
-/// Open connections of a receiving source (gauge).
+/// Open client connections of a receiving source (gauge).
 pub const SOURCE_CONNECTIONS: &str = "logwharf_source_connections";
 /// Files currently tailed (gauge).
 pub const FILES_WATCHED: &str = "logwharf_files_watched";

@@ -7,6 +7,7 @@ pub mod blackhole;
 pub mod console;
 pub mod encoding;
 pub mod file;
+pub mod fluentd;
 pub mod syslog;
 pub mod util;
 
@@ -19,6 +20,7 @@ pub fn build(name: &str, config: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
         SinkKind::Blackhole(_) => Box::new(blackhole::Blackhole::new(name)),
         SinkKind::Console(c) => Box::new(console::ConsoleSink::new(name, c)),
         SinkKind::File(c) => Box::new(file::FileSink::new(name, c)),
+        SinkKind::Fluentd(c) => Box::new(fluentd::Fluentd::new(name, (**c).clone())?),
         SinkKind::Syslog(c) => Box::new(syslog::SyslogSink::new(name, c)?),
     })
 }

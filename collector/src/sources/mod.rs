@@ -3,6 +3,7 @@
 //! its batches' acknowledgements.
 
 pub mod docker_json_file;
+pub mod fluent;
 pub mod syslog;
 
 use crate::checkpoint::CheckpointStore;
@@ -39,6 +40,7 @@ pub fn build(
         SourceConfig::DockerJsonFile(c) => {
             Ok(Box::new(docker_json_file::DockerJsonFile::new(c.clone())?))
         }
+        SourceConfig::Fluent(c) => Ok(Box::new(fluent::FluentSource::new(c.clone())?)),
         SourceConfig::Syslog(c) => Ok(Box::new(syslog::SyslogSource::new(c.clone())?)),
     }
 }

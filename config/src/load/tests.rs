@@ -98,7 +98,7 @@ max_size = "10q"
         e,
         vec![
             "line 4: sources.c.rooot: unknown key",
-            "line 7: sources.d.type: unknown source type \"docker_jsonfile\" (known: docker_json_file, syslog)",
+            "line 7: sources.d.type: unknown source type \"docker_jsonfile\" (known: docker_json_file, fluent, syslog)",
             "line 11: sinks.f.inputs: input \"nope\" names no source (sources: c, d)",
             "line 12: sinks.f.path: unknown field .Nmae in template \"/tmp/{{.Nmae}}.log\" (known: .ID .FullID .Name .ImageID .ImageFullID .ImageName .DaemonName)",
             "line 18: sinks.g.max_size: invalid size \"10q\" (expected e.g. 512, 10k, 20m, 1g)",
@@ -122,8 +122,8 @@ inputs = ["c"]
     assert_eq!(
         e,
         vec![
-            "line 5: sinks.a.type: unknown sink type \"kafak\" (known: blackhole, console, file, syslog)",
-            "line 7: sinks.b: missing `type` (one of: blackhole, console, file, syslog)",
+            "line 5: sinks.a.type: unknown sink type \"kafak\" (known: blackhole, console, file, fluentd, syslog)",
+            "line 7: sinks.b: missing `type` (one of: blackhole, console, file, fluentd, syslog)",
         ]
     );
 }
@@ -197,4 +197,64 @@ fn env_interpolation() {
 fn builtin_default_is_valid() {
     let c = Config::builtin_default();
     assert!(c.sinks.contains_key("console"));
+}
+
+#[test]
+fn fluent_source_and_fluentd_sink_load_with_docker_aliases() {
+    let c = load_str(
+        r#"
+[sources.fwd]
+type = "fluent"
+address = "tcp://127.0.0.1:24230"
+auth = { shared_key = "s3cret" }
+[sinks.agg]
+type = "fluentd"
+inputs = ["fwd"]
+fluentd-address = "tls://agg.example:24284"
+fluentd-sub-second-precision = "false"
+fluentd-request-ack = "true"
+compress = "gzip"
+tag = "docker.{{.Name}}"
+tls = { ca_file = "/etc/ca.pem" }
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    let SourceConfig::Fluent(s) = &c.sources["fwd"] else {
+        panic!()
+    };
+    assert_eq!(s.address.to_string(), "tcp://127.0.0.1:24230");
+    assert_eq!(s.auth.as_ref().unwrap().shared_key, "s3cret");
+    let SinkKind::Fluentd(f) = &c.sinks["agg"].kind else {
+        panic!()
+    };
+    assert_eq!(f.address.to_string(), "tls://agg.example:24284");
+    assert!(!f.sub_second_precision && f.require_ack);
+    assert_eq!(f.compress, crate::sink::fluentd::ForwardCompression::Gzip);
+    assert_eq!(f.tag.as_str(), "docker.{{.Name}}");
+}
+
+#[test]
+fn fluent_errors_name_their_keys() {
+    let e = errors(
+        r#"
+[sources.fwd]
+type = "fluent"
+address = "udp://x:1"
+[sinks.agg]
+type = "fluentd"
+inputs = ["fwd"]
+record = "xml"
+tls = {}
+"#,
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("line 4: sources.fwd.address: invalid address"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("line 8: sinks.agg.record: unknown variant"),
+        "{e:?}"
+    );
 }

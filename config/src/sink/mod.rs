@@ -4,18 +4,20 @@
 pub mod blackhole;
 pub mod console;
 pub mod file;
+pub mod fluentd;
 pub mod syslog;
 
 pub use blackhole::BlackholeConfig;
 pub use console::ConsoleConfig;
 pub use file::FileSinkConfig;
+pub use fluentd::FluentdSinkConfig;
 pub use syslog::SyslogSinkConfig;
 
 use crate::load::Decoder;
 use serde::Deserialize;
 
 /// The sink types logwharf knows, for error messages.
-pub const SINK_TYPES: &[&str] = &["blackhole", "console", "file", "syslog"];
+pub const SINK_TYPES: &[&str] = &["blackhole", "console", "file", "fluentd", "syslog"];
 
 /// One configured sink: what it reads, how its buffer behaves, and what it is.
 #[derive(Debug, Clone)]
@@ -31,6 +33,9 @@ pub enum SinkKind {
     Blackhole(BlackholeConfig),
     Console(ConsoleConfig),
     File(FileSinkConfig),
+    /// Boxed: much larger than the other variants.
+    Fluentd(Box<FluentdSinkConfig>),
+    /// Boxed: much larger than the other variants.
     Syslog(Box<SyslogSinkConfig>),
 }
 
@@ -40,6 +45,7 @@ impl SinkKind {
             SinkKind::Blackhole(_) => "blackhole",
             SinkKind::Console(_) => "console",
             SinkKind::File(_) => "file",
+            SinkKind::Fluentd(_) => "fluentd",
             SinkKind::Syslog(_) => "syslog",
         }
     }
@@ -57,6 +63,11 @@ impl SinkKind {
                 let c: FileSinkConfig = d.decode()?;
                 c.validate(d);
                 SinkKind::File(c)
+            }
+            "fluentd" => {
+                let c: FluentdSinkConfig = d.decode()?;
+                c.validate(d);
+                SinkKind::Fluentd(Box::new(c))
             }
             "syslog" => {
                 let c: SyslogSinkConfig = d.decode()?;

@@ -1,20 +1,23 @@
 //! `[sources.NAME]` tables: one config struct per source `type`.
 
 pub mod docker_json_file;
+pub mod fluent;
 pub mod syslog;
 
 pub use docker_json_file::{DockerJsonFileConfig, ReadFrom};
+pub use fluent::{FluentSourceConfig, ForwardAddress, ForwardAuth};
 pub use syslog::SyslogSourceConfig;
 
 use crate::load::Decoder;
 
 /// The source types logwharf knows, for error messages.
-pub const SOURCE_TYPES: &[&str] = &["docker_json_file", "syslog"];
+pub const SOURCE_TYPES: &[&str] = &["docker_json_file", "fluent", "syslog"];
 
 /// A configured source.
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     DockerJsonFile(DockerJsonFileConfig),
+    Fluent(FluentSourceConfig),
     Syslog(SyslogSourceConfig),
 }
 
@@ -22,6 +25,7 @@ impl SourceConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::DockerJsonFile(_) => "docker_json_file",
+            SourceConfig::Fluent(_) => "fluent",
             SourceConfig::Syslog(_) => "syslog",
         }
     }
@@ -33,6 +37,11 @@ impl SourceConfig {
                 let c: DockerJsonFileConfig = d.decode()?;
                 c.validate(d);
                 SourceConfig::DockerJsonFile(c)
+            }
+            "fluent" => {
+                let c: FluentSourceConfig = d.decode()?;
+                c.validate(d);
+                SourceConfig::Fluent(c)
             }
             "syslog" => {
                 let c: SyslogSourceConfig = d.decode()?;

@@ -4,16 +4,20 @@
 //! How the pieces fit:
 //! - [`discovery`] finds container directories (inotify + periodic rescan, id filters);
 //! - [`reader`] is a container's async task; it runs [`tailer`] on the blocking pool, which
-//!   holds the container's [`files`], follows rotation, and turns lines into events with
-//!   [`parser`] and [`partial`];
+//!   holds the container's [`files`] (listed consistently by `listing`), follows rotation,
+//!   and turns lines into events (`lines`, with [`parser`] and [`partial`]) gathered in a
+//!   batch whose messages share one buffer (`batch`);
 //! - [`acks`] turns batch acknowledgements into the container's checkpoint, a
 //!   [`position::SavedPosition`] keyed `"<source>/<container id>"`, whose file is recognised
 //!   again by its [`fingerprint`].
 
 pub mod acks;
+mod batch;
 pub mod discovery;
 pub mod files;
 pub mod fingerprint;
+mod lines;
+mod listing;
 pub mod parser;
 pub mod partial;
 pub mod position;

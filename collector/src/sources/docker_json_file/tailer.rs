@@ -13,15 +13,14 @@
 //! [`ContainerTail::next_batch`] does blocking file I/O; the async reader
 //! ([`super::reader`]) calls it on the blocking pool and sends what it returns.
 
-use super::files::{list_siblings, OpenFile, Sibling};
+use super::batch::BatchBuilder;
+use super::files::{OpenFile, Sibling};
 use super::fingerprint::read_full_at;
-use super::parser::{LineParser, Record};
-use super::partial::{Joined, PartialAssembler};
-use super::position::{FileIdentity, ResumePoint, SavedPosition};
-use crate::event::{Attrs, ContainerMeta, Event, EventFlags, Stream};
+use super::lines::{Counts, Lines, SLOT_STREAMS};
+use super::listing::{find_saved, open_siblings, Slot};
+use super::position::{ResumePoint, SavedPosition};
+use crate::event::{ContainerMeta, Event};
 use crate::metrics as m;
-use crate::time::now_nanos;
-use bytes::{Bytes, BytesMut};
 use logwharf_config::source::DockerJsonFileConfig;
 use std::collections::VecDeque;
 use std::fs;
@@ -143,15 +142,6 @@ impl TailMetrics {
     }
 }
 
-/// Counted per batch, added to the metrics once per batch (no atomics per line).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    pub read: u64,
-    pub malformed: u64,
-    pub truncated: u64,
-    pub skipped: u64,
-}
-
 /// How a reader starts: the container, its checkpoint, and where to begin without one.
 pub struct StartParams {
     pub id: String,
@@ -202,14 +192,6 @@ impl ReadBuf {
     }
 }
 
-/// An entry of a container's directory at one look: held open, or vanished between the
-/// listing and the open. (A handful per listing, each moved once: not worth boxing.)
-#[allow(clippy::large_enum_variant)]
-enum Slot {
-    Open(OpenFile),
-    Vanished(Sibling),
-}
-
 impl ContainerTail {
     /// Opens a container's files and positions the reader: at the checkpoint when one
     /// matches a present file (older files are skipped, newer ones read from 0), else per
@@ -230,7 +212,17 @@ impl ContainerTail {
             next_seq: 0,
             counts_total: Counts::default(),
         };
-        let mut slots = tail.open_siblings()?;
+        // The files wanted are those after the checkpointed one, or all of them.
+        let anchor = p.saved.as_ref().map(SavedPosition::fingerprint);
+        let listing = open_siblings(
+            &tail.dir,
+            &tail.live_name,
+            &tail.metrics.files,
+            &mut |f| anchor.is_some() && f.fp == anchor,
+            p.start_at == StartAt::Beginning || anchor.is_some(),
+        )?;
+        tail.count_lost(&listing.lost);
+        let mut slots = listing.slots;
         let mut commit_now = None;
         match (p.saved, p.start_at) {
             (Some(saved), _) => match find_saved(&slots, &saved) {
@@ -535,11 +527,18 @@ impl ContainerTail {
                 Err(e) => return Err(e),
             }
         }
-        let mut slots = self.open_siblings()?;
-        let newest = match self.queue.back_mut() {
+        let mut newest = match self.queue.back_mut() {
             Some(f) => Some(f),
             None => self.current.as_mut(),
         };
+        let listing = open_siblings(
+            &self.dir,
+            &self.live_name,
+            &self.metrics.files,
+            &mut |f| newest.as_mut().is_some_and(|n| n.same_file(f)),
+            true,
+        )?;
+        let mut slots = listing.slots;
         let newer = match newest {
             None => slots,
             Some(n) => {
@@ -561,6 +560,7 @@ impl ContainerTail {
                 }
             }
         };
+        self.count_lost(&listing.lost);
         let newer = self.adopt(newer);
         let found = !newer.is_empty();
         if found {
@@ -570,87 +570,33 @@ impl ContainerTail {
         Ok(found)
     }
 
-    /// Opens every log file of the container, oldest first, at one consistent moment: a
-    /// rotation while listing (the live path moved under us) makes it list again.
-    fn open_siblings(&mut self) -> io::Result<Vec<Slot>> {
-        let live = self.dir.join(&self.live_name);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let listed = match list_siblings(&self.dir, &self.live_name) {
-                Ok(l) => l,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(e),
-            };
-            let mut slots = Vec::with_capacity(listed.len());
-            let mut live_opened = None;
-            let mut live_vanished = false;
-            for s in listed {
-                match OpenFile::open(&self.dir, &s, &self.metrics.files) {
-                    Ok(f) => {
-                        if s.rank == 0 {
-                            live_opened = Some((f.dev, f.ino));
-                        }
-                        slots.push(Slot::Open(f));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        live_vanished |= s.rank == 0;
-                        slots.push(Slot::Vanished(s));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let moved = match fs::metadata(&live) {
-                Ok(md) => live_opened != Some((md.dev(), md.ino())),
-                Err(_) => live_opened.is_some(),
-            };
-            if !(moved || live_vanished) || attempt >= 5 {
-                return Ok(slots);
-            }
-        }
-    }
-
-    /// Takes listed files into this reader's order. A rotated `.N` that vanished was usually
-    /// just compressed into `.N.gz` (read that instead); anything else that vanished before
-    /// we could open it is lost, and counted.
+    /// Takes listed files into this reader's order (files that vanished before they could be
+    /// opened were accounted for by the listing).
     fn adopt(&mut self, slots: Vec<Slot>) -> Vec<OpenFile> {
-        let mut out = Vec::with_capacity(slots.len());
-        for s in slots {
-            let f = match s {
-                Slot::Open(f) => f,
-                Slot::Vanished(v) => {
-                    if v.rank == 0 {
-                        continue; // the live file moved on: the next look finds it
-                    }
-                    let compressed = Sibling {
-                        name: format!("{}.gz", v.name),
-                        gz: true,
-                        ..v.clone()
-                    };
-                    match (!v.gz)
-                        .then(|| OpenFile::open(&self.dir, &compressed, &self.metrics.files))
-                    {
-                        Some(Ok(f)) => f,
-                        _ => {
-                            self.metrics.lost.increment(v.size);
-                            tracing::warn!(
-                                container = %self.id,
-                                file = %v.name,
-                                bytes = v.size,
-                                "a rotated log file was deleted before logwharf could open it; its lines are lost"
-                            );
-                            continue;
-                        }
-                    }
-                }
-            };
-            out.push(f);
-        }
+        let mut out: Vec<OpenFile> = slots
+            .into_iter()
+            .filter_map(|s| match s {
+                Slot::Open(f) => Some(f),
+                Slot::Vanished(_) => None,
+            })
+            .collect();
         for f in &mut out {
             f.seq = self.next_seq;
             self.next_seq += 1;
         }
         out
+    }
+
+    fn count_lost(&self, lost: &[Sibling]) {
+        for v in lost {
+            self.metrics.lost.increment(v.size);
+            tracing::warn!(
+                container = %self.id,
+                file = %v.name,
+                bytes = v.size,
+                "a rotated log file was deleted before logwharf could open it; its lines are lost (Docker rotates faster than logwharf reads: raise max-size/max-file)"
+            );
+        }
     }
 
     /// The live file shrank below our position, or its first line changed: it was truncated
@@ -762,24 +708,6 @@ impl ContainerTail {
     }
 }
 
-/// The checkpointed file among those listed: the same first line, the same inode preferred
-/// (a compressed copy has another inode; a copy made by copytruncate too).
-fn find_saved(slots: &[Slot], saved: &SavedPosition) -> Option<usize> {
-    let fp = saved.fingerprint();
-    let mut best = None;
-    for (i, s) in slots.iter().enumerate() {
-        if let Slot::Open(f) = s {
-            if f.fp == Some(fp) {
-                if (f.dev, f.ino) == (saved.dev, saved.ino) {
-                    return Some(i);
-                }
-                best = Some(i);
-            }
-        }
-    }
-    best
-}
-
 /// Offset just after the last newline of `f` (looking back at most `cap` bytes).
 fn last_line_end(f: &OpenFile, cap: usize) -> io::Result<u64> {
     let size = f.size()?;
@@ -820,277 +748,6 @@ fn read_more(rb: &mut ReadBuf, cur: &mut OpenFile, block: usize) -> io::Result<u
     let n = cur.read(&mut rb.buf[rb.end..])?;
     rb.end += n;
     Ok(n)
-}
-
-const SLOT_STREAMS: [Stream; 3] = [Stream::Stdout, Stream::Stderr, Stream::Unknown];
-
-fn stream_slot(s: Stream) -> usize {
-    match s {
-        Stream::Stdout => 0,
-        Stream::Stderr => 1,
-        Stream::Unknown => 2,
-    }
-}
-
-/// Line handling shared by every file of the container: the parser, one partial assembler
-/// per stream (they outlive a file, so partial lines straddling a rotation are joined).
-struct Lines {
-    parser: LineParser,
-    partials: [PartialAssembler; 3],
-    meta: Arc<ContainerMeta>,
-    max_line: usize,
-    counts: Counts,
-}
-
-impl Lines {
-    fn new(meta: Arc<ContainerMeta>, s: &TailSettings) -> Lines {
-        Lines {
-            parser: LineParser::new(),
-            partials: std::array::from_fn(|_| PartialAssembler::new(s.max_line_bytes)),
-            meta,
-            max_line: s.max_line_bytes,
-            counts: Counts::default(),
-        }
-    }
-
-    /// One line (without its newline) that starts at `offset` of `file`.
-    fn line(
-        &mut self,
-        line: &[u8],
-        file: &Arc<FileIdentity>,
-        offset: u64,
-        b: &mut BatchBuilder,
-        now: Instant,
-    ) {
-        if line.is_empty() {
-            self.counts.skipped += 1; // a bare newline: nothing to ship
-            return;
-        }
-        let mark = b.msgs.len();
-        match self.parser.parse(line, &mut b.msgs) {
-            Some(rec) => self.record(rec, mark, file, offset, b, now),
-            None if memchr::memchr(0, line).is_some() => {
-                self.line_with_nuls(line, file, offset, b, now)
-            }
-            None => self.malformed(line, b),
-        }
-    }
-
-    /// A crash can leave NUL runs where a write was lost, and a torn line before them. Skip
-    /// the NULs (counted) and take what lies between them as lines of their own: the data
-    /// after a run is usually a whole record Docker wrote after restarting.
-    fn line_with_nuls(
-        &mut self,
-        line: &[u8],
-        file: &Arc<FileIdentity>,
-        offset: u64,
-        b: &mut BatchBuilder,
-        now: Instant,
-    ) {
-        let mut i = 0;
-        while i < line.len() {
-            let seg_end = memchr::memchr(0, &line[i..]).map_or(line.len(), |k| i + k);
-            if seg_end > i {
-                let seg = &line[i..seg_end];
-                let mark = b.msgs.len();
-                match self.parser.parse(seg, &mut b.msgs) {
-                    Some(rec) => self.record(rec, mark, file, offset + i as u64, b, now),
-                    None => self.malformed(seg, b),
-                }
-            }
-            let data = line[seg_end..]
-                .iter()
-                .position(|&c| c != 0)
-                .map_or(line.len(), |k| seg_end + k);
-            self.counts.skipped += (data - seg_end) as u64;
-            i = data;
-        }
-    }
-
-    fn record(
-        &mut self,
-        rec: Record,
-        mark: usize,
-        file: &Arc<FileIdentity>,
-        offset: u64,
-        b: &mut BatchBuilder,
-        now: Instant,
-    ) {
-        let slot = stream_slot(rec.stream);
-        let time_ns = match rec.time_ns {
-            Some(t) => t,
-            None => b.now_ns(),
-        };
-        if rec.complete && self.partials[slot].is_idle() {
-            let mut flags = EventFlags::default();
-            if b.msgs.len() - mark > self.max_line {
-                b.msgs.truncate(mark + self.max_line);
-                flags.insert(EventFlags::TRUNCATED);
-                self.counts.truncated += 1;
-            }
-            b.push_from(mark, time_ns, rec.stream, flags, rec.attrs, &self.meta);
-            return;
-        }
-        let joined = self.partials[slot].push(
-            &b.msgs[mark..],
-            rec.complete,
-            time_ns,
-            rec.attrs,
-            || ResumePoint {
-                file: file.clone(),
-                offset,
-            },
-            now,
-        );
-        b.msgs.truncate(mark);
-        if let Some(j) = joined {
-            self.push_joined(j, rec.stream, b);
-        }
-    }
-
-    fn push_joined(&mut self, j: Joined, stream: Stream, b: &mut BatchBuilder) {
-        if j.flags.contains(EventFlags::TRUNCATED) || j.flags.contains(EventFlags::PARTIAL) {
-            self.counts.truncated += 1;
-        }
-        b.push_owned(j.message, j.time_ns, stream, j.flags, j.attrs, &self.meta);
-    }
-
-    /// A line that is not a json-file record: passed on raw, flagged, counted.
-    fn malformed(&mut self, raw: &[u8], b: &mut BatchBuilder) {
-        self.counts.malformed += 1;
-        let mut flags = EventFlags::MALFORMED;
-        let keep = if raw.len() > self.max_line {
-            flags.insert(EventFlags::TRUNCATED);
-            self.counts.truncated += 1;
-            self.max_line
-        } else {
-            raw.len()
-        };
-        let mark = b.msgs.len();
-        b.msgs.extend_from_slice(&raw[..keep]);
-        let t = b.now_ns();
-        b.push_from(mark, t, Stream::Unknown, flags, None, &self.meta);
-    }
-}
-
-/// Events under construction. Messages are appended to one buffer; each event's message
-/// becomes a slice of it when the batch is finished (one allocation per batch, not per line).
-/// Buffers are sized to what the batch holds — a batch can sit in a sink's buffer for a
-/// long time, and a one-line batch must not pin a block-sized allocation.
-struct BatchBuilder {
-    msgs: BytesMut,
-    events: Vec<Event>,
-    /// Each event's message range in `msgs`; `OWNED` for messages with their own buffer.
-    ranges: Vec<(usize, usize)>,
-    owned_bytes: usize,
-    max_events: usize,
-    max_bytes: usize,
-    now_ns: Option<i64>,
-}
-
-const OWNED: (usize, usize) = (usize::MAX, 0);
-
-impl BatchBuilder {
-    fn new(s: &TailSettings) -> BatchBuilder {
-        BatchBuilder {
-            msgs: BytesMut::new(),
-            events: Vec::new(),
-            ranges: Vec::new(),
-            owned_bytes: 0,
-            max_events: s.batch_max_events,
-            max_bytes: s.batch_max_bytes,
-            now_ns: None,
-        }
-    }
-
-    /// Makes room before a line of `line_len` raw bytes, with `unread` raw bytes buffered
-    /// from its start on. A decoded message is never longer than its raw line, so reserving
-    /// the buffered bytes once covers every line of the block without reallocating.
-    fn reserve_for(&mut self, line_len: usize, unread: usize) {
-        if self.msgs.capacity() - self.msgs.len() < line_len {
-            let budget = self.max_bytes.saturating_sub(self.msgs.len());
-            self.msgs.reserve(unread.min(budget).max(line_len));
-        }
-        if self.events.capacity() == self.events.len() {
-            // Assume lines of ≥128 bytes; shorter ones just grow the Vec.
-            let more =
-                (unread / 128).clamp(1, self.max_events.saturating_sub(self.events.len()).max(1));
-            self.events.reserve(more);
-            self.ranges.reserve(more);
-        }
-    }
-
-    fn is_full(&self) -> bool {
-        self.events.len() >= self.max_events || self.msgs.len() + self.owned_bytes >= self.max_bytes
-    }
-
-    /// The read time, for lines that carry none (taken once per batch).
-    fn now_ns(&mut self) -> i64 {
-        *self.now_ns.get_or_insert_with(now_nanos)
-    }
-
-    /// An event whose message is `msgs[mark..]`.
-    fn push_from(
-        &mut self,
-        mark: usize,
-        time_ns: i64,
-        stream: Stream,
-        flags: EventFlags,
-        attrs: Option<Arc<Attrs>>,
-        meta: &Arc<ContainerMeta>,
-    ) {
-        self.ranges.push((mark, self.msgs.len()));
-        self.events.push(Event {
-            time_ns,
-            stream,
-            flags,
-            message: Bytes::new(),
-            container: Some(meta.clone()),
-            attrs,
-            fields: None,
-        });
-    }
-
-    fn push_owned(
-        &mut self,
-        message: Bytes,
-        time_ns: i64,
-        stream: Stream,
-        flags: EventFlags,
-        attrs: Option<Arc<Attrs>>,
-        meta: &Arc<ContainerMeta>,
-    ) {
-        self.owned_bytes += message.len();
-        self.ranges.push(OWNED);
-        self.events.push(Event {
-            time_ns,
-            stream,
-            flags,
-            message,
-            container: Some(meta.clone()),
-            attrs,
-            fields: None,
-        });
-    }
-
-    fn finish(self) -> Vec<Event> {
-        // A batch cut short (by `batch_max_events`) leaves most of its reservation unused.
-        let shared = if self.msgs.capacity() > 2 * self.msgs.len() + (16 << 10) {
-            Bytes::copy_from_slice(&self.msgs)
-        } else {
-            self.msgs.freeze()
-        };
-        let mut events = self.events;
-        if events.capacity() > 2 * events.len() + 16 {
-            events.shrink_to_fit();
-        }
-        for (ev, &(s, e)) in events.iter_mut().zip(&self.ranges) {
-            if (s, e) != OWNED {
-                ev.message = shared.slice(s..e);
-            }
-        }
-        events
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Tailer tests on real files in temporary directories, doing to them what Docker does.
 
 use super::*;
+use crate::event::{EventFlags, Stream};
+use crate::sources::docker_json_file::files::list_siblings;
 use crate::sources::docker_json_file::fingerprint::Fingerprint;
+use crate::sources::docker_json_file::listing::unexplained;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::fs::OpenOptions;
@@ -708,4 +711,28 @@ fn a_file_whose_first_line_is_long_reads_normally() {
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].message.len(), 10_000);
     assert_eq!(t.resume_point().unwrap().file.fp.len as usize, 4096);
+}
+
+#[test]
+fn vanished_files_count_as_lost_only_when_nothing_explains_them() {
+    let sib = |name: &str, ino: u64, gz: bool| Sibling {
+        name: name.into(),
+        rank: 1,
+        gz,
+        size: 1000,
+        ino,
+    };
+    // Renamed (.1.gz → .2.gz): its inode is still there.
+    assert!(unexplained(vec![sib("x.1.gz", 7, true)], &[(7, true), (8, false)]).is_empty());
+    // Compressed (.1 → .1.gz) in a log with .gz siblings.
+    assert!(unexplained(vec![sib("x.1", 5, false)], &[(9, true), (8, false)]).is_empty());
+    // Deleted: the oldest .gz, or a plain file in a log without compression.
+    assert_eq!(
+        unexplained(vec![sib("x.2.gz", 4, true)], &[(9, true), (8, false)]).len(),
+        1
+    );
+    assert_eq!(
+        unexplained(vec![sib("x.2", 4, false)], &[(3, false), (8, false)]).len(),
+        1
+    );
 }

@@ -1,0 +1,215 @@
+//! `type = "fluent"`: a Fluentd Forward-protocol server (spec v1) — the receiver for Docker's
+//! fluentd driver, Fluent Bit's forward output, fluent-logger clients and logwharf's own
+//! `fluentd` sink.
+//!
+//! Layout: [`msgpack`] (bounds-checked reading on rmp), [`decode`] (the four modes →
+//! events), [`record`] (record keys → event fields, shared metadata), [`partial`] (Docker's
+//! partial lines), [`handshake`] (shared-key HELO/PING/PONG, used by the sink too), [`conn`]
+//! (one connection: framing, batching, ordered acks). This file listens (TCP, TLS, unix) and
+//! answers UDP heartbeats.
+
+pub mod conn;
+pub mod decode;
+pub mod handshake;
+pub mod msgpack;
+pub mod partial;
+pub mod record;
+
+use super::{Source, SourceContext};
+use crate::metrics as m;
+use anyhow::Context;
+use conn::{AuthSettings, ConnSettings};
+use logwharf_config::source::{FluentSourceConfig, ForwardAddress};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+pub struct FluentSource {
+    config: FluentSourceConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl FluentSource {
+    /// Validates the TLS files now, so a bad certificate fails at startup.
+    pub fn new(config: FluentSourceConfig) -> anyhow::Result<FluentSource> {
+        let tls = match &config.tls {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+                crate::tls::server_config(t).context("fluent source TLS")?,
+            )),
+            None => None,
+        };
+        Ok(FluentSource { config, tls })
+    }
+}
+
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener, std::path::PathBuf),
+}
+
+async fn bind(addr: &ForwardAddress) -> anyhow::Result<Listener> {
+    Ok(match addr {
+        ForwardAddress::Tcp { host, port } | ForwardAddress::Tls { host, port } => Listener::Tcp(
+            tokio::net::TcpListener::bind((host.as_str(), *port))
+                .await
+                .with_context(|| format!("listening on {addr}"))?,
+        ),
+        ForwardAddress::Unix(path) => {
+            // A socket file left by an earlier run would make bind fail.
+            if let Ok(md) = std::fs::symlink_metadata(path) {
+                use std::os::unix::fs::FileTypeExt;
+                if md.file_type().is_socket() {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            Listener::Unix(
+                tokio::net::UnixListener::bind(path)
+                    .with_context(|| format!("listening on {addr}"))?,
+                path.clone(),
+            )
+        }
+    })
+}
+
+#[async_trait::async_trait]
+impl Source for FluentSource {
+    async fn run(self: Box<Self>, ctx: SourceContext) -> anyhow::Result<()> {
+        if ctx.once {
+            tracing::info!(source = %ctx.name, "run --once: a network receiver has nothing present to read");
+            return Ok(());
+        }
+        let c = &self.config;
+        let listener = bind(&c.address).await?;
+        tracing::info!(source = %ctx.name, address = %c.address, tls = self.tls.is_some(), auth = c.auth.is_some(), "fluent source listening");
+        let settings = Arc::new(ConnSettings {
+            source: ctx.name.clone(),
+            out: ctx.out.clone(),
+            shutdown: ctx.shutdown.clone(),
+            limits: decode::Limits {
+                max_message: c.max_message_bytes.0.min(u32::MAX as u64) as usize,
+                max_decompressed: c.max_decompressed_bytes.0.min(u32::MAX as u64) as usize,
+            },
+            max_line_bytes: c.max_line_bytes.0.min(u32::MAX as u64) as usize,
+            partial_timeout: c.partial_timeout.0,
+            batch_max_events: c.batch_max_events,
+            auth: c.auth.as_ref().map(|a| AuthSettings {
+                key: a.shared_key.clone(),
+                hostname: a.self_hostname.clone().unwrap_or_else(handshake::hostname),
+            }),
+        });
+        let mut tasks = JoinSet::new();
+        if c.heartbeat {
+            if let Some((host, port)) = c.address.host_port() {
+                let sock = tokio::net::UdpSocket::bind((host, port))
+                    .await
+                    .with_context(|| format!("binding the UDP heartbeat on {host}:{port}"))?;
+                tasks.spawn(heartbeat(sock, ctx.shutdown.clone()));
+            }
+        }
+        let permits = Arc::new(Semaphore::new(c.max_connections));
+        let connections = metrics::gauge!(m::SOURCE_CONNECTIONS, "source" => ctx.name.to_string());
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.context("connection limit")?,
+                _ = ctx.shutdown.wait() => break,
+            };
+            let accepted = tokio::select! {
+                a = accept(&listener) => a,
+                _ = ctx.shutdown.wait() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(source = %ctx.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let s = settings.clone();
+            let tls = self.tls.clone();
+            let g = connections.clone();
+            tasks.spawn(async move {
+                g.increment(1.0);
+                tracing::debug!(source = %s.source, peer, "connection accepted");
+                match (stream, tls) {
+                    (Accepted::Tcp(t), Some(acceptor)) => {
+                        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(t))
+                            .await
+                        {
+                            Ok(Ok(t)) => conn::serve(t, peer, s).await,
+                            Ok(Err(e)) => conn::count_error(
+                                &s.source,
+                                &peer,
+                                &decode::DecodeError::new(
+                                    "tls",
+                                    format!("TLS handshake failed: {e}"),
+                                ),
+                            ),
+                            Err(_) => conn::count_error(
+                                &s.source,
+                                &peer,
+                                &decode::DecodeError::new("tls", "TLS handshake timed out"),
+                            ),
+                        }
+                    }
+                    (Accepted::Tcp(t), None) => {
+                        let _ = t.set_nodelay(true);
+                        conn::serve(t, peer, s).await
+                    }
+                    (Accepted::Unix(u), _) => conn::serve(u, peer, s).await,
+                }
+                g.decrement(1.0);
+                drop(permit);
+            });
+            // Reap finished connections so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+        }
+        drop(listener);
+        // Connections see the shutdown too: they flush what they decoded and end.
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(source = %ctx.name, "connections did not finish within 10 s of shutdown");
+        }
+        if let ForwardAddress::Unix(p) = &c.address {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(l: &Listener) -> std::io::Result<(Accepted, String)> {
+    match l {
+        Listener::Tcp(t) => {
+            let (s, a) = t.accept().await?;
+            Ok((Accepted::Tcp(s), a.to_string()))
+        }
+        Listener::Unix(u, path) => {
+            let (s, _) = u.accept().await?;
+            Ok((Accepted::Unix(s), format!("unix:{}", path.display())))
+        }
+    }
+}
+
+/// Fluentd's UDP heartbeat: any datagram is answered with one NUL byte.
+async fn heartbeat(sock: tokio::net::UdpSocket, shutdown: crate::shutdown::Shutdown) {
+    let mut buf = [0u8; 128];
+    loop {
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((_, from)) = r {
+                    let _ = sock.send_to(b"\0", from).await;
+                }
+            }
+            _ = shutdown.wait() => return,
+        }
+    }
+}
