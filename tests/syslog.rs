@@ -1195,7 +1195,7 @@ buffer = {{ max_events = 1000 }}
         "no drop counted after {sent} datagrams; log:\n{}",
         lw.log()
     );
-    assert!(lw.log().contains("pipeline full, datagrams dropped"));
+    assert!(lw.log().contains("pipeline full, UDP datagrams dropped"));
     lw.kill9();
     done_tx.send(()).unwrap();
     holder.join().unwrap();

@@ -9,9 +9,10 @@
 //! logged once per connection and kind with the peer's address; nothing a peer sends can stop
 //! another connection or the daemon.
 //!
-//! Backpressure: a stream connection is not read while its events wait for room in the
-//! pipeline, so TCP flow control slows the sender. Datagrams cannot wait: when the pipeline is
-//! full they are dropped and counted (`logwharf_source_dropped_events_total`).
+//! Backpressure: a stream connection (and a unix datagram socket) is not read while its events
+//! wait for room in the pipeline, so the kernel's flow control slows the sender. UDP cannot
+//! wait: when the pipeline is full datagrams are dropped and counted
+//! (`logwharf_source_dropped_events_total`).
 //!
 //! Nothing is acknowledged to peers (syslog has no acknowledgement); with `run --once` there is
 //! nothing present to read, so the source returns at once.
@@ -479,14 +480,18 @@ fn unix_peer(a: &tokio::net::unix::SocketAddr) -> String {
     }
 }
 
-/// Datagrams in batches, handed to a sender task through a small queue; when the queue is full
-/// (the pipeline is slower than the senders) the batch is dropped and counted.
+/// Datagrams in batches. Unix datagram sockets have flow control (a sender blocks when the
+/// receiver's queue is full), so a unixgram source waits for the pipeline like a stream does.
+/// UDP has none: the receiver keeps reading into a pending batch (at most eight batches'
+/// worth) while a sender task waits for the pipeline, and what does not fit is dropped and
+/// counted — rather than left to overflow the kernel's buffer, where no one counts it.
 async fn serve_datagrams(
     sock: DatagramSocket,
     shared: Arc<Shared>,
     ctx: SourceContext,
 ) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::channel::<Vec<Event>>(8);
+    let lossy = matches!(sock, DatagramSocket::Udp(_));
+    let (tx, mut rx) = mpsc::channel::<Vec<Event>>(1);
     let out = ctx.out.clone();
     let sender = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
@@ -496,12 +501,21 @@ async fn serve_datagrams(
         }
     });
     let dropped = metrics::counter!(m::SOURCE_DROPPED, "source" => shared.source.to_string(), "reason" => "pipeline_full");
+    let cap = shared.batch_max.saturating_mul(8);
     let mut buf = vec![0u8; 65_536];
     let mut reported = Reported::default();
     let mut drop_logged = false;
+    let mut pending: Vec<Event> = Vec::new();
     loop {
         let first = tokio::select! {
             _ = ctx.shutdown.wait() => break,
+            permit = tx.reserve(), if !pending.is_empty() => match permit {
+                Ok(p) => {
+                    p.send(std::mem::take(&mut pending));
+                    continue;
+                }
+                Err(_) => break,
+            },
             r = sock.recv(&mut buf) => r,
         };
         let mut events = Vec::new();
@@ -527,17 +541,27 @@ async fn serve_datagrams(
         if events.is_empty() {
             continue;
         }
-        match tx.try_send(events) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(b)) => {
-                dropped.increment(b.len() as u64);
-                if !drop_logged {
-                    drop_logged = true;
-                    tracing::warn!(source = %shared.source, "syslog: pipeline full, datagrams dropped (counted in {})", m::SOURCE_DROPPED);
-                }
+        if !lossy {
+            // Flow control: not reading makes the unixgram sender wait.
+            if tx.send(events).await.is_err() {
+                break;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => break,
+            continue;
         }
+        let room = cap.saturating_sub(pending.len());
+        if events.len() > room {
+            let lost = events.len() - room;
+            events.truncate(room);
+            dropped.increment(lost as u64);
+            if !drop_logged {
+                drop_logged = true;
+                tracing::warn!(source = %shared.source, "syslog: pipeline full, UDP datagrams dropped (counted in {})", m::SOURCE_DROPPED);
+            }
+        }
+        pending.append(&mut events);
+    }
+    if !pending.is_empty() {
+        let _ = tx.send(pending).await;
     }
     drop(tx);
     let _ = sender.await;
