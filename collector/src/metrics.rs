@@ -51,3 +51,10 @@ pub const BUFFER_DROPPED: &str = "logwharf_buffer_dropped_events_total";
 pub const BUFFER_EVENTS: &str = "logwharf_buffer_events";
 /// Checkpoint file writes that failed.
 pub const CHECKPOINT_WRITE_ERRORS: &str = "logwharf_checkpoint_write_errors_total";
+/// Events a sink's peer refused for good, counted instead of retried (labels: sink, `reason`,
+/// e.g. CloudWatch's `too_old`, `too_new`, `expired`, `invalid_parameter`, `empty`).
+pub const SINK_REJECTED_EVENTS: &str = "logwharf_sink_rejected_events_total";
+/// Messages over a sink's per-event size limit (labels: sink, `action` = `split` | `truncate`).
+pub const SINK_OVERSIZE_EVENTS: &str = "logwharf_sink_oversize_events_total";
+/// Requests a sink sent (labels: sink, `outcome` = `ok` or an error kind).
+pub const SINK_REQUESTS: &str = "logwharf_sink_requests_total";

@@ -4,6 +4,7 @@
 //! event encoders every sink shares.
 
 pub mod blackhole;
+pub mod cloudwatch;
 pub mod console;
 pub mod encoding;
 pub mod file;
@@ -18,6 +19,11 @@ use logwharf_config::{SinkConfig, SinkKind};
 pub fn build(name: &str, config: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
     Ok(match &config.kind {
         SinkKind::Blackhole(_) => Box::new(blackhole::Blackhole::new(name)),
+        SinkKind::CloudWatch(c) => Box::new(cloudwatch::CloudWatch::new(
+            name,
+            c,
+            config.buffer.max_events,
+        )?),
         SinkKind::Console(c) => Box::new(console::ConsoleSink::new(name, c)),
         SinkKind::File(c) => Box::new(file::FileSink::new(name, c)),
         SinkKind::Fluentd(c) => Box::new(fluentd::Fluentd::new(name, (**c).clone())?),

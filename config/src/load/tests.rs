@@ -122,8 +122,8 @@ inputs = ["c"]
     assert_eq!(
         e,
         vec![
-            "line 5: sinks.a.type: unknown sink type \"kafak\" (known: blackhole, console, file, fluentd, syslog)",
-            "line 7: sinks.b: missing `type` (one of: blackhole, console, file, fluentd, syslog)",
+            "line 5: sinks.a.type: unknown sink type \"kafak\" (known: blackhole, cloudwatch, console, file, fluentd, syslog)",
+            "line 7: sinks.b: missing `type` (one of: blackhole, cloudwatch, console, file, fluentd, syslog)",
         ]
     );
 }

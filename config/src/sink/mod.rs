@@ -2,12 +2,14 @@
 //! struct per sink `type`.
 
 pub mod blackhole;
+pub mod cloudwatch;
 pub mod console;
 pub mod file;
 pub mod fluentd;
 pub mod syslog;
 
 pub use blackhole::BlackholeConfig;
+pub use cloudwatch::CloudWatchConfig;
 pub use console::ConsoleConfig;
 pub use file::FileSinkConfig;
 pub use fluentd::FluentdSinkConfig;
@@ -17,7 +19,14 @@ use crate::load::Decoder;
 use serde::Deserialize;
 
 /// The sink types logwharf knows, for error messages.
-pub const SINK_TYPES: &[&str] = &["blackhole", "console", "file", "fluentd", "syslog"];
+pub const SINK_TYPES: &[&str] = &[
+    "blackhole",
+    "cloudwatch",
+    "console",
+    "file",
+    "fluentd",
+    "syslog",
+];
 
 /// One configured sink: what it reads, how its buffer behaves, and what it is.
 #[derive(Debug, Clone)]
@@ -31,6 +40,7 @@ pub struct SinkConfig {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Blackhole(BlackholeConfig),
+    CloudWatch(Box<CloudWatchConfig>),
     Console(ConsoleConfig),
     File(FileSinkConfig),
     /// Boxed: much larger than the other variants.
@@ -43,6 +53,7 @@ impl SinkKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkKind::Blackhole(_) => "blackhole",
+            SinkKind::CloudWatch(_) => "cloudwatch",
             SinkKind::Console(_) => "console",
             SinkKind::File(_) => "file",
             SinkKind::Fluentd(_) => "fluentd",
@@ -54,6 +65,11 @@ impl SinkKind {
     pub(crate) fn decode(type_name: &str, d: &mut Decoder<'_>) -> Option<SinkKind> {
         Some(match type_name {
             "blackhole" => SinkKind::Blackhole(d.decode()?),
+            "cloudwatch" => {
+                let c: CloudWatchConfig = d.decode()?;
+                c.validate(d);
+                SinkKind::CloudWatch(Box::new(c))
+            }
             "console" => {
                 let c: ConsoleConfig = d.decode()?;
                 c.validate(d);
