@@ -23,7 +23,8 @@ pub const CHECKPOINT_LAG_BYTES: &str = "logwharf_checkpoint_lag_bytes";
 /// offending connection only); syslog: frame_too_large, bad_octet_count, incomplete_frame,
 /// invalid_utf8, malformed, timeout, read, accept, too_many_connections, tls_handshake.
 pub const SOURCE_ERRORS: &str = "logwharf_source_errors_total";
-/// Events a receiver dropped because the pipeline was full (UDP: labels source, `reason`).
+/// Datagrams a UDP receiver lost (labels: source, `reason`: `pipeline_full`, or
+/// `receive_buffer` when the kernel dropped them before they were read).
 pub const SOURCE_DROPPED: &str = "logwharf_source_dropped_events_total";
 /// Open client connections of a receiving source (gauge).
 pub const SOURCE_CONNECTIONS: &str = "logwharf_source_connections";

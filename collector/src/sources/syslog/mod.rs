@@ -484,7 +484,8 @@ fn unix_peer(a: &tokio::net::unix::SocketAddr) -> String {
 /// receiver's queue is full), so a unixgram source waits for the pipeline like a stream does.
 /// UDP has none: the receiver keeps reading into a pending batch (at most eight batches'
 /// worth) while a sender task waits for the pipeline, and what does not fit is dropped and
-/// counted — rather than left to overflow the kernel's buffer, where no one counts it.
+/// counted (`reason="pipeline_full"`); what overflows the kernel's receive buffer before we
+/// read it is counted too (`reason="receive_buffer"`, from /proc/net/udp).
 async fn serve_datagrams(
     sock: DatagramSocket,
     shared: Arc<Shared>,
@@ -501,14 +502,20 @@ async fn serve_datagrams(
         }
     });
     let dropped = metrics::counter!(m::SOURCE_DROPPED, "source" => shared.source.to_string(), "reason" => "pipeline_full");
+    let mut kernel = KernelDrops::new(&sock, &shared.source);
     let cap = shared.batch_max.saturating_mul(8);
     let mut buf = vec![0u8; 65_536];
     let mut reported = Reported::default();
     let mut drop_logged = false;
     let mut pending: Vec<Event> = Vec::new();
     loop {
+        if let Some(k) = kernel.as_mut() {
+            k.poll();
+        }
         let first = tokio::select! {
             _ = ctx.shutdown.wait() => break,
+            // Wake up now and then to count kernel drops while no datagram arrives.
+            _ = tokio::time::sleep(Duration::from_secs(1)), if kernel.is_some() => continue,
             permit = tx.reserve(), if !pending.is_empty() => match permit {
                 Ok(p) => {
                     p.send(std::mem::take(&mut pending));
@@ -566,6 +573,71 @@ async fn serve_datagrams(
     drop(tx);
     let _ = sender.await;
     Ok(())
+}
+
+/// Datagrams the kernel dropped because the socket's receive buffer was full (the `drops`
+/// column of /proc/net/udp for this socket), counted as `reason="receive_buffer"` — checked at
+/// most once a second.
+struct KernelDrops {
+    inode: u64,
+    seen: u64,
+    last_check: Instant,
+    counter: metrics::Counter,
+}
+
+impl KernelDrops {
+    fn new(sock: &DatagramSocket, source: &str) -> Option<KernelDrops> {
+        use std::os::fd::AsRawFd;
+        let DatagramSocket::Udp(s) = sock else {
+            return None;
+        };
+        // SAFETY: fstat on our own open socket fd into a zeroed stat we own.
+        let inode = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(s.as_raw_fd(), &mut st) != 0 {
+                return None;
+            }
+            st.st_ino
+        };
+        let mut k = KernelDrops {
+            inode,
+            seen: 0,
+            last_check: Instant::now(),
+            counter: metrics::counter!(m::SOURCE_DROPPED, "source" => source.to_string(), "reason" => "receive_buffer"),
+        };
+        k.seen = k.read().unwrap_or(0);
+        Some(k)
+    }
+
+    fn read(&self) -> Option<u64> {
+        let inode = self.inode.to_string();
+        for table in ["/proc/net/udp", "/proc/net/udp6"] {
+            let Ok(text) = std::fs::read_to_string(table) else {
+                continue;
+            };
+            for line in text.lines().skip(1) {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                if cols.len() >= 13 && cols[9] == inode {
+                    return cols[12].parse().ok();
+                }
+            }
+        }
+        None
+    }
+
+    fn poll(&mut self) {
+        if self.last_check.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_check = Instant::now();
+        if let Some(now) = self.read() {
+            let before = std::mem::replace(&mut self.seen, now);
+            if now > before {
+                self.counter.increment(now - before);
+                tracing::warn!(dropped = now - before, "syslog: the kernel dropped UDP datagrams (receive buffer full; raise receive_buffer_bytes); counted in {}", m::SOURCE_DROPPED);
+            }
+        }
+    }
 }
 
 fn datagram(
