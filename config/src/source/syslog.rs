@@ -26,8 +26,8 @@ pub struct SyslogSourceConfig {
     pub read_buffer_bytes: ByteSize,
     /// Upper bound on events per batch sent into the pipeline.
     pub batch_max_events: usize,
-    /// Kernel receive buffer for UDP/unixgram (SO_RCVBUF; root may exceed rmem_max… not here:
-    /// the kernel caps it at net.core.rmem_max); unset: the system default.
+    /// Kernel receive buffer for UDP/unixgram (SO_RCVBUF, capped by the kernel at
+    /// net.core.rmem_max); unset: the system default.
     pub receive_buffer_bytes: Option<ByteSize>,
     /// Server certificate and key (and `ca_file` to require client certificates), for
     /// `tcp+tls://`.
