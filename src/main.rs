@@ -37,6 +37,9 @@ enum Command {
     Validate {
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Also try the peers the sources need (the Docker daemon); 1 when one is unreachable.
+        #[arg(long)]
+        connect: bool,
     },
 }
 
@@ -46,7 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
-        Command::Validate { config } => match load_config(config.as_deref()) {
+        Command::Validate { config, connect } => match load_config(config.as_deref()) {
             Ok((c, origin)) => {
                 println!(
                     "{origin}: valid ({} source{}, {} sink{})",
@@ -55,6 +58,9 @@ fn main() -> ExitCode {
                     c.sinks.len(),
                     plural(c.sinks.len())
                 );
+                if connect {
+                    return check_connections(&c);
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -80,6 +86,33 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `validate --connect`: every peer a source needs, reachable or not.
+fn check_connections(config: &Config) -> ExitCode {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("cannot start the runtime");
+        return ExitCode::FAILURE;
+    };
+    let results = rt.block_on(logwharf_collector::sources::check_connections(config));
+    let mut ok = true;
+    for (what, r) in results {
+        match r {
+            Ok(m) => println!("{what}: ok ({m})"),
+            Err(e) => {
+                ok = false;
+                eprintln!("{what}: unreachable: {e}");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

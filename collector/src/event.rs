@@ -69,6 +69,14 @@ pub struct ContainerMeta {
     pub compose_project: Option<String>,
     pub compose_service: Option<String>,
     pub log_driver: Option<String>,
+    /// The rendered tag (the source's `tag` template or the `logwharf.tag` label), rendered
+    /// once when the record is built.
+    pub tag: Option<String>,
+    /// Docker's extra attributes for this container (the `labels`/`env` options, and `tag`),
+    /// as Docker's drivers attach them; shared by every event that carries them.
+    pub attrs: Option<Arc<Attrs>>,
+    /// The container runs with a TTY (its API log stream has no multiplexing header).
+    pub tty: bool,
 }
 
 impl ContainerMeta {
@@ -84,21 +92,42 @@ impl ContainerMeta {
     pub fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(12)]
     }
+
+    /// False when the container opts out with the label `logwharf.enable=false`.
+    pub fn enabled(&self) -> bool {
+        !self
+            .labels
+            .get("logwharf.enable")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false") || v.trim() == "0")
+    }
+
+    /// The container's own multiline start pattern (label `logwharf.multiline.start`).
+    pub fn multiline_start(&self) -> Option<&str> {
+        self.labels
+            .get("logwharf.multiline.start")
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
 }
 
 impl TemplateContext for ContainerMeta {
     fn field(&self, field: TemplateField) -> Cow<'_, str> {
         let image_full = self.image_id.as_deref().unwrap_or("");
-        let image_hex = image_full.strip_prefix("sha256:").unwrap_or(image_full);
         Cow::Borrowed(match field {
             TemplateField::Id => self.short_id(),
             TemplateField::FullId => &self.id,
             TemplateField::Name => self.name.as_deref().unwrap_or(""),
-            TemplateField::ImageId => &image_hex[..image_hex.len().min(12)],
+            // As Docker renders it (`ContainerImageID[:12]`, captured through its syslog
+            // driver): the first 12 characters of the full id, `sha256:` included.
+            TemplateField::ImageId => image_full.get(..12).unwrap_or(image_full),
             TemplateField::ImageFullId => image_full,
             TemplateField::ImageName => self.image_name.as_deref().unwrap_or(""),
             TemplateField::DaemonName => "docker",
         })
+    }
+
+    fn labels(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.labels)
     }
 }
 

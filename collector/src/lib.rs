@@ -10,8 +10,10 @@
 pub mod ack;
 pub mod backoff;
 pub mod checkpoint;
+pub mod docker;
 pub mod event;
 pub mod metrics;
+pub mod multiline;
 pub mod shutdown;
 pub mod sink;
 pub mod sources;

@@ -59,3 +59,14 @@ pub const SINK_REJECTED_EVENTS: &str = "logwharf_sink_rejected_events_total";
 pub const SINK_OVERSIZE_EVENTS: &str = "logwharf_sink_oversize_events_total";
 /// Requests a sink sent (labels: sink, `outcome` = `ok` or an error kind).
 pub const SINK_REQUESTS: &str = "logwharf_sink_requests_total";
+
+/// Reconnections to the Docker daemon (label: host).
+pub const DOCKER_RECONNECTS: &str = "logwharf_docker_reconnects_total";
+/// Docker API log streams (re)attached (labels: source, reason = start|watchdog|error).
+pub const DOCKER_STREAM_ATTACHES: &str = "logwharf_docker_stream_attaches_total";
+/// Docker API log frames that could not be parsed and were passed on raw (labels: source, container).
+pub const DOCKER_BAD_FRAMES: &str = "logwharf_docker_bad_frames_total";
+/// Lines skipped after a re-attach because the cursor shows they were already read.
+pub const DOCKER_REPLAY_SKIPPED: &str = "logwharf_docker_replay_skipped_total";
+/// Events merged into a preceding multiline event (label: source).
+pub const MULTILINE_MERGED: &str = "logwharf_multiline_merged_lines_total";

@@ -74,14 +74,16 @@ fn encode_json(source: &str, event: &Event, out: &mut Vec<u8>) {
         opt_string(out, b"compose_project", c.compose_project.as_deref());
         opt_string(out, b"compose_service", c.compose_service.as_deref());
     }
-    // The rendered tag travels in Docker's attrs (`--log-opt tag=…`).
-    if let Some(attrs) = &event.attrs {
-        let tag = attrs
+    // The rendered tag: Docker's own (attrs, `--log-opt tag=…`), else the one logwharf
+    // rendered for the container once (source `tag` option or `logwharf.tag` label).
+    let attr_tag = event.attrs.as_ref().and_then(|attrs| {
+        attrs
             .iter()
             .find(|(k, _)| k == "tag")
-            .map(|(_, v)| v.as_str());
-        opt_string(out, b"tag", tag);
-    }
+            .map(|(_, v)| v.as_str())
+    });
+    let tag = attr_tag.or_else(|| event.container.as_ref().and_then(|c| c.tag.as_deref()));
+    opt_string(out, b"tag", tag);
     if let Some(c) = &event.container {
         if !c.env.is_empty() {
             out.extend_from_slice(b",\"env\":");
@@ -388,6 +390,7 @@ mod tests {
             compose_project: Some("shop".into()),
             compose_service: Some("web".into()),
             log_driver: Some("json-file".into()),
+            ..Default::default()
         })
     }
 

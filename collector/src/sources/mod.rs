@@ -2,6 +2,8 @@
 //! through its [`SourceOutput`], and records read positions in the [`CheckpointStore`] only from
 //! its batches' acknowledgements.
 
+pub mod docker_api;
+pub mod docker_daemon;
 pub mod docker_json_file;
 pub mod fluent;
 pub mod syslog;
@@ -40,7 +42,28 @@ pub fn build(
         SourceConfig::DockerJsonFile(c) => {
             Ok(Box::new(docker_json_file::DockerJsonFile::new(c.clone())?))
         }
+        SourceConfig::DockerApi(c) => Ok(Box::new(docker_api::DockerApi::new(c.clone())?)),
+        SourceConfig::DockerDaemon(c) => Ok(Box::new(docker_daemon::DockerDaemon::new(c.clone())?)),
         SourceConfig::Fluent(c) => Ok(Box::new(fluent::FluentSource::new(c.clone())?)),
         SourceConfig::Syslog(c) => Ok(Box::new(syslog::SyslogSource::new(c.clone())?)),
     }
+}
+
+/// `validate --connect`: tries the peers the sources depend on (the Docker daemon of
+/// `docker_api`, and of `docker_json_file` when it enriches). One entry per source:
+/// `sources.NAME` and what answered, or why not.
+pub async fn check_connections(
+    config: &logwharf_config::Config,
+) -> Vec<(String, Result<String, String>)> {
+    let mut out = Vec::new();
+    for (name, sc) in &config.sources {
+        let host = match sc {
+            SourceConfig::DockerApi(c) => c.host.clone(),
+            SourceConfig::DockerJsonFile(c) if c.enrich => c.docker_host.clone(),
+            _ => continue,
+        };
+        let r = crate::docker::check(host.as_deref()).await;
+        out.push((format!("sources.{name}"), r));
+    }
+    out
 }

@@ -98,7 +98,7 @@ max_size = "10q"
         e,
         vec![
             "line 4: sources.c.rooot: unknown key",
-            "line 7: sources.d.type: unknown source type \"docker_jsonfile\" (known: docker_json_file, fluent, syslog)",
+            "line 7: sources.d.type: unknown source type \"docker_jsonfile\" (known: docker_api, docker_daemon, docker_json_file, fluent, syslog)",
             "line 11: sinks.f.inputs: input \"nope\" names no source (sources: c, d)",
             "line 12: sinks.f.path: unknown field .Nmae in template \"/tmp/{{.Nmae}}.log\" (known: .ID .FullID .Name .ImageID .ImageFullID .ImageName .DaemonName)",
             "line 18: sinks.g.max_size: invalid size \"10q\" (expected e.g. 512, 10k, 20m, 1g)",
@@ -256,5 +256,71 @@ tls = {}
     assert!(
         e[1].starts_with("line 8: sinks.agg.record: unknown variant"),
         "{e:?}"
+    );
+}
+
+#[test]
+fn docker_sources_load_and_a_bad_label_regex_names_its_key() {
+    let c = load_str(
+        r#"
+[sources.api]
+type = "docker_api"
+host = "unix:///var/run/docker.sock"
+events = true
+env = "FOO,BAR"
+labels_regex = "^com\\.docker\\.compose\\."
+tag = "{{.Name}}/{{.ID}}"
+multiline = { start = "^\\S", timeout = "2s" }
+[sources.daemon]
+type = "docker_daemon"
+path = "/var/log/dockerd.log"
+[sources.files]
+type = "docker_json_file"
+enrich = false
+env_regex = "^APP_"
+[sinks.out]
+type = "blackhole"
+inputs = ["*"]
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    let SourceConfig::DockerApi(a) = &c.sources["api"] else {
+        panic!()
+    };
+    assert!(a.events);
+    assert_eq!(a.env.0, ["FOO", "BAR"]);
+    assert_eq!(a.multiline.timeout.0, std::time::Duration::from_secs(2));
+    let SourceConfig::DockerJsonFile(j) = &c.sources["files"] else {
+        panic!()
+    };
+    assert!(!j.enrich);
+    assert!(j.enrich_options().env_regex.is_some());
+
+    let e = errors(
+        r#"
+[sources.api]
+type = "docker_api"
+labels_regex = "com.docker.(compose"
+host = "ftp://x"
+[sources.files]
+type = "docker_json_file"
+env_regex = "["
+multiline = { start = "*oops" }
+[sinks.out]
+type = "blackhole"
+inputs = ["*"]
+"#,
+    );
+    assert!(
+        e.iter().any(|l| l.starts_with(
+            "line 4: sources.api.labels_regex: invalid regular expression \"com.docker.(compose\""
+        )),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("line 8: sources.files.env_regex: invalid regular expression")),
+        "{e:#?}"
     );
 }

@@ -1,7 +1,8 @@
 //! `type = "docker_json_file"`: tails Docker's json-file logs under `root`.
 
+use super::docker_meta::{EnrichOptions, MultilineConfig, NameList, Pattern};
 use crate::load::Decoder;
-use crate::{ByteSize, DurationValue};
+use crate::{ByteSize, DurationValue, Template};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -34,6 +35,25 @@ pub struct DockerJsonFileConfig {
     pub read_buffer_bytes: ByteSize,
     /// Upper bound on events per batch sent into the pipeline.
     pub batch_max_events: usize,
+    /// Enrich every line with its container's metadata from the Docker API (name, image,
+    /// labels, compose project/service, selected env, tag) whenever the daemon is reachable.
+    pub enrich: bool,
+    /// The daemon to ask: `unix:///var/run/docker.sock` (default: `DOCKER_HOST`, then that).
+    pub docker_host: Option<String>,
+    /// How long lines of a container whose metadata is not known yet wait for it before they
+    /// are shipped with the id only.
+    pub metadata_wait: DurationValue,
+    /// Environment variables of the container to attach, by name (never the whole env).
+    pub env: NameList,
+    /// … and by pattern over the names.
+    pub env_regex: Option<Pattern>,
+    /// Labels attached as Docker-style extra attributes, by name (every label is in `labels`).
+    pub labels: NameList,
+    pub labels_regex: Option<Pattern>,
+    /// Docker tag template rendered once per container (`logwharf.tag` label overrides).
+    pub tag: Option<Template>,
+    /// Multiline merging; a container's `logwharf.multiline.start` label turns it on too.
+    pub multiline: MultilineConfig,
 }
 
 impl Default for DockerJsonFileConfig {
@@ -48,11 +68,32 @@ impl Default for DockerJsonFileConfig {
             rescan_interval: DurationValue::from_millis(1000),
             read_buffer_bytes: ByteSize(256 << 10),
             batch_max_events: 2048,
+            enrich: true,
+            docker_host: None,
+            metadata_wait: DurationValue::from_millis(2000),
+            env: NameList::default(),
+            env_regex: None,
+            labels: NameList::default(),
+            labels_regex: None,
+            tag: None,
+            multiline: MultilineConfig::default(),
         }
     }
 }
 
 impl DockerJsonFileConfig {
+    /// The metadata service options these settings ask for.
+    pub fn enrich_options(&self) -> EnrichOptions {
+        EnrichOptions {
+            host: self.docker_host.clone(),
+            env: self.env.0.clone(),
+            env_regex: self.env_regex.clone(),
+            labels: self.labels.0.clone(),
+            labels_regex: self.labels_regex.clone(),
+            tag: self.tag.clone(),
+        }
+    }
+
     pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
         for (key, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
             for g in globs {
@@ -61,6 +102,7 @@ impl DockerJsonFileConfig {
                 }
             }
         }
+        super::docker_meta::validate_host(self.docker_host.as_deref(), &["docker_host"], d);
         if self.batch_max_events == 0 {
             d.error(&["batch_max_events"], "must be at least 1");
         }

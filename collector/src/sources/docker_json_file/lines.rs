@@ -42,6 +42,13 @@ pub(super) struct Lines {
 }
 
 impl Lines {
+    /// The metadata record the next lines carry (enrichment; set once per batch).
+    pub fn set_meta(&mut self, meta: &Arc<ContainerMeta>) {
+        if !Arc::ptr_eq(&self.meta, meta) {
+            self.meta = meta.clone();
+        }
+    }
+
     pub fn new(meta: Arc<ContainerMeta>, s: &TailSettings) -> Lines {
         Lines {
             parser: LineParser::new(),

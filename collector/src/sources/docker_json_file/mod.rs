@@ -25,6 +25,7 @@ pub mod reader;
 pub mod tailer;
 
 use super::{Source, SourceContext};
+use crate::docker::{MetaHandle, MetadataService};
 use acks::AckTracker;
 use discovery::{Found, IdFilter, Watcher};
 use logwharf_config::source::{DockerJsonFileConfig, ReadFrom};
@@ -59,7 +60,17 @@ impl DockerJsonFile {
 #[async_trait::async_trait]
 impl Source for DockerJsonFile {
     async fn run(self: Box<Self>, ctx: SourceContext) -> anyhow::Result<()> {
+        // Enrichment: the shared metadata service of this Docker daemon (lines of containers it
+        // does not know carry the id only; nothing waits for a daemon that is not there).
+        let service = if self.config.enrich {
+            Some(MetadataService::shared(&self.config.enrich_options())?)
+        } else {
+            None
+        };
         Runner {
+            service,
+            metadata_wait: self.config.metadata_wait.0,
+            multiline: self.config.multiline.clone(),
             root: self.config.root.clone(),
             read_from: self.config.read_from,
             rescan_every: self.config.rescan_interval.0.max(Duration::from_millis(10)),
@@ -85,6 +96,12 @@ struct Running {
 
 /// The source's main task: discovery, and one reader task per container.
 struct Runner {
+    /// Container metadata for enrichment (`enrich = true`).
+    service: Option<Arc<MetadataService>>,
+    /// How long a container's first lines wait for its metadata.
+    metadata_wait: Duration,
+    /// Multiline merging options.
+    multiline: logwharf_config::source::MultilineConfig,
     root: PathBuf,
     read_from: ReadFrom,
     rescan_every: Duration,
@@ -247,6 +264,9 @@ impl Runner {
             self.ctx.shutdown.clone(),
             self.ctx.once,
         );
+        let meta = MetaHandle::new(self.service.clone(), &id);
+        let metadata_wait = self.metadata_wait;
+        let multiline = self.multiline.clone();
         self.tasks.spawn(async move {
             let started = tokio::task::spawn_blocking(move || ContainerTail::start(params)).await;
             let (tail, commit_now) = match started {
@@ -272,6 +292,9 @@ impl Runner {
                 shutdown,
                 once,
                 control,
+                meta,
+                metadata_wait,
+                multiline,
             }
             .run()
             .await;

@@ -6,8 +6,11 @@
 
 use super::acks::AckTracker;
 use super::tailer::{ContainerTail, Flush};
+use crate::docker::MetaHandle;
+use crate::multiline::StreamMergers;
 use crate::shutdown::Shutdown;
 use crate::topology::SourceOutput;
+use logwharf_config::source::MultilineConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +52,12 @@ pub struct Reader {
     /// `run --once`: read to the current end, flush partial lines, return.
     pub once: bool,
     pub control: ReaderControl,
+    /// The container's metadata record (enrichment), re-checked once per batch.
+    pub meta: MetaHandle,
+    /// How long the first batch waits for metadata the service does not have yet.
+    pub metadata_wait: Duration,
+    /// Multiline merging (the source's option; a container label can turn it on).
+    pub multiline: MultilineConfig,
 }
 
 impl Reader {
@@ -61,9 +70,22 @@ impl Reader {
             shutdown,
             once,
             control,
+            mut meta,
+            metadata_wait,
+            multiline,
         } = self;
         let id = tail.id().to_string();
+        // Lines read before the metadata is known: a bounded wait, then the id alone (later
+        // batches carry the record as soon as the service has it).
+        tokio::select! {
+            _ = meta.wait_known(metadata_wait) => {}
+            _ = shutdown.wait() => return,
+        }
         let mut sent = tail.resume_point();
+        // With multiline merging, the checkpoint moves only at batch ends where no event is held
+        // (`safe`): a crash re-reads a held event's lines instead of losing them.
+        let mut merger = StreamMergers::for_container(meta.current(), &multiline);
+        let mut safe = sent.clone();
         let mut once_flushing = false;
         loop {
             let removed = control.removed.load(Ordering::Acquire);
@@ -74,6 +96,8 @@ impl Reader {
             } else {
                 Flush::Expired
             };
+            // One atomic load per batch; a new record (rename, late metadata) after a change.
+            tail.set_meta(meta.current());
             let joined = tokio::task::spawn_blocking(move || {
                 let batch = tail.next_batch(flush, Instant::now());
                 (tail, batch)
@@ -90,8 +114,27 @@ impl Reader {
             if let Some((seq, size)) = batch.newest_size {
                 tracker.note_newest(seq, size);
             }
+            let mut batch = batch;
+            if !meta.current().enabled() {
+                batch.events.clear(); // label logwharf.enable=false: read and checkpoint, ship nothing
+            }
+            let mut ack_at = batch.resume.clone();
+            if let Some(m) = merger.as_mut() {
+                let now = tokio::time::Instant::now();
+                let mut events = m.process(std::mem::take(&mut batch.events), now);
+                events.extend(m.flush_expired(now));
+                if flush != Flush::Expired && batch.idle {
+                    events.extend(m.flush_all());
+                }
+                batch.events = events;
+                if m.holding() {
+                    ack_at = safe.clone();
+                } else {
+                    safe = batch.resume.clone();
+                }
+            }
             if !batch.events.is_empty() || batch.resume != sent {
-                let on_done = batch.resume.clone().map(|r| tracker.track(r));
+                let on_done = ack_at.map(|r| tracker.track(r));
                 tokio::select! {
                     biased;
                     _ = shutdown.wait() => return,
@@ -134,9 +177,18 @@ impl Reader {
             } else {
                 POLL_UNWATCHED
             };
-            let wait = batch.partial_deadline.map_or(poll, |d| {
-                d.saturating_duration_since(Instant::now()).min(poll)
-            });
+            let held = merger
+                .as_ref()
+                .and_then(StreamMergers::deadline)
+                .map(|d| d.into_std());
+            let wait = batch
+                .partial_deadline
+                .into_iter()
+                .chain(held)
+                .min()
+                .map_or(poll, |d| {
+                    d.saturating_duration_since(Instant::now()).min(poll)
+                });
             tokio::select! {
                 _ = control.wake.notified() => {
                     tokio::select! {

@@ -193,6 +193,11 @@ impl ReadBuf {
 }
 
 impl ContainerTail {
+    /// The metadata record the next batches' events carry (the caller checks it per batch).
+    pub fn set_meta(&mut self, meta: &Arc<ContainerMeta>) {
+        self.lines.set_meta(meta);
+    }
+
     /// Opens a container's files and positions the reader: at the checkpoint when one
     /// matches a present file (older files are skipped, newer ones read from 0), else per
     /// `start_at`. Returns a position to checkpoint at once, if any (a start at the end).

@@ -1,0 +1,485 @@
+//! One container's API log stream, from attach to the container's end: demultiplexing,
+//! de-duplication after a re-attach ([`Replay`]), partial-line reassembly, multiline merging,
+//! batching, the inactivity watchdog, and checkpoints that only move past delivered lines —
+//! and never past a line still held in a partial or multiline buffer.
+
+use super::cursor::{AckChain, Cursor, Replay};
+use super::Shared;
+use crate::backoff::Backoff;
+use crate::docker::logs::{self, Demux, Frame};
+use crate::event::{ContainerMeta, Event, EventFlags, Stream};
+use crate::metrics as m;
+use crate::multiline::{Merged, Multiline};
+use bytes::Bytes;
+use futures_util::FutureExt;
+use logwharf_config::source::StartAt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A partial line waits this long for its continuation before it is shipped flagged.
+const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where one consumed frame sits in the stream.
+#[derive(Debug, Clone)]
+struct Mark {
+    seq: u64,
+    /// The cursor before this frame (what a checkpoint may say while the frame is held).
+    prev: Option<Cursor>,
+}
+
+/// The frames a line (or merged event) was built from.
+#[derive(Debug, Clone)]
+struct Span {
+    first: Mark,
+}
+
+struct Partial {
+    event: Event,
+    buf: Vec<u8>,
+    first: Mark,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct StreamState {
+    partial: Option<Partial>,
+    multiline: Option<Multiline<Span>>,
+}
+
+/// Why the stream is (re)opened, for the metric and the log.
+#[derive(Debug, Clone, Copy)]
+enum Attach {
+    Start,
+    Watchdog,
+    Error,
+    Eof,
+}
+
+impl Attach {
+    fn as_str(self) -> &'static str {
+        match self {
+            Attach::Start => "start",
+            Attach::Watchdog => "watchdog",
+            Attach::Error => "error",
+            Attach::Eof => "eof",
+        }
+    }
+}
+
+struct Reader {
+    shared: Arc<Shared>,
+    id: String,
+    meta: Arc<ContainerMeta>,
+    generation: u64,
+    chain: AckChain,
+    /// The last consumed frame (read, not necessarily delivered).
+    consumed: Option<Cursor>,
+    seq: u64,
+    streams: [StreamState; 2],
+    out: Vec<Event>,
+}
+
+/// Follows `id` until the container ends (or `stop`); everything read is sent.
+pub(super) async fn follow(shared: Arc<Shared>, meta: Arc<ContainerMeta>, stop: CancellationToken) {
+    let id = meta.id.clone();
+    let key = format!("{}/{}", shared.source, id);
+    let consumed = shared
+        .checkpoints
+        .get(&key)
+        .as_ref()
+        .and_then(Cursor::from_json);
+    let mut r = Reader {
+        chain: AckChain::new(shared.checkpoints.clone(), key),
+        generation: shared.service.generation(),
+        streams: Default::default(),
+        out: Vec::new(),
+        seq: 0,
+        consumed,
+        id,
+        meta,
+        shared,
+    };
+    r.setup_multiline();
+    if let Err(e) = r.run(&stop).await {
+        tracing::debug!(container = %r.id, error = %format!("{e:#}"), "log reader stopped");
+    }
+}
+
+impl Reader {
+    fn setup_multiline(&mut self) {
+        let cfg = &self.shared.config.multiline;
+        let label = self.meta.multiline_start().map(str::to_string);
+        let pattern = label
+            .clone()
+            .or_else(|| cfg.start.as_ref().map(|p| p.as_str().to_string()));
+        let Some(p) = pattern else { return };
+        for s in &mut self.streams {
+            match Multiline::new(&p, cfg.max_bytes.0 as usize, cfg.timeout.0) {
+                Ok(m) => s.multiline = Some(m),
+                Err(e) => {
+                    tracing::warn!(container = %self.id, pattern = %p, error = %e, "label logwharf.multiline.start is not a valid regular expression; multiline merging is off for this container");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run(&mut self, stop: &CancellationToken) -> anyhow::Result<()> {
+        let shared = self.shared.clone();
+        let cfg = &shared.config;
+        let inactivity = cfg.inactivity_timeout.0;
+        let follow = !self.shared.once;
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let mut reason = Attach::Start;
+        let mut since = match (&self.consumed, cfg.start_at) {
+            (Some(c), _) => c.time_ns,
+            (None, StartAt::Beginning) => 0,
+            (None, StartAt::End) => crate::time::now_nanos(),
+        };
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            if let Some(c) = &self.consumed {
+                since = c.time_ns;
+            }
+            let Some(docker) = self.shared.service.client() else {
+                // The daemon is down: wait for the service to reconnect.
+                tokio::select! {
+                    _ = backoff.wait() => continue,
+                    _ = stop.cancelled() => break,
+                }
+            };
+            let version = crate::docker::api_version_of(&docker);
+            metrics::counter!(m::DOCKER_STREAM_ATTACHES, "source" => self.shared.source.to_string(), "reason" => reason.as_str()).increment(1);
+            tracing::debug!(container = %self.id, reason = reason.as_str(), since, "attaching to the log stream");
+            let mut stream = match logs::open(
+                self.shared.service.host(),
+                &version,
+                &self.id,
+                since,
+                follow,
+            )
+            .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    if msg.contains("No such container") || msg.contains("404") {
+                        tracing::debug!(container = %self.id, "container is gone");
+                        break;
+                    }
+                    if msg.contains("does not support reading") {
+                        tracing::warn!(container = %self.id, error = %msg, "this container's log driver cannot be read through the API");
+                        break;
+                    }
+                    tracing::debug!(container = %self.id, error = %msg, "cannot attach; retrying");
+                    reason = Attach::Error;
+                    tokio::select! {
+                        _ = backoff.wait() => continue,
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            };
+            let mut replay = Replay::new(self.consumed.clone());
+            let mut demux = Demux::new(self.meta.tty);
+            let mut idle_since = Instant::now();
+            let ended: Option<anyhow::Error> = loop {
+                let wake = self
+                    .next_deadline()
+                    .map_or(idle_since + inactivity, |d| d.min(idle_since + inactivity));
+                let chunk = tokio::select! {
+                    _ = stop.cancelled() => break None,
+                    _ = tokio::time::sleep_until(wake) => {
+                        let now = Instant::now();
+                        self.flush_expired(now);
+                        self.send().await?;
+                        if now >= idle_since + inactivity {
+                            reason = Attach::Watchdog;
+                            break None;
+                        }
+                        continue;
+                    }
+                    c = stream.next_chunk() => c,
+                };
+                match chunk {
+                    Some(Ok(data)) => {
+                        idle_since = Instant::now();
+                        backoff.reset();
+                        self.feed(&mut demux, &mut replay, &data);
+                        // Take whatever else is already here before sending: fewer, larger batches.
+                        while self.out.len() < cfg.batch_max_events {
+                            match stream.next_chunk().now_or_never() {
+                                Some(Some(Ok(more))) => self.feed(&mut demux, &mut replay, &more),
+                                _ => break,
+                            }
+                        }
+                        self.send().await?;
+                    }
+                    None => {
+                        if let Some(f) = demux.finish() {
+                            self.frame(f, &mut replay);
+                        }
+                        reason = Attach::Eof;
+                        break None;
+                    }
+                    Some(Err(e)) => {
+                        reason = Attach::Error;
+                        break Some(e);
+                    }
+                }
+            };
+            drop(stream);
+            if stop.is_cancelled() {
+                break;
+            }
+            match reason {
+                Attach::Eof => {
+                    if !follow || !self.still_running().await {
+                        break;
+                    }
+                    // The stream ended but the container runs (a daemon restart): re-attach.
+                    tokio::select! {
+                        _ = backoff.wait() => {}
+                        _ = stop.cancelled() => break,
+                    }
+                }
+                Attach::Error => {
+                    tracing::debug!(container = %self.id, error = %format!("{:#}", ended.unwrap_or_else(|| anyhow::anyhow!("?"))), "log stream failed; re-attaching from the cursor");
+                    tokio::select! {
+                        _ = backoff.wait() => {}
+                        _ = stop.cancelled() => break,
+                    }
+                }
+                Attach::Watchdog => {
+                    tracing::debug!(container = %self.id, "log stream silent; re-attaching from the cursor");
+                }
+                Attach::Start => {}
+            }
+        }
+        self.flush_all();
+        self.send().await?;
+        Ok(())
+    }
+
+    async fn still_running(&self) -> bool {
+        match self.shared.service.refresh(&self.id).await {
+            Some(_) => self.shared.service.is_running(&self.id),
+            // Gone, or the daemon is down (then the stream reconnects once it is back).
+            None => self.shared.service.client().is_none(),
+        }
+    }
+
+    fn feed(&mut self, demux: &mut Demux, replay: &mut Replay, data: &Bytes) {
+        demux.push(data);
+        loop {
+            match demux.next_frame() {
+                None => break,
+                Some(Ok(f)) => self.frame(f, replay),
+                Some(Err(e)) => {
+                    metrics::counter!(m::DOCKER_BAD_FRAMES, "source" => self.shared.source.to_string(), "container" => self.id.clone()).increment(1);
+                    tracing::warn!(container = %self.id, error = %e, "malformed API log stream; its buffered bytes were dropped and the stream is re-read from the cursor");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn frame(&mut self, f: Frame, replay: &mut Replay) {
+        let cursor = f.time_ns.map(|t| Cursor::of(t, f.stream, &f.message));
+        if let Some(c) = &cursor {
+            if !replay.admit(c) {
+                metrics::counter!(m::DOCKER_REPLAY_SKIPPED, "source" => self.shared.source.to_string()).increment(1);
+                return;
+            }
+        } else {
+            metrics::counter!(m::DOCKER_BAD_FRAMES, "source" => self.shared.source.to_string(), "container" => self.id.clone()).increment(1);
+        }
+        self.seq += 1;
+        let mark = Mark {
+            seq: self.seq,
+            prev: self.consumed.clone(),
+        };
+        if cursor.is_some() {
+            self.consumed = cursor;
+        }
+        let now = Instant::now();
+        let time = f.time_ns.unwrap_or_else(crate::time::now_nanos);
+        let max = self.shared.config.max_line_bytes.0 as usize;
+        let idx = stream_index(f.stream);
+        let st = &mut self.streams[idx];
+        let mut event;
+        let first;
+        if let Some(mut p) = st.partial.take() {
+            let room = max.saturating_sub(p.buf.len());
+            if f.message.len() > room {
+                p.event.flags.insert(EventFlags::TRUNCATED);
+            }
+            p.buf
+                .extend_from_slice(&f.message[..f.message.len().min(room)]);
+            if !f.complete {
+                p.deadline = now + PARTIAL_TIMEOUT;
+                st.partial = Some(p);
+                return;
+            }
+            event = p.event;
+            event.message = Bytes::from(p.buf);
+            first = p.first;
+        } else if !f.complete {
+            let mut e = Event::new(time, f.stream, Bytes::new());
+            let mut buf = Vec::with_capacity(f.message.len() * 2);
+            buf.extend_from_slice(&f.message[..f.message.len().min(max)]);
+            if f.message.len() > max {
+                e.flags.insert(EventFlags::TRUNCATED);
+            }
+            st.partial = Some(Partial {
+                event: e,
+                buf,
+                first: mark,
+                deadline: now + PARTIAL_TIMEOUT,
+            });
+            return;
+        } else {
+            event = Event::new(time, f.stream, f.message);
+            if event.message.len() > max {
+                event.message.truncate(max);
+                event.flags.insert(EventFlags::TRUNCATED);
+            }
+            first = mark;
+        }
+        if f.time_ns.is_none() {
+            event.flags.insert(EventFlags::MALFORMED);
+        }
+        self.line(idx, event, Span { first }, now);
+    }
+
+    /// A whole line: through the multiline merger, if any, into the outgoing batch.
+    fn line(&mut self, idx: usize, event: Event, span: Span, now: Instant) {
+        if event.flags.contains(EventFlags::TRUNCATED) {
+            metrics::counter!(m::PARTIAL_TRUNCATED, "source" => self.shared.source.to_string(), "container" => self.id.clone()).increment(1);
+        }
+        match self.streams[idx].multiline.as_mut() {
+            Some(ml) => {
+                let mut merged = Vec::new();
+                ml.push(event, span, now, &mut merged);
+                self.take_merged(merged);
+            }
+            None => self.out.push(event),
+        }
+    }
+
+    fn take_merged(&mut self, merged: Vec<Merged<Span>>) {
+        for mg in merged {
+            if mg.lines > 1 {
+                metrics::counter!(m::MULTILINE_MERGED, "source" => self.shared.source.to_string())
+                    .increment(mg.lines as u64 - 1);
+            }
+            self.out.push(mg.event);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.streams
+            .iter()
+            .flat_map(|s| {
+                [
+                    s.partial.as_ref().map(|p| p.deadline),
+                    s.multiline.as_ref().and_then(|m| m.deadline()),
+                ]
+            })
+            .flatten()
+            .min()
+    }
+
+    fn flush_expired(&mut self, now: Instant) {
+        for idx in 0..2 {
+            if self.streams[idx]
+                .partial
+                .as_ref()
+                .is_some_and(|p| p.deadline <= now)
+            {
+                self.flush_partial(idx, now);
+            }
+            let mut merged = Vec::new();
+            if let Some(ml) = self.streams[idx].multiline.as_mut() {
+                ml.flush_expired(now, &mut merged);
+            }
+            self.take_merged(merged);
+        }
+    }
+
+    fn flush_partial(&mut self, idx: usize, now: Instant) {
+        if let Some(p) = self.streams[idx].partial.take() {
+            let mut e = p.event;
+            e.message = Bytes::from(p.buf);
+            e.flags.insert(EventFlags::PARTIAL);
+            self.line(idx, e, Span { first: p.first }, now);
+        }
+    }
+
+    fn flush_all(&mut self) {
+        let now = Instant::now();
+        for idx in 0..2 {
+            self.flush_partial(idx, now);
+            let mut merged = Vec::new();
+            if let Some(ml) = self.streams[idx].multiline.as_mut() {
+                ml.flush(&mut merged);
+            }
+            self.take_merged(merged);
+        }
+    }
+
+    /// The cursor a checkpoint may hold now: before the oldest line still held, else the last
+    /// consumed line.
+    fn safe_cursor(&self) -> Option<Cursor> {
+        let held = self
+            .streams
+            .iter()
+            .flat_map(|s| {
+                [
+                    s.partial.as_ref().map(|p| &p.first),
+                    s.multiline
+                        .as_ref()
+                        .and_then(|m| m.pending_first())
+                        .map(|sp| &sp.first),
+                ]
+            })
+            .flatten()
+            .min_by_key(|m| m.seq);
+        match held {
+            Some(m) => m.prev.clone(),
+            None => self.consumed.clone(),
+        }
+    }
+
+    /// Sends what is ready, enriched with the container's current record.
+    async fn send(&mut self) -> anyhow::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let g = self.shared.service.generation();
+        if g != self.generation {
+            self.generation = g;
+            if let Some(m) = self.shared.service.get(&self.id) {
+                self.meta = m;
+            }
+        }
+        let mut events = std::mem::take(&mut self.out);
+        for e in &mut events {
+            e.container = Some(self.meta.clone());
+            e.attrs = self.meta.attrs.clone();
+        }
+        let done = self.chain.register(self.safe_cursor().map(|c| c.to_json()));
+        self.shared
+            .out
+            .send(events, Some(done))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
+fn stream_index(s: Stream) -> usize {
+    usize::from(s == Stream::Stderr)
+}
