@@ -271,7 +271,6 @@ fn rsyslog_tcp_10k_lines_from_a_container_mail_facility_id_tag() {
 }
 
 #[test]
-#[ignore = "{{.Name}} needs the container's name, which docker_json_file events get only once the Docker metadata service (docker_api branch) enriches them; run with --ignored after that lands"]
 fn rsyslog_tcp_10k_lines_from_a_container_mail_facility_name_tag() {
     rsyslog_tcp_10k("lw-sys-tcp10k", "{{.Name}}", |c| c.name.clone());
 }
