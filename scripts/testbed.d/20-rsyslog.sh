@@ -17,9 +17,10 @@ module(load="imtcp")
 input(type="imtcp" address="127.0.0.1" port="0" listenPortFileName="$dir/port")
 action(type="omfile" file="$dir/out/all.log")
 CONF
-rsyslogd -f "$dir/rsyslog.conf" -i "$dir/rsyslog.pid"
+rsyslogd -n -f "$dir/rsyslog.conf" -i "$dir/rsyslog.pid" & pid=$!
 for _ in $(seq 1 50); do [ -s "$dir/port" ] && break; sleep 0.1; done
-[ -s "$dir/port" ] || { echo "testbed: rsyslogd did not listen" >&2; exit 1; }
-kill "$(cat "$dir/rsyslog.pid")"
+ok=0; [ -s "$dir/port" ] && ok=1
+kill "$pid"; wait "$pid" 2>/dev/null || true
 rm -rf "$dir"
+[ $ok = 1 ] || { echo "testbed: rsyslogd did not listen" >&2; exit 1; }
 echo "testbed: rsyslog ready (tests start their own instances)"
