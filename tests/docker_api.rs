@@ -97,10 +97,11 @@ fn syslog_listener() -> (u16, Arc<Mutex<Vec<String>>>) {
 
 #[test]
 fn metadata_on_every_line_and_tag_exactly_as_dockers_syslog_driver() {
+    // Taken before the check: the restart test holds the write side while dockerd is down.
+    let _daemon = daemon_shared();
     if !docker::require() {
         return;
     }
-    let _daemon = daemon_shared();
     let t = TestDir::new("api-meta");
     let template = r#"{{.Name}}/{{.ID}}/{{.FullID}}/{{.ImageName}}/{{.ImageID}}/{{.ImageFullID}}/{{.DaemonName}}/{{upper .Name}}/{{truncate .FullID 16}}/{{index .ContainerLabels "com.docker.compose.service"}}/{{.Name | printf "%.6s"}}/{{join (split .Name "-") "+"}}/{{title "ab-cd"}}/{{json .Name}}/{{pad .ID 0 0}}"#;
     let (port, syslog) = syslog_listener();
@@ -178,10 +179,11 @@ fn metadata_on_every_line_and_tag_exactly_as_dockers_syslog_driver() {
 
 #[test]
 fn renamed_container_later_lines_carry_the_new_name() {
+    // Taken before the check: the restart test holds the write side while dockerd is down.
+    let _daemon = daemon_shared();
     if !docker::require() {
         return;
     }
-    let _daemon = daemon_shared();
     let t = TestDir::new("api-rename");
     let c = Container::create(
         "lw-api-rename-old",
@@ -193,6 +195,7 @@ fn renamed_container_later_lines_carry_the_new_name() {
     std::thread::sleep(Duration::from_millis(1500));
     c.start();
     assert!(wait_for_lines(&out(&t), 10, 20), "{}", lw.log());
+    remove_leftover("lw-api-rename-new");
     docker_cmd(&["rename", "lw-api-rename-old", "lw-api-rename-new"]);
     assert_eq!(c.wait(), 0);
     let ok = wait_for_lines(&out(&t), 50, 20);
@@ -218,10 +221,11 @@ fn renamed_container_later_lines_carry_the_new_name() {
 
 #[test]
 fn local_driver_lines_arrive_once_through_the_api_and_json_file_containers_are_left_alone() {
+    // Taken before the check: the restart test holds the write side while dockerd is down.
+    let _daemon = daemon_shared();
     if !docker::require() {
         return;
     }
-    let _daemon = daemon_shared();
     let t = TestDir::new("api-local");
     // A pause longer than inactivity_timeout makes the watchdog re-attach mid-stream.
     let c = Container::create(
@@ -293,10 +297,11 @@ fn api_addr(cfg: &Path) -> String {
 
 #[test]
 fn tty_container_lines_have_no_header_garbage() {
+    // Taken before the check: the restart test holds the write side while dockerd is down.
+    let _daemon = daemon_shared();
     if !docker::require() {
         return;
     }
-    let _daemon = daemon_shared();
     let t = TestDir::new("api-tty");
     // A TTY line that starts with bytes a multiplexing header would (0x01 0x00 …).
     let c = Container::create(
@@ -365,19 +370,21 @@ fn stack_trace_is_one_event(source: &str) {
 
 #[test]
 fn java_stack_trace_with_a_label_pattern_is_one_event_api_stream() {
+    // Taken before the check: the restart test holds the write side while dockerd is down.
+    let _daemon = daemon_shared();
     if !docker::require() {
         return;
     }
-    let _daemon = daemon_shared();
     stack_trace_is_one_event("api");
 }
 
 #[test]
 fn java_stack_trace_with_a_label_pattern_is_one_event_json_file() {
+    // Taken before the check: the restart test holds the write side while dockerd is down.
+    let _daemon = daemon_shared();
     if !docker::require() {
         return;
     }
-    let _daemon = daemon_shared();
     stack_trace_is_one_event("files");
 }
 
@@ -590,10 +597,11 @@ encoding = "json"
 
 #[test]
 fn json_file_lines_are_enriched_and_follow_a_rename() {
+    // Taken before the check: the restart test holds the write side while dockerd is down.
+    let _daemon = daemon_shared();
     if !docker::require() {
         return;
     }
-    let _daemon = daemon_shared();
     let t = TestDir::new("jf-meta");
     let c = Container::create(
         "lw-jf-meta-old",
@@ -619,6 +627,7 @@ fn json_file_lines_are_enriched_and_follow_a_rename() {
     std::thread::sleep(Duration::from_millis(1000));
     c.start();
     assert!(wait_for_lines(&out(&t), 10, 20), "{}", lw.log());
+    remove_leftover("lw-jf-meta-new");
     docker_cmd(&["rename", "lw-jf-meta-old", "lw-jf-meta-new"]);
     assert_eq!(c.wait(), 0);
     let ok = wait_for_lines(&out(&t), 40, 20);
@@ -660,10 +669,11 @@ fn json_file_lines_are_enriched_and_follow_a_rename() {
 
 #[test]
 fn docker_daemon_log_from_its_file_parsed_into_fields_with_a_checkpoint() {
+    // Taken before the check: the restart test holds the write side while dockerd is down.
+    let _daemon = daemon_shared();
     if !docker::require() {
         return;
     }
-    let _daemon = daemon_shared();
     let t = TestDir::new("daemon-log");
     // The testbed redirects dockerd's output to /var/log/dockerd.log (no journald here).
     let cfg = t.config(
@@ -707,4 +717,14 @@ encoding = "json"
         n2 - n1 < n1,
         "the second run re-read everything ({n1} then {n2})"
     );
+}
+
+/// Removes a container left under `name` by an earlier, interrupted run (a rename target is
+/// not covered by `Container`'s own clean-up).
+fn remove_leftover(name: &str) {
+    let _ = Command::new("docker")
+        .args(["rm", "-f", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
