@@ -46,6 +46,12 @@ pub const SINK_RESENT_BYTES: &str = "logwharf_sink_resent_bytes_total";
 pub const SINK_ERRORS: &str = "logwharf_sink_errors_total";
 /// Sink retries after a transient error.
 pub const SINK_RETRIES: &str = "logwharf_sink_retries_total";
+/// Times a sink found its client's send queue full and waited (backpressure; label `sink`).
+pub const SINK_BACKPRESSURE: &str = "logwharf_sink_backpressure_total";
+/// Times a sink replaced its client after a fatal client error (label `sink`).
+pub const SINK_CLIENT_RESTARTS: &str = "logwharf_sink_client_restarts_total";
+/// Events handed to a sink's client and not yet delivered or refused (gauge; label `sink`).
+pub const SINK_INFLIGHT_EVENTS: &str = "logwharf_sink_inflight_events";
 /// Events dropped because a `when_full = "drop_newest"` buffer was full (labels: sink, container).
 pub const BUFFER_DROPPED: &str = "logwharf_buffer_dropped_events_total";
 /// Events waiting in a sink's buffer (gauge).

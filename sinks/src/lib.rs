@@ -9,6 +9,7 @@ pub mod console;
 pub mod encoding;
 pub mod file;
 pub mod fluentd;
+pub mod kafka;
 pub mod syslog;
 pub mod util;
 
@@ -27,6 +28,7 @@ pub fn build(name: &str, config: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
         SinkKind::Console(c) => Box::new(console::ConsoleSink::new(name, c)),
         SinkKind::File(c) => Box::new(file::FileSink::new(name, c)),
         SinkKind::Fluentd(c) => Box::new(fluentd::Fluentd::new(name, (**c).clone())?),
+        SinkKind::Kafka(c) => Box::new(kafka::KafkaSink::new(name, c)?),
         SinkKind::Syslog(c) => Box::new(syslog::SyslogSink::new(name, c)?),
     })
 }

@@ -122,8 +122,8 @@ inputs = ["c"]
     assert_eq!(
         e,
         vec![
-            "line 5: sinks.a.type: unknown sink type \"kafak\" (known: blackhole, cloudwatch, console, file, fluentd, syslog)",
-            "line 7: sinks.b: missing `type` (one of: blackhole, cloudwatch, console, file, fluentd, syslog)",
+            "line 5: sinks.a.type: unknown sink type \"kafak\" (known: blackhole, cloudwatch, console, file, fluentd, kafka, syslog)",
+            "line 7: sinks.b: missing `type` (one of: blackhole, cloudwatch, console, file, fluentd, kafka, syslog)",
         ]
     );
 }
@@ -322,5 +322,54 @@ inputs = ["*"]
         e.iter()
             .any(|l| l.starts_with("line 8: sources.files.env_regex: invalid regular expression")),
         "{e:#?}"
+    );
+}
+
+#[test]
+fn kafka_sink_keys_are_checked() {
+    let e = errors(
+        r#"
+[sources.c]
+type = "docker_json_file"
+[sinks.k]
+type = "kafka"
+inputs = ["c"]
+brokers = ["nohost"]
+topic = "logs.{{.Nmae}}"
+acks = "1"
+encoding = "text"
+queue_max_messages = 0
+[sinks.k.librdkafka_options]
+"sasl.password" = "${KAFKA_TEST_UNSET_PASSWORD:-secret}"
+"#,
+    );
+    assert_eq!(
+        e,
+        vec![
+            "line 8: sinks.k.topic: unknown field .Nmae in template \"logs.{{.Nmae}}\" (known: .ID .FullID .Name .ImageID .ImageFullID .ImageName .DaemonName)",
+        ]
+    );
+    let e = errors(
+        r#"
+[sources.c]
+type = "docker_json_file"
+[sinks.k]
+type = "kafka"
+inputs = ["c"]
+brokers = ["nohost"]
+topic = "logs"
+acks = "1"
+encoding = "text"
+queue_max_messages = 0
+"#,
+    );
+    assert_eq!(
+        e,
+        vec![
+            "line 10: sinks.k.encoding: encoding \"text\" is not supported by this sink (expected one of: json, raw, docker)",
+            "line 7: sinks.k.brokers.0: invalid broker \"nohost\" (expected \"host:port\")",
+            "line 9: sinks.k.acks: acks = \"1\" needs enable_idempotence = false (the idempotent producer requires acks = \"all\")",
+            "line 11: sinks.k.queue_max_messages: must be at least 1",
+        ]
     );
 }

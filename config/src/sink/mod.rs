@@ -6,6 +6,7 @@ pub mod cloudwatch;
 pub mod console;
 pub mod file;
 pub mod fluentd;
+pub mod kafka;
 pub mod syslog;
 
 pub use blackhole::BlackholeConfig;
@@ -13,6 +14,7 @@ pub use cloudwatch::CloudWatchConfig;
 pub use console::ConsoleConfig;
 pub use file::FileSinkConfig;
 pub use fluentd::FluentdSinkConfig;
+pub use kafka::KafkaSinkConfig;
 pub use syslog::SyslogSinkConfig;
 
 use crate::load::Decoder;
@@ -25,6 +27,7 @@ pub const SINK_TYPES: &[&str] = &[
     "console",
     "file",
     "fluentd",
+    "kafka",
     "syslog",
 ];
 
@@ -45,6 +48,7 @@ pub enum SinkKind {
     File(FileSinkConfig),
     /// Boxed: much larger than the other variants.
     Fluentd(Box<FluentdSinkConfig>),
+    Kafka(KafkaSinkConfig),
     /// Boxed: much larger than the other variants.
     Syslog(Box<SyslogSinkConfig>),
 }
@@ -57,6 +61,7 @@ impl SinkKind {
             SinkKind::Console(_) => "console",
             SinkKind::File(_) => "file",
             SinkKind::Fluentd(_) => "fluentd",
+            SinkKind::Kafka(_) => "kafka",
             SinkKind::Syslog(_) => "syslog",
         }
     }
@@ -84,6 +89,11 @@ impl SinkKind {
                 let c: FluentdSinkConfig = d.decode()?;
                 c.validate(d);
                 SinkKind::Fluentd(Box::new(c))
+            }
+            "kafka" => {
+                let c: KafkaSinkConfig = d.decode()?;
+                c.validate(d);
+                SinkKind::Kafka(c)
             }
             "syslog" => {
                 let c: SyslogSinkConfig = d.decode()?;
