@@ -18,9 +18,14 @@ pub const SKIPPED_BYTES: &str = "logwharf_skipped_bytes_total";
 pub const LOST_BYTES: &str = "logwharf_lost_bytes_total";
 /// Bytes written to a file but not yet acknowledged (gauge; labels: source, container).
 pub const CHECKPOINT_LAG_BYTES: &str = "logwharf_checkpoint_lag_bytes";
-/// Input a receiving source refused (label `kind`: garbage, truncated, too_large, gzip,
-/// decompressed_too_large, auth, tls); each closes the offending connection only.
+/// Input a receiving source refused or could not read (labels: source, `kind`). fluent:
+/// garbage, truncated, too_large, gzip, decompressed_too_large, auth, tls (each closes the
+/// offending connection only); syslog: frame_too_large, bad_octet_count, incomplete_frame,
+/// invalid_utf8, malformed, timeout, read, accept, too_many_connections, tls_handshake.
 pub const SOURCE_ERRORS: &str = "logwharf_source_errors_total";
+/// Datagrams a UDP receiver lost (labels: source, `reason`: `pipeline_full`, or
+/// `receive_buffer` when the kernel dropped them before they were read).
+pub const SOURCE_DROPPED: &str = "logwharf_source_dropped_events_total";
 /// Open client connections of a receiving source (gauge).
 pub const SOURCE_CONNECTIONS: &str = "logwharf_source_connections";
 /// Files currently tailed (gauge).
@@ -33,6 +38,10 @@ pub const FILES_REWRITTEN: &str = "logwharf_files_rewritten_total";
 pub const SINK_EVENTS: &str = "logwharf_sink_events_total";
 /// Bytes a sink wrote (encoded).
 pub const SINK_BYTES: &str = "logwharf_sink_bytes_total";
+/// Events a sink cut at a size limit (syslog UDP datagram cap).
+pub const SINK_TRUNCATED: &str = "logwharf_sink_truncated_events_total";
+/// Bytes a sink wrote again after a connection loss (syslog resend window).
+pub const SINK_RESENT_BYTES: &str = "logwharf_sink_resent_bytes_total";
 /// Sink errors (label `kind`).
 pub const SINK_ERRORS: &str = "logwharf_sink_errors_total";
 /// Sink retries after a transient error.

@@ -10,6 +10,7 @@ pub mod encoding;
 pub mod file;
 pub mod fluentd;
 pub mod kafka;
+pub mod syslog;
 pub mod util;
 
 use logwharf_collector::Sink;
@@ -28,5 +29,6 @@ pub fn build(name: &str, config: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
         SinkKind::File(c) => Box::new(file::FileSink::new(name, c)),
         SinkKind::Fluentd(c) => Box::new(fluentd::Fluentd::new(name, (**c).clone())?),
         SinkKind::Kafka(c) => Box::new(kafka::KafkaSink::new(name, c)?),
+        SinkKind::Syslog(c) => Box::new(syslog::SyslogSink::new(name, c)?),
     })
 }

@@ -6,6 +6,7 @@ pub mod docker_api;
 pub mod docker_daemon;
 pub mod docker_json_file;
 pub mod fluent;
+pub mod syslog;
 
 use crate::checkpoint::CheckpointStore;
 use crate::shutdown::Shutdown;
@@ -44,6 +45,7 @@ pub fn build(
         SourceConfig::DockerApi(c) => Ok(Box::new(docker_api::DockerApi::new(c.clone())?)),
         SourceConfig::DockerDaemon(c) => Ok(Box::new(docker_daemon::DockerDaemon::new(c.clone())?)),
         SourceConfig::Fluent(c) => Ok(Box::new(fluent::FluentSource::new(c.clone())?)),
+        SourceConfig::Syslog(c) => Ok(Box::new(syslog::SyslogSource::new(c.clone())?)),
     }
 }
 

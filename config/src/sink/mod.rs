@@ -7,6 +7,7 @@ pub mod console;
 pub mod file;
 pub mod fluentd;
 pub mod kafka;
+pub mod syslog;
 
 pub use blackhole::BlackholeConfig;
 pub use cloudwatch::CloudWatchConfig;
@@ -14,6 +15,7 @@ pub use console::ConsoleConfig;
 pub use file::FileSinkConfig;
 pub use fluentd::FluentdSinkConfig;
 pub use kafka::KafkaSinkConfig;
+pub use syslog::SyslogSinkConfig;
 
 use crate::load::Decoder;
 use serde::Deserialize;
@@ -26,6 +28,7 @@ pub const SINK_TYPES: &[&str] = &[
     "file",
     "fluentd",
     "kafka",
+    "syslog",
 ];
 
 /// One configured sink: what it reads, how its buffer behaves, and what it is.
@@ -46,6 +49,8 @@ pub enum SinkKind {
     /// Boxed: much larger than the other variants.
     Fluentd(Box<FluentdSinkConfig>),
     Kafka(KafkaSinkConfig),
+    /// Boxed: much larger than the other variants.
+    Syslog(Box<SyslogSinkConfig>),
 }
 
 impl SinkKind {
@@ -57,6 +62,7 @@ impl SinkKind {
             SinkKind::File(_) => "file",
             SinkKind::Fluentd(_) => "fluentd",
             SinkKind::Kafka(_) => "kafka",
+            SinkKind::Syslog(_) => "syslog",
         }
     }
 
@@ -88,6 +94,11 @@ impl SinkKind {
                 let c: KafkaSinkConfig = d.decode()?;
                 c.validate(d);
                 SinkKind::Kafka(c)
+            }
+            "syslog" => {
+                let c: SyslogSinkConfig = d.decode()?;
+                c.validate(d);
+                SinkKind::Syslog(Box::new(c))
             }
             _ => return None,
         })

@@ -5,17 +5,25 @@ pub mod docker_daemon;
 pub mod docker_json_file;
 pub mod docker_meta;
 pub mod fluent;
+pub mod syslog;
 
 pub use docker_api::{DockerApiConfig, StartAt, StreamSelection};
 pub use docker_daemon::{DaemonLogMode, DaemonReadFrom, DockerDaemonConfig};
 pub use docker_json_file::{DockerJsonFileConfig, ReadFrom};
 pub use docker_meta::{EnrichOptions, MultilineConfig, NameList, Pattern};
 pub use fluent::{FluentSourceConfig, ForwardAddress, ForwardAuth};
+pub use syslog::SyslogSourceConfig;
 
 use crate::load::Decoder;
 
 /// The source types logwharf knows, for error messages.
-pub const SOURCE_TYPES: &[&str] = &["docker_api", "docker_daemon", "docker_json_file", "fluent"];
+pub const SOURCE_TYPES: &[&str] = &[
+    "docker_api",
+    "docker_daemon",
+    "docker_json_file",
+    "fluent",
+    "syslog",
+];
 
 /// A configured source.
 #[derive(Debug, Clone)]
@@ -24,6 +32,7 @@ pub enum SourceConfig {
     DockerApi(DockerApiConfig),
     DockerDaemon(DockerDaemonConfig),
     Fluent(FluentSourceConfig),
+    Syslog(SyslogSourceConfig),
 }
 
 impl SourceConfig {
@@ -33,6 +42,7 @@ impl SourceConfig {
             SourceConfig::DockerApi(_) => "docker_api",
             SourceConfig::DockerDaemon(_) => "docker_daemon",
             SourceConfig::Fluent(_) => "fluent",
+            SourceConfig::Syslog(_) => "syslog",
         }
     }
 
@@ -58,6 +68,11 @@ impl SourceConfig {
                 let c: FluentSourceConfig = d.decode()?;
                 c.validate(d);
                 SourceConfig::Fluent(c)
+            }
+            "syslog" => {
+                let c: SyslogSourceConfig = d.decode()?;
+                c.validate(d);
+                SourceConfig::Syslog(c)
             }
             _ => return None,
         })
