@@ -90,7 +90,7 @@ impl Sink for ConsoleSink {
             }
             let mut written = 0;
             let mut attempt = 0;
-            let mut backoff = self.retry.initial_backoff;
+            let mut backoff = self.retry.backoff();
             let ok = loop {
                 let output = self.output.clone();
                 let (returned, n, result) = tokio::task::spawn_blocking(move || {
@@ -117,10 +117,10 @@ impl Sink for ConsoleSink {
                     tracing::error!(sink = %self.name, error = %e, "giving up on a batch after repeated stdout write errors; it stays unacknowledged");
                     break false;
                 }
-                tracing::warn!(sink = %self.name, error = %e, retry_in = ?backoff, "stdout write failed; retrying");
+                let delay = backoff.next_delay();
+                tracing::warn!(sink = %self.name, error = %e, retry_in = ?delay, "stdout write failed; retrying");
                 metrics::counter!(m::SINK_RETRIES, "sink" => self.name.clone()).increment(1);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(self.retry.max_backoff);
+                tokio::time::sleep(delay).await;
                 attempt += 1;
             };
             if ok {

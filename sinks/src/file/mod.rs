@@ -14,6 +14,7 @@ pub mod writer;
 
 use crate::encoding::Encoder;
 use anyhow::Context;
+use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{Batch, ContainerMeta, Sink, SinkBatch, SinkInput};
 use logwharf_config::sink::FileSinkConfig;
@@ -32,6 +33,13 @@ pub struct RetryPolicy {
     pub retries: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The waits between attempts: the one shared backoff policy, bounded by this policy.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.initial_backoff, self.max_backoff)
+    }
 }
 
 impl Default for RetryPolicy {
@@ -164,7 +172,7 @@ impl FileSink {
         batch: &Batch,
         mut groups: Vec<Pending>,
     ) -> anyhow::Result<bool> {
-        let mut backoff = self.retry.initial_backoff;
+        let mut backoff = self.retry.backoff();
         let mut attempt = 0;
         let ok = loop {
             let mut set = files
@@ -195,10 +203,10 @@ impl FileSink {
                 tracing::error!(sink = %self.name, path = %first.path.display(), error = %first, failed_files = errors.len(), attempts = attempt + 1, "giving up on a batch; it stays unacknowledged and will be re-read");
                 break false;
             }
-            tracing::warn!(sink = %self.name, path = %first.path.display(), error = %first, failed_files = errors.len(), retry_in = ?backoff, "file write failed; retrying");
+            let delay = backoff.next_delay();
+            tracing::warn!(sink = %self.name, path = %first.path.display(), error = %first, failed_files = errors.len(), retry_in = ?delay, "file write failed; retrying");
             metrics::counter!(m::SINK_RETRIES, "sink" => self.name.to_string()).increment(1);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(self.retry.max_backoff);
+            tokio::time::sleep(delay).await;
             attempt += 1;
         };
         if ok {
