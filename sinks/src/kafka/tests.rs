@@ -294,3 +294,40 @@ async fn stopped_at_the_shutdown_deadline_nothing_undelivered_is_acknowledged() 
         .unwrap();
     assert_eq!(ok, Ok(false));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_broker_refuses_as_too_large_is_counted_and_the_rest_flow_on() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let mock = cluster();
+    let brokers = mock.bootstrap_servers();
+    let sink = KafkaSink::new("k", &config(&brokers)).unwrap();
+    // The broker (not the producer's own limit) refuses the first produce request.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    let (tx, input) = SinkInput::for_test("k");
+    let (sb, rx) = batch(&container(1), &lines(0, 1));
+    tx.send(sb).ok().unwrap();
+    let task = tokio::spawn(Box::new(sink).run(input));
+    let first = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        Ok(true),
+        "refused for good: settled, not retried forever"
+    );
+    let (sb2, rx2) = batch(&container(1), &lines(1, 5));
+    tx.send(sb2).ok().unwrap();
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(rx2.try_recv(), Ok(true));
+    let got = consume(&brokers, 5);
+    let values: Vec<&str> = got.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, ["line 1", "line 2", "line 3", "line 4", "line 5"]);
+}
