@@ -7,7 +7,9 @@
 //! counted). A batch's [`AckToken`] settles when its last message is done — never earlier, so
 //! a message that sits in librdkafka's queue is never counted as delivered (the loss Fluent
 //! Bit's kafka output had, fluent/fluent-bit#3766). Messages whose delivery failed in a way
-//! that retrying can fix go back to *waiting* and into the retry set, oldest first.
+//! that retrying can fix go back to *waiting* and into the retry set, oldest first. Messages
+//! the *broker* refused as too large go into the isolation set instead: the broker refuses a
+//! whole request, so they are sent again one per request to find the one that really is.
 
 use logwharf_collector::metrics as m;
 use logwharf_collector::{AckToken, Batch};
@@ -41,6 +43,8 @@ pub(super) enum Outcome {
     Rejected { kind: &'static str },
     /// Not delivered, and sending it again can work (timeout, purge, fatal error, …).
     Retry,
+    /// The broker refused the request holding it as too large: send it again alone.
+    Isolate,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -65,6 +69,7 @@ struct Inner {
     next_batch: u32,
     batches: HashMap<u32, Pending>,
     retry: BTreeSet<MsgId>,
+    isolate: BTreeSet<MsgId>,
 }
 
 /// A batch whose every message is done, settled outside the lock (its acknowledgement runs
@@ -222,6 +227,11 @@ impl InFlight {
                     inner.retry.insert(id);
                     return;
                 }
+                Outcome::Isolate => {
+                    *state = State::Waiting;
+                    inner.isolate.insert(id);
+                    return;
+                }
             }
             if p.remaining > 0 {
                 return;
@@ -278,6 +288,13 @@ impl InFlight {
             std::mem::take(&mut inner.retry).into_iter().collect(),
             delivered,
         )
+    }
+
+    /// Takes the messages to send again one per request, oldest first.
+    pub(super) fn take_isolated(&self) -> Vec<MsgId> {
+        std::mem::take(&mut self.lock().isolate)
+            .into_iter()
+            .collect()
     }
 
     /// Messages delivered since the start.

@@ -13,6 +13,11 @@
 //!   fills and the sources stop reading. Nothing is dropped.
 //! - **Retries.** A message whose delivery failed in a way that retrying can fix is sent
 //!   again, before anything newer, after the shared [`Backoff`].
+//! - **Refused as too large by the broker.** A broker refuses a whole request when it is over
+//!   its (or the topic's) `max.message.bytes`, which happens when `message_max_bytes` is set
+//!   above it. Its messages are sent again through a second producer that puts one message in
+//!   each request (created on first need): what the broker still refuses alone is counted and
+//!   skipped, the rest is delivered (later than its neighbours: order is given up only here).
 //! - **Fatal errors** (idempotence fencing, sequence desynchronisation): the task lets the
 //!   requests in flight finish, destroys the producer (which reports every message it still
 //!   held as purged), creates a new one, and sends every message not delivered again, oldest
@@ -119,6 +124,10 @@ struct Task {
     sink: Settings,
     inflight: Arc<InFlight>,
     producer: Producer,
+    /// Sends one message per request: for messages the broker refused in a larger request.
+    alone: Option<Producer>,
+    /// Messages to send through `alone`, oldest first.
+    isolated: VecDeque<MsgId>,
     /// What to send next, oldest first.
     queue: VecDeque<Span>,
     /// Sending waits until then (after a retryable failure).
@@ -138,12 +147,14 @@ impl Task {
     /// Creates the producer (which connects in the background).
     fn new(sink: Settings) -> anyhow::Result<Task> {
         let inflight = Arc::new(InFlight::new(&sink.name));
-        let producer = Producer::create(&sink.client, inflight.clone(), &sink.brokers)
+        let producer = Producer::create(&sink.client, inflight.clone(), &sink.brokers, false)
             .with_context(|| format!("kafka sink {:?}", sink.name))?;
         let name = sink.name.clone();
         Ok(Task {
             inflight,
             producer,
+            alone: None,
+            isolated: VecDeque::new(),
             queue: VecDeque::new(),
             retry_at: None,
             backoff: Backoff::network(),
@@ -184,12 +195,16 @@ impl Task {
                 #[cfg(test)]
                 self.producer.inject_fatal();
             }
-            if let Some(why) = self.producer.broken() {
+            let broken = self.producer.broken();
+            if let Some(why) = broken.or_else(|| self.alone.as_ref().and_then(Producer::broken)) {
                 self.replace_producer(why).await;
                 continue;
             }
             self.collect_retries();
-            let stop = self.send();
+            let stop = match self.send_isolated() {
+                Stop::Empty => self.send(),
+                other => other,
+            };
             self.inflight_gauge.set(self.inflight.sent() as f64);
             match stop {
                 Stop::Budget => {
@@ -236,6 +251,9 @@ impl Task {
             queue_full_waits = self.full_waits, "kafka sink: input closed and everything settled"
         );
         self.producer.close().await;
+        if let Some(alone) = self.alone.take() {
+            alone.close().await;
+        }
         Ok(())
     }
 
@@ -298,7 +316,7 @@ impl Task {
             let mut sent = 0;
             for (k, &i) in marked.iter().enumerate() {
                 let id = msg_id(span.batch, i);
-                match self.send_one(&batch, i, id) {
+                match self.send_one(&batch, i, id, false) {
                     Ok(()) => sent += 1,
                     Err(s) => {
                         self.inflight.unmark(span.batch, &marked[k..]);
@@ -328,8 +346,50 @@ impl Task {
         Stop::Empty
     }
 
-    /// Sends event `i` of `batch` as message `id` (already marked sent).
-    fn send_one(&mut self, batch: &Batch, i: u32, id: MsgId) -> Result<(), Stop> {
+    /// Sends the messages the broker refused in a larger request, one per request, through
+    /// the `alone` producer (created on first need).
+    fn send_isolated(&mut self) -> Stop {
+        self.isolated.extend(self.inflight.take_isolated());
+        if self.isolated.is_empty() {
+            return Stop::Empty;
+        }
+        if self.alone.is_none() {
+            let client = &self.sink.client;
+            match Producer::create(client, self.inflight.clone(), &self.sink.brokers, true) {
+                Ok(p) => self.alone = Some(p),
+                Err(e) => {
+                    tracing::error!(sink = %self.sink.name, error = %format!("{e:#}"), "cannot create the kafka producer for single-message requests");
+                    self.retry_at = Some(Instant::now() + self.backoff.next_delay());
+                    return Stop::Backoff;
+                }
+            }
+        }
+        while let Some(id) = self.isolated.front().copied() {
+            let (b, i) = split(id);
+            let Some(batch) = self.inflight.batch(b) else {
+                self.isolated.pop_front();
+                continue;
+            };
+            let mut marked = std::mem::take(&mut self.marked);
+            self.inflight.mark_sent(b, i, i + 1, &mut marked);
+            let was_waiting = !marked.is_empty();
+            self.marked = marked;
+            if !was_waiting {
+                self.isolated.pop_front();
+                continue;
+            }
+            if let Err(stop) = self.send_one(&batch, i, id, true) {
+                self.inflight.unmark(b, &[i]);
+                return stop;
+            }
+            self.isolated.pop_front();
+        }
+        Stop::Empty
+    }
+
+    /// Sends event `i` of `batch` as message `id` (already marked sent), through the `alone`
+    /// producer when `alone` is set.
+    fn send_one(&mut self, batch: &Batch, i: u32, id: MsgId, alone: bool) -> Result<(), Stop> {
         let event = &batch.events[i as usize];
         let route = self.sink.records.route(event);
         let topic = match &route.topic {
@@ -352,7 +412,11 @@ impl Task {
         if let Some(h) = self.sink.records.headers(&route, &batch.source, event) {
             record = record.headers(h);
         }
-        match self.producer.send(record) {
+        let producer = match &self.alone {
+            Some(p) if alone => p,
+            _ => &self.producer,
+        };
+        match producer.send(record) {
             Ok(()) => Ok(()),
             Err(SendError::QueueFull) => {
                 self.backpressure.increment(1);
@@ -427,7 +491,12 @@ impl Task {
         }
         let mut backoff = Backoff::network();
         let fresh = loop {
-            match Producer::create(&self.sink.client, self.inflight.clone(), &self.sink.brokers) {
+            match Producer::create(
+                &self.sink.client,
+                self.inflight.clone(),
+                &self.sink.brokers,
+                false,
+            ) {
                 Ok(p) => break p,
                 Err(e) => {
                     let delay = backoff.next_delay();
@@ -438,6 +507,11 @@ impl Task {
         };
         let old = std::mem::replace(&mut self.producer, fresh);
         old.close().await;
+        // The single-message producer goes too (recreated when needed): every report of
+        // either old producer has arrived before their messages are marked waiting again.
+        if let Some(alone) = self.alone.take() {
+            alone.close().await;
+        }
         let requeued = self.inflight.requeue_sent();
         let (ids, _) = self.inflight.take_retries();
         self.retries.increment(ids.len() as u64);

@@ -160,6 +160,9 @@ impl EpochWatch {
 /// The producer's context: receives delivery reports, client errors and statistics.
 pub(super) struct Reports {
     inflight: Arc<InFlight>,
+    /// This producer sends one message per request (see [`Producer::create`]).
+    alone: bool,
+    batch_refused_log: Throttled,
     brokers: String,
     refused_log: Throttled,
     failed_log: Throttled,
@@ -220,6 +223,26 @@ impl ProducerContext for Reports {
             },
             Err((e, msg)) => {
                 let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                let too_large = matches!(
+                    code,
+                    RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge
+                );
+                if too_large && !self.alone {
+                    // The broker refused the whole request (its or the topic's
+                    // `max.message.bytes` is below `message_max_bytes`): which of its messages
+                    // is too large is found by sending them again one per request.
+                    self.count_error("batch_too_large");
+                    if let Some(suppressed) = self.batch_refused_log.ready() {
+                        tracing::warn!(
+                            sink = %self.inflight.sink(), brokers = %self.brokers,
+                            topic = msg.topic(), partition = msg.partition(), error = %e, suppressed,
+                            "the broker refused a request as too large: its messages are sent again one per request; \
+                             set message_max_bytes to the broker's (or topic's) max.message.bytes to avoid this"
+                        );
+                    }
+                    self.inflight.report(id, Outcome::Isolate);
+                    return;
+                }
                 match classify(code) {
                     Class::Permanent(kind) => {
                         self.count_error(kind);
@@ -274,14 +297,22 @@ pub(super) struct Producer {
 }
 
 impl Producer {
-    /// Creates the producer; it connects in the background.
+    /// Creates the producer; it connects in the background. With `alone`, every request
+    /// holds one message, so a broker's size refusal names that message.
     pub(super) fn create(
         config: &ClientConfig,
         inflight: Arc<InFlight>,
         brokers: &str,
+        alone: bool,
     ) -> anyhow::Result<Producer> {
+        let mut config = config.clone();
+        if alone {
+            config.set("batch.num.messages", "1").set("linger.ms", "0");
+        }
         let reports = Reports {
             inflight,
+            alone,
+            batch_refused_log: Throttled::new(Duration::from_secs(30)),
             brokers: brokers.to_string(),
             refused_log: Throttled::new(Duration::from_secs(10)),
             failed_log: Throttled::new(Duration::from_secs(10)),
