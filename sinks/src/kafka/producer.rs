@@ -46,6 +46,10 @@ pub(super) fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
             "message.timeout.ms",
             config.message_timeout.0.as_millis().to_string(),
         )
+        // Kafka's Java clients hash keys with murmur2: a container's lines land in the
+        // partition a Java producer would pick for that key, and murmur2 costs a fraction of
+        // librdkafka's default CRC32 per message (measured in the kafka benchmark).
+        .set("partitioner", "murmur2_random")
         // For the epoch-bump watch (see `EpochWatch`); parsed without logging.
         .set("statistics.interval.ms", "1000");
     for (k, v) in &config.librdkafka_options.0 {
@@ -420,6 +424,7 @@ mod tests {
         assert_eq!(cc.get("acks"), Some("all"));
         assert_eq!(cc.get("enable.idempotence"), Some("true"));
         assert_eq!(cc.get("message.timeout.ms"), Some("0"));
+        assert_eq!(cc.get("partitioner"), Some("murmur2_random"));
         assert_eq!(cc.get("queue.buffering.max.kbytes"), Some("65536"));
         assert_eq!(cc.get("linger.ms"), Some("20"));
         assert_eq!(cc.get("compression.codec"), Some("lz4"));
