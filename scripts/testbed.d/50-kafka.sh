@@ -3,10 +3,12 @@
 # in ~/.cargo/bin (about 9 minutes on 2 cores the first time). This only installs: each test
 # starts its own broker on a free loopback port with in-memory storage, creates its topics
 # with `tansu topic create`, and stops the broker by pid (see tests/kafka.rs).
-# The kafka sink itself needs nothing here: librdkafka is compiled by the rdkafka crate with
-# the toolchain and build-essential (make, a C compiler), which the machine already has.
+# The kafka sink itself needs nothing more: librdkafka (and the OpenSSL it uses for TLS) is
+# compiled by the rdkafka crate with the toolchain, build-essential and perl.
 set -euo pipefail
-apt_install build-essential
+# perl: OpenSSL's build (rdkafka's ssl-vendored); socat + openssl: the TLS front and the
+# certificates of the kafka-over-TLS test (tansu 0.6.0 cannot serve TLS itself).
+apt_install build-essential perl socat openssl
 tansu=${TANSU:-$HOME/.cargo/bin/tansu}
 if [ -x "$tansu" ] && "$tansu" --version >/dev/null 2>&1; then
     echo "testbed: $("$tansu" --version) already installed at $tansu"

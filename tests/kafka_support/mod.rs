@@ -43,6 +43,8 @@ pub fn require_tansu() -> Option<PathBuf> {
 pub struct Tansu {
     bin: PathBuf,
     pub port: u16,
+    /// The port clients are told to use (a TLS front's), when not `port`.
+    advertised: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
     starts: usize,
@@ -51,8 +53,15 @@ pub struct Tansu {
 impl Tansu {
     /// Starts a broker on a free port; its log goes to `dir/tansu-N.log`.
     pub fn start(bin: &Path, dir: &Path) -> Tansu {
+        Tansu::start_advertising(bin, dir, None)
+    }
+
+    /// As [`Tansu::start`], telling clients (in metadata) to connect to `advertised`, where
+    /// a [`TlsFront`] forwards to this broker.
+    pub fn start_advertising(bin: &Path, dir: &Path, advertised: Option<u16>) -> Tansu {
         let mut t = Tansu {
             bin: bin.to_path_buf(),
+            advertised,
             port: crate::common::free_port(),
             dir: dir.to_path_buf(),
             child: None,
@@ -76,7 +85,10 @@ impl Tansu {
         self.starts += 1;
         let child = Command::new(&self.bin)
             .args(["broker", "--listener-url", &self.url()])
-            .args(["--advertised-listener-url", &self.url()])
+            .args([
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port)),
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -129,6 +141,52 @@ impl Tansu {
 impl Drop for Tansu {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A TLS terminator (socat with OpenSSL) in front of a broker: tansu 0.6.0's own TLS cannot
+/// be switched on (its `--cert` and `--key` options exclude each other). The broker
+/// advertises this front's port, so every connection a client makes goes through TLS.
+pub struct TlsFront {
+    pub port: u16,
+    child: Child,
+}
+
+impl TlsFront {
+    /// Listens on `port` with `certs`/srv.crt and srv.key (see `make_certs`), forwarding
+    /// every connection to the broker on `to`.
+    pub fn start(port: u16, to: u16, certs: &Path) -> TlsFront {
+        let c = certs.display();
+        let child = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={c}/srv.crt,key={c}/srv.key,verify=0"
+            ))
+            .arg(format!("TCP:127.0.0.1:{to}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn socat");
+        let up = crate::common::wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "socat did not listen on {port}");
+        TlsFront { port, child }
+    }
+
+    /// True when `socat` runs (scripts/testbed installs it).
+    pub fn available() -> bool {
+        Command::new("socat")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -198,7 +256,16 @@ pub struct Collector {
 
 impl Collector {
     pub fn start(brokers: &str, topics: &[&str]) -> Collector {
-        let consumer: BaseConsumer = ClientConfig::new()
+        Collector::start_with(brokers, topics, &[])
+    }
+
+    /// As [`Collector::start`], with extra librdkafka properties (TLS, say).
+    pub fn start_with(brokers: &str, topics: &[&str], extra: &[(&str, &str)]) -> Collector {
+        let mut config = ClientConfig::new();
+        for (k, v) in extra {
+            config.set(*k, *v);
+        }
+        let consumer: BaseConsumer = config
             .set("bootstrap.servers", brokers)
             .set("group.id", format!("lw-test-{}", std::process::id()))
             .set("enable.auto.commit", "false")

@@ -372,4 +372,23 @@ queue_max_messages = 0
             "line 11: sinks.k.queue_max_messages: must be at least 1",
         ]
     );
+    let e = errors(
+        r#"
+[sources.c]
+type = "docker_json_file"
+[sinks.k]
+type = "kafka"
+inputs = ["c"]
+brokers = ["k1:9093"]
+topic = "logs"
+tls = { ca_file = "/ca.pem", server_name = "kafka", crt_file = "/me.pem" }
+"#,
+    );
+    assert_eq!(
+        e,
+        vec![
+            "line 9: sinks.k.tls.server_name: is not supported by the kafka sink: librdkafka verifies each broker's advertised host name",
+            "line 9: sinks.k.tls: crt_file and key_file go together",
+        ]
+    );
 }

@@ -7,7 +7,7 @@
 //! from `${ENV}` and are never logged — see [`LibrdkafkaOptions`]).
 
 use crate::load::Decoder;
-use crate::{ByteSize, DurationValue, Encoding, Template};
+use crate::{ByteSize, DurationValue, Encoding, Template, TlsConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -56,6 +56,12 @@ pub struct KafkaSinkConfig {
     /// delivered or refused for good.
     #[serde(default = "default_message_timeout")]
     pub message_timeout: DurationValue,
+    /// TLS to the brokers (`security.protocol = "ssl"`): `ca_file` (default: the system's
+    /// roots, found by librdkafka's `probe`), `crt_file` + `key_file` for a client
+    /// certificate, `verify`. With SASL, set `security.protocol = "sasl_ssl"` and `sasl.*` in
+    /// `librdkafka_options`. librdkafka does the TLS (OpenSSL, built in), not rustls.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// Anything else librdkafka understands (`security.protocol`, `sasl.*`, `linger.ms`,
     /// `batch.size`, …), applied last, so it overrides the keys above.
     #[serde(default)]
@@ -268,6 +274,7 @@ impl KafkaSinkConfig {
             queue_max_bytes: default_queue_max_bytes(),
             message_max_bytes: default_message_max_bytes(),
             message_timeout: default_message_timeout(),
+            tls: None,
             librdkafka_options: LibrdkafkaOptions::default(),
         }
     }
@@ -315,6 +322,17 @@ impl KafkaSinkConfig {
                 &["message_max_bytes"],
                 "must be between 1000 and 1000000000 (librdkafka's range)",
             );
+        }
+        if let Some(tls) = &self.tls {
+            if tls.server_name.is_some() {
+                d.error(
+                    &["tls", "server_name"],
+                    "is not supported by the kafka sink: librdkafka verifies each broker's advertised host name",
+                );
+            }
+            if tls.crt_file.is_some() != tls.key_file.is_some() {
+                d.error(&["tls"], "crt_file and key_file go together");
+            }
         }
         if self.message_timeout.0.as_millis() > i32::MAX as u128 {
             d.error(&["message_timeout"], "is too long (at most 24d)");

@@ -52,6 +52,25 @@ pub(super) fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
         .set("partitioner", "murmur2_random")
         // For the epoch-bump watch (see `EpochWatch`); parsed without logging.
         .set("statistics.interval.ms", "1000");
+    if let Some(tls) = &config.tls {
+        let path = |p: &std::path::Path| p.display().to_string();
+        c.set("security.protocol", "ssl").set(
+            "ssl.ca.location",
+            // librdkafka's OpenSSL is built in, so it does not know where Debian (or any
+            // system) keeps its roots: `probe` looks in the usual places.
+            tls.ca_file.as_deref().map(path).unwrap_or("probe".into()),
+        );
+        if let Some(crt) = &tls.crt_file {
+            c.set("ssl.certificate.location", path(crt));
+        }
+        if let Some(key) = &tls.key_file {
+            c.set("ssl.key.location", path(key));
+        }
+        if !tls.verify {
+            c.set("enable.ssl.certificate.verification", "false")
+                .set("ssl.endpoint.identification.algorithm", "none");
+        }
+    }
     for (k, v) in &config.librdkafka_options.0 {
         c.set(k, v);
     }
@@ -428,6 +447,39 @@ mod tests {
         assert_eq!(cc.get("queue.buffering.max.kbytes"), Some("65536"));
         assert_eq!(cc.get("linger.ms"), Some("20"));
         assert_eq!(cc.get("compression.codec"), Some("lz4"));
+        check(&cc).unwrap();
+    }
+
+    #[test]
+    fn tls_keys_become_librdkafka_ssl_properties_and_openssl_is_built_in() {
+        let mut c = KafkaSinkConfig::new(vec!["a:1".into()], Template::parse("t").unwrap());
+        c.tls = Some(logwharf_config::TlsConfig {
+            ca_file: Some("/etc/ca.pem".into()),
+            crt_file: Some("/etc/me.pem".into()),
+            key_file: Some("/etc/me.key".into()),
+            ..Default::default()
+        });
+        let cc = client_config(&c);
+        assert_eq!(cc.get("security.protocol"), Some("ssl"));
+        assert_eq!(cc.get("ssl.ca.location"), Some("/etc/ca.pem"));
+        assert_eq!(cc.get("ssl.certificate.location"), Some("/etc/me.pem"));
+        assert_eq!(cc.get("ssl.key.location"), Some("/etc/me.key"));
+        assert_eq!(cc.get("enable.ssl.certificate.verification"), None);
+        c.tls = Some(logwharf_config::TlsConfig {
+            verify: false,
+            ..Default::default()
+        });
+        c.librdkafka_options
+            .0
+            .insert("security.protocol".into(), "sasl_ssl".into());
+        c.librdkafka_options
+            .0
+            .insert("sasl.mechanism".into(), "SCRAM-SHA-512".into());
+        let cc = client_config(&c);
+        assert_eq!(cc.get("ssl.ca.location"), Some("probe"));
+        assert_eq!(cc.get("enable.ssl.certificate.verification"), Some("false"));
+        assert_eq!(cc.get("security.protocol"), Some("sasl_ssl"), "options win");
+        // librdkafka refuses ssl and SCRAM settings when built without OpenSSL.
         check(&cc).unwrap();
     }
 
