@@ -48,7 +48,8 @@ pub enum SinkKind {
     File(FileSinkConfig),
     /// Boxed: much larger than the other variants.
     Fluentd(Box<FluentdSinkConfig>),
-    Kafka(KafkaSinkConfig),
+    /// Boxed: much larger than the other variants.
+    Kafka(Box<KafkaSinkConfig>),
     /// Boxed: much larger than the other variants.
     Syslog(Box<SyslogSinkConfig>),
 }
@@ -93,7 +94,7 @@ impl SinkKind {
             "kafka" => {
                 let c: KafkaSinkConfig = d.decode()?;
                 c.validate(d);
-                SinkKind::Kafka(c)
+                SinkKind::Kafka(Box::new(c))
             }
             "syslog" => {
                 let c: SyslogSinkConfig = d.decode()?;
