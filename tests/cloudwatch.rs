@@ -654,15 +654,16 @@ fn a_stream_whose_group_may_not_be_created_does_not_hold_up_the_others() {
     assert!(done, "{}", lw.log());
     assert_eq!(nums, (1..=2000).collect::<Vec<u64>>());
     // The stuck stream is retried, not dropped: its group appears, and everything flows.
-    let metrics = s.metrics();
-    assert!(
+    // (Its first attempt — PutLogEvents, then CreateLogStream — may still be under way when
+    // the other stream is done, so wait for the retry to be counted.)
+    let retried = wait_until(Duration::from_secs(30), || {
         metric(
-            &metrics,
+            &s.metrics(),
             "logwharf_sink_retries_total",
-            &["kind=\"resource_not_found\""]
-        ) >= 1.0,
-        "{metrics}"
-    );
+            &["kind=\"resource_not_found\""],
+        ) >= 1.0
+    });
+    assert!(retried, "{}", s.metrics());
     emu.boto3(&format!("c.create_log_group(logGroupName='{g_stuck}')"));
     let done = wait_until(Duration::from_secs(60), || {
         metric(&s.metrics(), "logwharf_sink_events_total", &[]) >= 4000.0
