@@ -378,11 +378,17 @@ pub fn make_certs(dir: &Path) {
     );
 }
 
-/// True when the `openssl` command runs (scripts/testbed installs it).
-pub fn has_openssl() -> bool {
-    Command::new("openssl")
-        .arg("version")
+/// True when `program arg` runs and succeeds (a tool scripts/testbed installs is there).
+pub fn command_runs(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// True when the `openssl` command runs.
+pub fn has_openssl() -> bool {
+    command_runs("openssl", "version")
 }

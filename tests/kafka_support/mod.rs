@@ -175,11 +175,7 @@ impl TlsFront {
 
     /// True when `socat` runs (scripts/testbed installs it).
     pub fn available() -> bool {
-        Command::new("socat")
-            .arg("-V")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        crate::common::command_runs("socat", "-V")
     }
 }
 

@@ -325,16 +325,18 @@ inputs = ["*"]
     );
 }
 
+/// The errors of a config whose kafka sink `k` (reading source `c`) has the keys `sink`,
+/// which start on line 7.
+fn kafka_errors(sink: &str) -> Vec<String> {
+    errors(&format!(
+        "\n[sources.c]\ntype = \"docker_json_file\"\n[sinks.k]\ntype = \"kafka\"\ninputs = [\"c\"]\n{sink}"
+    ))
+}
+
 #[test]
 fn kafka_sink_keys_are_checked() {
-    let e = errors(
-        r#"
-[sources.c]
-type = "docker_json_file"
-[sinks.k]
-type = "kafka"
-inputs = ["c"]
-brokers = ["nohost"]
+    let e = kafka_errors(
+        r#"brokers = ["nohost"]
 topic = "logs.{{.Nmae}}"
 acks = "1"
 encoding = "text"
@@ -349,14 +351,8 @@ queue_max_messages = 0
             "line 8: sinks.k.topic: unknown field .Nmae in template \"logs.{{.Nmae}}\" (known: .ID .FullID .Name .ImageID .ImageFullID .ImageName .DaemonName)",
         ]
     );
-    let e = errors(
-        r#"
-[sources.c]
-type = "docker_json_file"
-[sinks.k]
-type = "kafka"
-inputs = ["c"]
-brokers = ["nohost"]
+    let e = kafka_errors(
+        r#"brokers = ["nohost"]
 topic = "logs"
 acks = "1"
 encoding = "text"
@@ -372,14 +368,8 @@ queue_max_messages = 0
             "line 11: sinks.k.queue_max_messages: must be at least 1",
         ]
     );
-    let e = errors(
-        r#"
-[sources.c]
-type = "docker_json_file"
-[sinks.k]
-type = "kafka"
-inputs = ["c"]
-brokers = ["k1:9093"]
+    let e = kafka_errors(
+        r#"brokers = ["k1:9093"]
 topic = "logs"
 tls = { ca_file = "/ca.pem", server_name = "kafka", crt_file = "/me.pem" }
 "#,
