@@ -253,10 +253,6 @@ async fn connect(endpoint: &Endpoint, tls: Option<&Tls>) -> Result<Sender, Trans
             source,
         })?;
     let _ = tcp.set_nodelay(true);
-    let http_err = |source| TransportError::Http {
-        endpoint: endpoint.to_string(),
-        source,
-    };
     match tls {
         Some(tls) => {
             let stream = tls
@@ -267,28 +263,29 @@ async fn connect(endpoint: &Endpoint, tls: Option<&Tls>) -> Result<Sender, Trans
                     endpoint: endpoint.to_string(),
                     source,
                 })?;
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(http_err)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "connection closed with an error");
-                }
-            });
-            Ok(sender)
+            handshake(stream, endpoint).await
         }
-        None => {
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(http_err)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "connection closed with an error");
-                }
-            });
-            Ok(sender)
-        }
+        None => handshake(tcp, endpoint).await,
     }
+}
+
+/// HTTP/1.1 over `io` (plain or TLS); the connection task runs until either side closes it.
+async fn handshake<S>(io: S, endpoint: &Endpoint) -> Result<Sender, TransportError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|source| TransportError::Http {
+            endpoint: endpoint.to_string(),
+            source,
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection closed with an error");
+        }
+    });
+    Ok(sender)
 }
 
 /// aws-config's credential providers (container and instance metadata endpoints) send their
