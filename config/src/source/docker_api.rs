@@ -98,13 +98,7 @@ impl DockerApiConfig {
 
     pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
         super::docker_meta::validate_host(self.host.as_deref(), &["host"], d);
-        for (key, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
-            for g in globs {
-                if let Err(e) = globset::Glob::new(g) {
-                    d.error(&[key], format!("invalid glob {g:?}: {e}"));
-                }
-            }
-        }
+        super::docker_meta::validate_globs(&self.include, &self.exclude, d);
         if self.batch_max_events == 0 {
             d.error(&["batch_max_events"], "must be at least 1");
         }

@@ -95,13 +95,7 @@ impl DockerJsonFileConfig {
     }
 
     pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
-        for (key, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
-            for g in globs {
-                if let Err(e) = globset::Glob::new(g) {
-                    d.error(&[key], format!("invalid glob {g:?}: {e}"));
-                }
-            }
-        }
+        super::docker_meta::validate_globs(&self.include, &self.exclude, d);
         super::docker_meta::validate_host(self.docker_host.as_deref(), &["docker_host"], d);
         if self.batch_max_events == 0 {
             d.error(&["batch_max_events"], "must be at least 1");

@@ -133,6 +133,21 @@ impl EnrichOptions {
     }
 }
 
+/// Records an error for every glob of `include` and `exclude` that does not compile.
+pub(crate) fn validate_globs(
+    include: &[String],
+    exclude: &[String],
+    d: &mut crate::load::Decoder<'_>,
+) {
+    for (key, globs) in [("include", include), ("exclude", exclude)] {
+        for g in globs {
+            if let Err(e) = globset::Glob::new(g) {
+                d.error(&[key], format!("invalid glob {g:?}: {e}"));
+            }
+        }
+    }
+}
+
 /// Records an error unless `host` is a form the Docker client understands.
 pub(crate) fn validate_host(host: Option<&str>, key: &[&str], d: &mut crate::load::Decoder<'_>) {
     let Some(h) = host else { return };
