@@ -1,24 +1,27 @@
-//! The HTTP endpoint: `GET /metrics` (Prometheus text, from metrics-exporter-prometheus) and
-//! `GET /health`. A minimal HTTP/1.1 responder: two fixed routes do not need a web framework.
+//! The HTTP endpoint: `GET /metrics` (Prometheus text, from [`crate::recorder`]) and
+//! `GET /health` (the supervisor's [`Health`] report: 200 when every source and sink runs, 503
+//! naming the failing ones). A minimal HTTP/1.1 responder: two fixed routes do not need a web
+//! framework. Connections are accepted through the collector's one [`Listener`], which backs
+//! off on accept errors (EMFILE) instead of spinning.
 
 use anyhow::Context;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use logwharf_collector::listen::Listener;
+use logwharf_collector::Health;
+use crate::recorder::{self, Metrics};
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
-/// Installs the metrics recorder and serves it on `addr`.
-pub async fn start(addr: SocketAddr) -> anyhow::Result<()> {
-    let handle = PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    let listener = TcpListener::bind(addr)
+/// Installs the metrics recorder and serves it and `health` on `addr`.
+pub async fn start(addr: SocketAddr, health: Health) -> anyhow::Result<()> {
+    let mut listener = Listener::tcp("api", &addr.ip().to_string(), addr.port())
         .await
-        .with_context(|| format!("binding the metrics endpoint (api.address = {addr})"))?;
+        .with_context(|| format!("starting the metrics endpoint (api.address = {addr})"))?;
+    let handle = recorder::install()?;
     tracing::info!(%addr, "metrics at http://{addr}/metrics, health at /health");
     let upkeep = handle.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
             upkeep.run_upkeep();
@@ -26,23 +29,22 @@ pub async fn start(addr: SocketAddr) -> anyhow::Result<()> {
     });
     tokio::spawn(async move {
         loop {
-            let Ok((conn, _)) = listener.accept().await else {
+            let (conn, _) = listener.accept().await;
+            let logwharf_collector::listen::Accepted::Tcp(conn) = conn else {
                 continue;
             };
-            tokio::spawn(serve(conn, handle.clone()));
+            tokio::spawn(serve(conn, handle.clone(), health.clone()));
         }
     });
     Ok(())
 }
 
-async fn serve(mut conn: tokio::net::TcpStream, handle: PrometheusHandle) {
+async fn serve(mut conn: tokio::net::TcpStream, handle: Metrics, health: Health) {
     let mut buf = vec![0u8; 4096];
     let mut n = 0;
     // Read the request head (bounded); the routes take no body.
     while n < buf.len() {
-        match tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf[n..]))
-            .await
-        {
+        match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf[n..])).await {
             Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
             Ok(Ok(k)) => {
                 n += k;
@@ -56,7 +58,15 @@ async fn serve(mut conn: tokio::net::TcpStream, handle: PrometheusHandle) {
     let path = head.split_whitespace().nth(1).unwrap_or("");
     let (status, ctype, body) = match path {
         "/metrics" => ("200 OK", "text/plain; version=0.0.4", handle.render()),
-        "/health" => ("200 OK", "application/json", "{\"ok\":true}\n".to_string()),
+        "/health" => {
+            let (ok, doc) = health.report();
+            let status = if ok {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            (status, "application/json", format!("{doc}\n"))
+        }
         _ => (
             "404 Not Found",
             "text/plain",

@@ -2,13 +2,16 @@
 //! the config, collector and sinks crates.
 
 mod api;
+mod recorder;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use logwharf_collector::{Shutdown, Topology};
+use logwharf_collector::topology::SinkBuilder;
+use logwharf_collector::{Health, Shutdown, Topology};
 use logwharf_config::Config;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Log collection and shipping daemon for Docker hosts.
 #[derive(Parser)]
@@ -29,9 +32,13 @@ enum Command {
         /// built-in default.
         #[arg(short, long)]
         config: Option<PathBuf>,
-        /// Ship everything present, write checkpoints, exit (backfills and benchmarks).
+        /// Ship everything present, write checkpoints, exit (backfills and benchmarks). Serves
+        /// no metrics/health API (a daemon may hold its port) unless --api is given too.
         #[arg(long)]
         once: bool,
+        /// With --once: serve the API (`api.address`) anyway.
+        #[arg(long, requires = "once")]
+        api: bool,
     },
     /// Check a config file and exit: 0 when valid, 2 with every error listed.
     Validate {
@@ -68,7 +75,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { config, once } => {
+        Command::Run { config, once, api } => {
             let (config, origin) = match load_config(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -77,7 +84,7 @@ fn main() -> ExitCode {
                 }
             };
             tracing::info!(config = %origin, once, "logwharf {} starting", env!("CARGO_PKG_VERSION"));
-            match run(config, once) {
+            match run(config, once, api) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -152,18 +159,22 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-fn run(config: Config, once: bool) -> anyhow::Result<()> {
+/// `with_api`: `--once --api`. A daemon serves the API when `api.enabled`; a `--once` run
+/// (typically a backfill beside the daemon, whose port is taken) only when asked.
+fn run(config: Config, once: bool, with_api: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        if config.api.enabled {
-            api::start(config.api.address).await?;
+        let health = Health::new();
+        if config.api.enabled && (!once || with_api) {
+            api::start(config.api.address, health.clone()).await?;
         }
         let shutdown = Shutdown::new();
         tokio::spawn(watch_signals(shutdown.clone()));
-        Topology::run(&config, &logwharf_sinks::build, once, shutdown).await
+        let build_sink: SinkBuilder = Arc::new(logwharf_sinks::build);
+        Topology::run(&config, build_sink, once, shutdown, health).await
     })
 }
 

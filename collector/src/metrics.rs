@@ -20,7 +20,7 @@ pub const LOST_BYTES: &str = "logwharf_lost_bytes_total";
 pub const CHECKPOINT_LAG_BYTES: &str = "logwharf_checkpoint_lag_bytes";
 /// Input a receiving source refused or could not read (labels: source, `kind`). fluent:
 /// garbage, truncated, too_large, gzip, decompressed_too_large, auth, tls (each closes the
-/// offending connection only); syslog: frame_too_large, bad_octet_count, incomplete_frame,
+/// offending connection only), accept; syslog: frame_too_large, bad_octet_count, incomplete_frame,
 /// invalid_utf8, malformed, timeout, read, accept, too_many_connections, tls_handshake.
 pub const SOURCE_ERRORS: &str = "logwharf_source_errors_total";
 /// Datagrams a UDP receiver lost (labels: source, `reason`: `pipeline_full`, or
@@ -65,6 +65,10 @@ pub const SINK_REJECTED_EVENTS: &str = "logwharf_sink_rejected_events_total";
 pub const SINK_OVERSIZE_EVENTS: &str = "logwharf_sink_oversize_events_total";
 /// Requests a sink sent (labels: sink, `outcome` = `ok` or an error kind).
 pub const SINK_REQUESTS: &str = "logwharf_sink_requests_total";
+
+/// Times the supervisor restarted a source or sink whose task returned an error or panicked
+/// (label `component` = `sources.NAME` or `sinks.NAME`; present at 0 from the start).
+pub const COMPONENT_RESTARTS: &str = "logwharf_component_restarts_total";
 
 /// Reconnections to the Docker daemon (label: host).
 pub const DOCKER_RECONNECTS: &str = "logwharf_docker_reconnects_total";

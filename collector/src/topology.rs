@@ -1,23 +1,29 @@
 //! The pipeline runtime: builds every sink and source of a [`Config`], connects each source to
 //! the bounded buffers of the sinks that name it in `inputs` (the router lives in
-//! [`SourceOutput::send`]), runs them, and shuts down in order: stop sources, drain sinks within
-//! `shutdown_timeout`, write the final checkpoints.
+//! [`SourceOutput::send`]), runs each under its supervisor ([`crate::supervisor`]: restarts
+//! after errors and panics, reported in [`Health`]), and shuts down in order: stop sources,
+//! drain sinks, write the final checkpoints — all within one `shutdown_timeout`.
 
 use crate::ack::{AckToken, OnDelivered};
 use crate::checkpoint::CheckpointStore;
 use crate::event::{Batch, Event};
+use crate::health::Health;
+use crate::inflight::{Queue, SupervisedInput};
 use crate::metrics as m;
 use crate::shutdown::Shutdown;
 use crate::sink::{Sink, SinkBatch, SinkInput};
 use crate::sources::{self, SourceContext};
+use crate::supervisor::{supervise_sink, supervise_source};
 use anyhow::Context;
 use logwharf_config::{Config, SinkConfig, WhenFull};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
 
 /// Builds a sink from its config (provided by the sinks crate; the collector does not know the
-/// sink types).
-pub type SinkBuilder<'a> = &'a dyn Fn(&str, &SinkConfig) -> anyhow::Result<Box<dyn Sink>>;
+/// sink types). Called again for every restart of the sink.
+pub type SinkBuilder =
+    Arc<dyn Fn(&str, &SinkConfig) -> anyhow::Result<Box<dyn Sink>> + Send + Sync>;
 
 /// The sinks' buffers were closed: the pipeline is shutting down.
 #[derive(Debug, thiserror::Error)]
@@ -118,10 +124,7 @@ impl SourceOutput {
                 source: source.into(),
                 targets: Arc::new([t]),
             },
-            SinkInput {
-                name: "test".into(),
-                rx,
-            },
+            SinkInput::new("test".into(), Queue::new(rx), None, None),
         )
     }
 }
@@ -149,20 +152,21 @@ pub struct Topology;
 
 impl Topology {
     /// Runs `config` until `shutdown` is triggered (or, with `once`, until every source has
-    /// read everything present), then drains and writes the final checkpoints.
+    /// read everything present), then drains and writes the final checkpoints. Every source
+    /// and sink is supervised (restarted after errors and panics) and reported in `health`.
     pub async fn run(
         config: &Config,
-        build_sink: SinkBuilder<'_>,
+        build_sink: SinkBuilder,
         once: bool,
         shutdown: Shutdown,
+        health: Health,
     ) -> anyhow::Result<()> {
         let store = Arc::new(
             CheckpointStore::open(&config.data_dir).context("opening the checkpoint store")?,
         );
 
-        // Build everything before starting anything, so a bad component starts nothing.
-        let mut sink_tasks = Vec::new();
-        let mut targets: Vec<(Vec<globset::GlobMatcher>, SinkTarget)> = Vec::new();
+        // Build everything before starting anything, so a bad component starts nothing. The
+        // first instance of each is used for its first run; restarts build new ones.
         let mut sinks_built = Vec::new();
         for (name, sc) in &config.sinks {
             let sink = build_sink(name, sc).with_context(|| format!("building sink {name:?}"))?;
@@ -172,9 +176,11 @@ impl Topology {
         for (name, sc) in &config.sources {
             let src = sources::build(name, sc, &config.data_dir)
                 .with_context(|| format!("building source {name:?}"))?;
-            sources_built.push((name.clone(), src));
+            sources_built.push((name.clone(), sc, src));
         }
 
+        let mut targets: Vec<(Vec<globset::GlobMatcher>, SinkTarget)> = Vec::new();
+        let mut sink_tasks = Vec::new();
         for (name, sc, sink) in sinks_built {
             let (tx, rx) = mpsc::unbounded_channel();
             let capacity = sc.buffer.max_events.clamp(1, u32::MAX as usize >> 4) as u32;
@@ -198,22 +204,20 @@ impl Topology {
                     when_full: sc.buffer.when_full,
                 },
             ));
-            let input = SinkInput {
-                name: name.clone(),
-                rx,
-            };
+            let component = health.register(&format!("sinks.{name}"));
+            let input = SupervisedInput::new(name.clone(), rx, component.clone());
+            let factory = first_then(sink, {
+                let (name, sc, build) = (name.clone(), sc.clone(), build_sink.clone());
+                move || build(&name, &sc)
+            });
             sink_tasks.push((
-                name.clone(),
-                tokio::spawn(async move {
-                    if let Err(e) = sink.run(input).await {
-                        tracing::error!(sink = %name, error = %format!("{e:#}"), "sink stopped with an error");
-                    }
-                }),
+                name,
+                tokio::spawn(supervise_sink(component, factory, input)),
             ));
         }
 
         let mut source_tasks = Vec::new();
-        for (name, src) in sources_built {
+        for (name, sc, src) in sources_built {
             let mine: Vec<SinkTarget> = targets
                 .iter()
                 .filter(|(ms, _)| ms.iter().any(|m| m.is_match(&name)))
@@ -228,27 +232,39 @@ impl Topology {
             if mine.is_empty() {
                 tracing::warn!(source = %name, "no sink reads this source; its events are discarded");
             }
-            let ctx = SourceContext {
-                name: name.as_str().into(),
-                out: SourceOutput {
-                    source: name.as_str().into(),
-                    targets: mine.into(),
-                },
-                shutdown: shutdown.clone(),
-                checkpoints: store.clone(),
-                once,
+            let name: Arc<str> = name.into();
+            let out = SourceOutput {
+                source: name.clone(),
+                targets: mine.into(),
             };
+            let context = {
+                let (name, shutdown, store) = (name.clone(), shutdown.clone(), store.clone());
+                move || SourceContext {
+                    name: name.clone(),
+                    out: out.clone(),
+                    shutdown: shutdown.clone(),
+                    checkpoints: store.clone(),
+                    once,
+                }
+            };
+            let factory = first_then(src, {
+                let (name, sc, data_dir) = (name.clone(), sc.clone(), config.data_dir.clone());
+                move || sources::build(&name, &sc, &data_dir)
+            });
+            let component = health.register(&format!("sources.{name}"));
             source_tasks.push((
-                name.clone(),
-                tokio::spawn(async move {
-                    if let Err(e) = src.run(ctx).await {
-                        tracing::error!(source = %name, error = %format!("{e:#}"), "source stopped with an error");
-                    }
-                }),
+                name,
+                tokio::spawn(supervise_source(
+                    component,
+                    factory,
+                    context,
+                    shutdown.clone(),
+                )),
             ));
         }
         // The sinks' channels close once every source (holding the senders) has stopped.
         drop(targets);
+        health.set_running();
 
         let flusher = tokio::spawn(
             store
@@ -256,31 +272,29 @@ impl Topology {
                 .run_flusher(config.checkpoint_interval.0, shutdown.clone()),
         );
 
+        // One deadline for the whole stop: `shutdown_timeout` after it began — the signal, or
+        // with `--once` the moment every source has read everything.
+        let stop_began = OnceLock::new();
+        let deadline = || *stop_began.get_or_init(Instant::now) + config.shutdown_timeout.0;
         for (name, mut t) in source_tasks {
-            // Sources stop promptly on shutdown; one that does not is not waited for forever.
-            let r = tokio::select! {
-                r = &mut t => r,
-                _ = async {
-                    shutdown.wait().await;
-                    tokio::time::sleep(config.shutdown_timeout.0).await
-                } => {
+            tokio::select! {
+                r = &mut t => if let Err(e) = r {
+                    tracing::error!(source = %name, error = %e, "source supervisor failed");
+                },
+                _ = async { shutdown.wait().await; tokio::time::sleep_until(deadline()).await } => {
                     tracing::warn!(source = %name, "source did not stop within shutdown_timeout; aborting it");
                     t.abort();
-                    t.await
-                }
-            };
-            if let Err(e) = r {
-                if e.is_panic() {
-                    tracing::error!(source = %name, error = %e, "source task panicked");
+                    let _ = t.await;
                 }
             }
         }
+        health.set_stopping();
         tracing::info!("sources stopped; draining sinks");
-        let deadline = tokio::time::Instant::now() + config.shutdown_timeout.0;
+        let deadline = deadline();
         for (name, mut t) in sink_tasks {
             tokio::select! {
                 r = &mut t => if let Err(e) = r {
-                    tracing::error!(sink = %name, error = %e, "sink task panicked");
+                    tracing::error!(sink = %name, error = %e, "sink supervisor failed");
                 },
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(sink = %name, "sink did not drain within shutdown_timeout; what it still holds is not checkpointed and will be re-read");
@@ -298,6 +312,18 @@ impl Topology {
             .context("writing the final checkpoints")?;
         tracing::info!("stopped; checkpoints written");
         Ok(())
+    }
+}
+
+/// A factory that returns `first` once, then what `build` makes.
+fn first_then<T>(
+    first: T,
+    mut build: impl FnMut() -> anyhow::Result<T>,
+) -> impl FnMut() -> anyhow::Result<T> {
+    let mut first = Some(first);
+    move || match first.take() {
+        Some(t) => Ok(t),
+        None => build(),
     }
 }
 
@@ -322,7 +348,7 @@ mod tests {
                 capacity: *capacity,
                 when_full: *when_full,
             });
-            inputs.push(SinkInput { name, rx });
+            inputs.push(SinkInput::new(name, Queue::new(rx), None, None));
         }
         (
             SourceOutput {

@@ -4,8 +4,10 @@
 //! Each batch is encoded into one buffer and written with one `write_all` on a locked stdout
 //! (on the blocking pool, so a slow reader of our stdout never stalls the runtime); the batch
 //! is acknowledged only after that write succeeded. When the reader goes away (broken pipe) the
-//! sink stops and leaves what it holds unacknowledged, so nothing is checkpointed past it; other
-//! write errors are retried with backoff from the byte where the write stopped.
+//! sink fails at once, leaving what it holds unacknowledged (its supervisor restarts it with
+//! those batches), so nothing is checkpointed past it; other write errors are retried with
+//! backoff from the byte where the write stopped, and fail the sink the same way once the
+//! retries are spent.
 
 use crate::encoding::Encoder;
 use crate::file::rotation::write_counted;
@@ -91,7 +93,7 @@ impl Sink for ConsoleSink {
             let mut written = 0;
             let mut attempt = 0;
             let mut backoff = self.retry.backoff();
-            let ok = loop {
+            loop {
                 let output = self.output.clone();
                 let (returned, n, result) = tokio::task::spawn_blocking(move || {
                     let (n, r) = output.write(&buf[written..]);
@@ -101,33 +103,33 @@ impl Sink for ConsoleSink {
                 .context("console writer task")?;
                 buf = returned;
                 written += n;
-                let Err(e) = result else { break true };
+                let Err(e) = result else { break };
                 self.count_error(&e);
                 if e.kind() == io::ErrorKind::BrokenPipe {
                     // The runtime logs the returned error (once) at error level.
                     drop(ack);
                     return Err(e).with_context(|| {
                         format!(
-                            "sink {:?}: stdout is closed (broken pipe); the sink stops and leaves its events unacknowledged",
+                            "sink {:?}: stdout is closed (broken pipe); the sink stops, its events unacknowledged",
                             self.name
                         )
                     });
                 }
                 if attempt >= self.retry.retries {
-                    tracing::error!(sink = %self.name, error = %e, "giving up on a batch after repeated stdout write errors; it stays unacknowledged");
-                    break false;
+                    // The supervisor restarts the sink with this batch (and logs why).
+                    return Err(e).with_context(|| {
+                        format!("sink {:?}: stdout write failed {} times", self.name, attempt + 1)
+                    });
                 }
                 let delay = backoff.next_delay();
                 tracing::warn!(sink = %self.name, error = %e, retry_in = ?delay, "stdout write failed; retrying");
                 metrics::counter!(m::SINK_RETRIES, "sink" => self.name.clone()).increment(1);
                 tokio::time::sleep(delay).await;
                 attempt += 1;
-            };
-            if ok {
-                events.increment(batch.len() as u64);
-                bytes.increment(buf.len() as u64);
-                ack.delivered();
             }
+            events.increment(batch.len() as u64);
+            bytes.increment(buf.len() as u64);
+            ack.delivered();
         }
         Ok(())
     }

@@ -116,11 +116,27 @@ where
                     .map(str::to_string)
             })
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        anyhow::bail!("the daemon answered {status}: {}", msg.trim());
+        // bollard's type for a daemon's error answer, so callers match on the status code as
+        // they do for bollard's own requests (see [`daemon_status`]).
+        return Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: status.as_u16(),
+            message: msg.trim().to_string(),
+        }
+        .into());
     }
     Ok(LogStream {
         body: resp.into_body(),
         conn,
+    })
+}
+
+/// The HTTP status of the daemon's error answer in `e`'s chain, if it is one.
+pub fn daemon_status(e: &anyhow::Error) -> Option<u16> {
+    e.chain().find_map(|c| match c.downcast_ref::<bollard::errors::Error>() {
+        Some(bollard::errors::Error::DockerResponseServerError { status_code, .. }) => {
+            Some(*status_code)
+        }
+        _ => None,
     })
 }
 
@@ -238,6 +254,21 @@ fn parse_payload(stream: Stream, raw: Bytes, tty: bool) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_daemon_status_is_typed_not_found_in_the_text() {
+        let answer = |code: u16| {
+            anyhow::Error::new(bollard::errors::Error::DockerResponseServerError {
+                status_code: code,
+                message: "No such container: 404404".into(),
+            })
+            .context("opening the log stream of container 4040404")
+        };
+        assert_eq!(daemon_status(&answer(404)), Some(404));
+        assert_eq!(daemon_status(&answer(500)), Some(500), "404 in the text is not a 404");
+        let io = anyhow::anyhow!("connection reset").context("container 404 log stream");
+        assert_eq!(daemon_status(&io), None);
+    }
 
     fn framed(stream: u8, payload: &[u8]) -> Vec<u8> {
         let mut v = vec![stream, 0, 0, 0];

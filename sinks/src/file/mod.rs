@@ -7,7 +7,9 @@
 //! blocking pool by [`writer::OpenFiles`], one `write` per file unless a rotation falls inside
 //! the group. The batch is acknowledged only when every group is in its file. A failed write is
 //! counted, logged with its path and retried with backoff from the byte where it stopped (no
-//! torn or repeated lines); after the last retry the batch is left unacknowledged.
+//! torn or repeated lines); after the last retry the sink fails with the error, and its
+//! supervisor restarts it with the batch (whose groups already written are then written again:
+//! at-least-once).
 
 pub mod rotation;
 pub mod writer;
@@ -165,16 +167,16 @@ impl FileSink {
         groups
     }
 
-    /// Writes one batch, retrying failures; true when all of it is in its files.
+    /// Writes one batch, retrying failures; an error once the retries are spent.
     async fn deliver(
         &mut self,
         files: &mut Option<OpenFiles>,
         batch: &Batch,
         mut groups: Vec<Pending>,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<()> {
         let mut backoff = self.retry.backoff();
         let mut attempt = 0;
-        let ok = loop {
+        loop {
             let mut set = files
                 .take()
                 .expect("the open files are back after each write");
@@ -192,7 +194,7 @@ impl FileSink {
             *files = Some(set);
             groups = back;
             if errors.is_empty() {
-                break true;
+                break;
             }
             for e in &errors {
                 metrics::counter!(m::SINK_ERRORS, "sink" => self.name.to_string(), "kind" => e.kind)
@@ -200,36 +202,38 @@ impl FileSink {
             }
             let first = &errors[0];
             if attempt >= self.retry.retries {
-                tracing::error!(sink = %self.name, path = %first.path.display(), error = %first, failed_files = errors.len(), attempts = attempt + 1, "giving up on a batch; it stays unacknowledged and will be re-read");
-                break false;
+                // The sink fails: its supervisor restarts it with this batch (and logs why).
+                anyhow::bail!(
+                    "writing {}: {first} ({} file(s) failed, {} attempts)",
+                    first.path.display(),
+                    errors.len(),
+                    attempt + 1
+                );
             }
             let delay = backoff.next_delay();
             tracing::warn!(sink = %self.name, path = %first.path.display(), error = %first, failed_files = errors.len(), retry_in = ?delay, "file write failed; retrying");
             metrics::counter!(m::SINK_RETRIES, "sink" => self.name.to_string()).increment(1);
             tokio::time::sleep(delay).await;
             attempt += 1;
-        };
-        if ok {
-            let bytes: usize = groups.iter().map(|g| g.buf.len()).sum();
-            metrics::counter!(m::SINK_EVENTS, "sink" => self.name.to_string())
-                .increment(batch.len() as u64);
-            metrics::counter!(m::SINK_BYTES, "sink" => self.name.to_string())
-                .increment(bytes as u64);
         }
+        let bytes: usize = groups.iter().map(|g| g.buf.len()).sum();
+        metrics::counter!(m::SINK_EVENTS, "sink" => self.name.to_string())
+            .increment(batch.len() as u64);
+        metrics::counter!(m::SINK_BYTES, "sink" => self.name.to_string())
+            .increment(bytes as u64);
         for g in groups {
             if self.spare.len() < 16 && g.buf.capacity() <= 4 << 20 {
                 self.spare.push(g.buf);
             }
         }
-        Ok(ok)
+        Ok(())
     }
 
     async fn handle(&mut self, files: &mut Option<OpenFiles>, sb: SinkBatch) -> anyhow::Result<()> {
         let (batch, ack) = sb.into_parts();
         let groups = self.encode(&batch);
-        if self.deliver(files, &batch, groups).await? {
-            ack.delivered();
-        }
+        self.deliver(files, &batch, groups).await?;
+        ack.delivered();
         Ok(())
     }
 }

@@ -45,6 +45,13 @@ fn config(path: &Path) -> FileSinkConfig {
 
 /// Runs a sink over `batches`; the acknowledgement outcome of each.
 async fn run(cfg: &FileSinkConfig, batches: Vec<Vec<Event>>) -> Vec<bool> {
+    let (result, acks) = try_run(cfg, batches).await;
+    result.unwrap();
+    acks
+}
+
+/// As [`run`], also when the sink fails: its result and the outcome of each batch.
+async fn try_run(cfg: &FileSinkConfig, batches: Vec<Vec<Event>>) -> (anyhow::Result<()>, Vec<bool>) {
     let sink = FileSink::new("f", cfg).with_retry(RetryPolicy {
         retries: 2,
         initial_backoff: Duration::from_millis(1),
@@ -62,10 +69,12 @@ async fn run(cfg: &FileSinkConfig, batches: Vec<Vec<Event>>) -> Vec<bool> {
         rxs.push(rx);
     }
     drop(tx);
-    Box::new(sink).run(input).await.unwrap();
-    rxs.into_iter()
+    let result = Box::new(sink).run(input).await;
+    let acks = rxs
+        .into_iter()
         .map(|rx| rx.try_recv().expect("every batch settled"))
-        .collect()
+        .collect();
+    (result, acks)
 }
 
 /// Docker's rotation applied line by line: `[live, .1, .2, …]`.
@@ -289,7 +298,7 @@ async fn restart_continues_the_size() {
 }
 
 #[tokio::test]
-async fn failed_writes_leave_the_batch_unacknowledged() {
+async fn a_write_failing_after_its_retries_fails_the_sink_with_the_batch_unacknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let blocker = dir.path().join("not-a-dir");
     fs::write(&blocker, "").unwrap();
@@ -297,7 +306,7 @@ async fn failed_writes_leave_the_batch_unacknowledged() {
     let template = format!("{}/{{{{.Name}}}}/x.log", dir.path().display());
     let cfg = FileSinkConfig::new(Template::parse(&template).unwrap());
     let (a, b) = (meta(ID_A, "not-a-dir"), meta(ID_B, "fine"));
-    let acks = run(
+    let (result, acks) = try_run(
         &cfg,
         vec![
             vec![event(0, Some(&b)), event(1, Some(&a))],
@@ -305,10 +314,12 @@ async fn failed_writes_leave_the_batch_unacknowledged() {
         ],
     )
     .await;
-    assert_eq!(acks, [false, true]);
+    let e = format!("{:#}", result.expect_err("the sink fails (its supervisor restarts it)"));
+    assert!(e.contains("not-a-dir") && e.contains("3 attempts"), "{e}");
+    assert_eq!(acks, [false, false], "nothing undelivered is acknowledged");
     // B's line of the failed batch was written once, not once per retry.
     let b_file = fs::read_to_string(dir.path().join("fine/x.log")).unwrap();
-    assert_eq!(b_file.lines().count(), 2);
+    assert_eq!(b_file.lines().count(), 1);
 }
 
 #[tokio::test]

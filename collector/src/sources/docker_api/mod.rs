@@ -69,6 +69,14 @@ struct Task {
     stop: CancellationToken,
 }
 
+impl Drop for Task {
+    /// A source that fails (and is restarted by its supervisor) must not leave its readers
+    /// running beside the new ones: they stop, sending what they hold first.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 struct Supervisor {
     shared: Arc<Shared>,
     include: Option<GlobSet>,
@@ -134,14 +142,14 @@ impl Supervisor {
         for t in self.tasks.values() {
             t.stop.cancel();
         }
-        for (_, t) in self.tasks.drain() {
-            let _ = t.handle.await;
+        for (_, mut t) in self.tasks.drain() {
+            let _ = (&mut t.handle).await;
         }
     }
 
     async fn wait_all(&mut self) {
-        for (_, t) in self.tasks.drain() {
-            let _ = t.handle.await;
+        for (_, mut t) in self.tasks.drain() {
+            let _ = (&mut t.handle).await;
         }
     }
 
@@ -161,9 +169,9 @@ impl Supervisor {
                 }
             }
             EventKind::Destroy => {
-                if let Some(t) = self.tasks.remove(&ev.id) {
+                if let Some(mut t) = self.tasks.remove(&ev.id) {
                     t.stop.cancel();
-                    let _ = t.handle.await;
+                    let _ = (&mut t.handle).await;
                 }
                 self.shared
                     .checkpoints

@@ -167,11 +167,16 @@ impl Reader {
                 Ok(s) => s,
                 Err(e) => {
                     let msg = format!("{e:#}");
-                    if msg.contains("No such container") || msg.contains("404") {
+                    let status = logs::daemon_status(&e);
+                    if status == Some(404) {
                         tracing::debug!(container = %self.id, "container is gone");
                         break;
                     }
-                    if msg.contains("does not support reading") {
+                    // A log driver without read support: 501 (older daemons: 500 with this
+                    // message).
+                    if status == Some(501)
+                        || (status.is_some() && msg.contains("does not support reading"))
+                    {
                         tracing::warn!(container = %self.id, error = %msg, "this container's log driver cannot be read through the API");
                         break;
                     }

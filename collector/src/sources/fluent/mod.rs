@@ -16,6 +16,7 @@ pub mod partial;
 pub mod record;
 
 use super::{Source, SourceContext};
+use crate::listen::{Accepted, Listener};
 use crate::metrics as m;
 use anyhow::Context;
 use conn::{AuthSettings, ConnSettings};
@@ -43,33 +44,17 @@ impl FluentSource {
     }
 }
 
-enum Listener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener, std::path::PathBuf),
-}
-
-async fn bind(addr: &ForwardAddress) -> anyhow::Result<Listener> {
-    Ok(match addr {
-        ForwardAddress::Tcp { host, port } | ForwardAddress::Tls { host, port } => Listener::Tcp(
-            tokio::net::TcpListener::bind((host.as_str(), *port))
-                .await
-                .with_context(|| format!("listening on {addr}"))?,
-        ),
-        ForwardAddress::Unix(path) => {
-            // A socket file left by an earlier run would make bind fail.
-            if let Ok(md) = std::fs::symlink_metadata(path) {
-                use std::os::unix::fs::FileTypeExt;
-                if md.file_type().is_socket() {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-            Listener::Unix(
-                tokio::net::UnixListener::bind(path)
-                    .with_context(|| format!("listening on {addr}"))?,
-                path.clone(),
-            )
+async fn bind(name: &str, addr: &ForwardAddress) -> anyhow::Result<Listener> {
+    let owner = format!("sources.{name}");
+    let l = match addr {
+        ForwardAddress::Tcp { host, port } | ForwardAddress::Tls { host, port } => {
+            Listener::tcp(&owner, host, *port).await?
         }
-    })
+        ForwardAddress::Unix(path) => Listener::unix(&owner, path)?,
+    };
+    Ok(l.count_errors(
+        metrics::counter!(m::SOURCE_ERRORS, "source" => name.to_string(), "kind" => "accept"),
+    ))
 }
 
 #[async_trait::async_trait]
@@ -80,7 +65,7 @@ impl Source for FluentSource {
             return Ok(());
         }
         let c = &self.config;
-        let listener = bind(&c.address).await?;
+        let mut listener = bind(&ctx.name, &c.address).await?;
         tracing::info!(source = %ctx.name, address = %c.address, tls = self.tls.is_some(), auth = c.auth.is_some(), "fluent source listening");
         let settings = Arc::new(ConnSettings {
             source: ctx.name.clone(),
@@ -114,17 +99,9 @@ impl Source for FluentSource {
                 p = permits.clone().acquire_owned() => p.context("connection limit")?,
                 _ = ctx.shutdown.wait() => break,
             };
-            let accepted = tokio::select! {
-                a = accept(&listener) => a,
+            let (stream, peer) = tokio::select! {
+                a = listener.accept() => a,
                 _ = ctx.shutdown.wait() => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(source = %ctx.name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
             };
             let s = settings.clone();
             let tls = self.tls.clone();
@@ -174,32 +151,10 @@ impl Source for FluentSource {
         {
             tracing::warn!(source = %ctx.name, "connections did not finish within 10 s of shutdown");
         }
-        if let ForwardAddress::Unix(p) = &c.address {
-            let _ = std::fs::remove_file(p);
-        }
         Ok(())
     }
 }
 
-enum Accepted {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
-
-async fn accept(l: &Listener) -> std::io::Result<(Accepted, String)> {
-    match l {
-        Listener::Tcp(t) => {
-            let (s, a) = t.accept().await?;
-            Ok((Accepted::Tcp(s), a.to_string()))
-        }
-        Listener::Unix(u, path) => {
-            let (s, _) = u.accept().await?;
-            Ok((Accepted::Unix(s), format!("unix:{}", path.display())))
-        }
-    }
-}
-
-/// Fluentd's UDP heartbeat: any datagram is answered with one NUL byte.
 async fn heartbeat(sock: tokio::net::UdpSocket, shutdown: crate::shutdown::Shutdown) {
     let mut buf = [0u8; 128];
     loop {

@@ -36,7 +36,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
+use crate::listen::{remove_stale_socket, Accepted, Listener};
+use tokio::net::{UdpSocket, UnixDatagram};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -115,26 +116,15 @@ impl Source for SyslogSource {
         let addr = self.address.to_string();
         match &self.address {
             SyslogAddress::Tcp { host, port } | SyslogAddress::TcpTls { host, port } => {
-                let l = TcpListener::bind((host.as_str(), *port))
-                    .await
-                    .with_context(|| format!("binding {addr}"))?;
-                tracing::info!(source = %ctx.name, address = %addr, local = ?l.local_addr().ok(), "syslog source listening");
-                serve_stream(
-                    Listener::Tcp(l, self.tls.clone()),
-                    &self.config,
-                    shared,
-                    ctx,
-                )
-                .await
+                let l = Listener::tcp(&format!("sources.{}", ctx.name), host, *port).await?;
+                tracing::info!(source = %ctx.name, address = %addr, local = %l.local_addr(), "syslog source listening");
+                serve_stream(l, self.tls.clone(), &self.config, shared, ctx).await
             }
             SyslogAddress::Unix(path) => {
-                remove_stale_socket(path)?;
-                let l = UnixListener::bind(path).with_context(|| format!("binding {addr}"))?;
+                let l = Listener::unix(&format!("sources.{}", ctx.name), path)?;
                 set_mode(path, self.config.socket_mode_bits())?;
                 tracing::info!(source = %ctx.name, address = %addr, "syslog source listening");
-                let r = serve_stream(Listener::Unix(l), &self.config, shared, ctx).await;
-                let _ = std::fs::remove_file(path);
-                r
+                serve_stream(l, None, &self.config, shared, ctx).await
             }
             SyslogAddress::Udp { host, port } => {
                 let s = UdpSocket::bind((host.as_str(), *port))
@@ -156,19 +146,6 @@ impl Source for SyslogSource {
             }
         }
     }
-}
-
-fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    if let Ok(md) = std::fs::symlink_metadata(path) {
-        anyhow::ensure!(
-            md.file_type().is_socket(),
-            "{} exists and is not a socket; refusing to replace it",
-            path.display()
-        );
-        std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
-    }
-    Ok(())
 }
 
 fn set_mode(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
@@ -195,36 +172,28 @@ fn set_rcvbuf(s: &impl std::os::fd::AsRawFd, bytes: Option<u64>) {
     }
 }
 
-enum Listener {
-    Tcp(TcpListener, Option<tokio_rustls::TlsAcceptor>),
-    Unix(UnixListener),
-}
-
 /// Accepts connections until shutdown, one task each; then waits for them to finish.
 async fn serve_stream(
     listener: Listener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     config: &SyslogSourceConfig,
     shared: Arc<Shared>,
     ctx: SourceContext,
 ) -> anyhow::Result<()> {
     let active = Arc::new(AtomicUsize::new(0));
     let gauge = metrics::gauge!(m::SOURCE_CONNECTIONS, "source" => shared.source.to_string());
+    let mut listener = listener.count_errors(
+        metrics::counter!(m::SOURCE_ERRORS, "source" => shared.source.to_string(), "kind" => "accept"),
+    );
     let mut tasks = JoinSet::new();
     loop {
-        let accepted: std::io::Result<(Box<dyn ConnIo>, String)> = tokio::select! {
+        let (io, peer): (Box<dyn ConnIo>, String) = tokio::select! {
             _ = ctx.shutdown.wait() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-            r = accept(&listener) => r,
-        };
-        let (io, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: wait a little rather than spin.
-                shared.error("accept");
-                tracing::warn!(source = %shared.source, error = %e, "syslog: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+            (a, peer) = listener.accept() => match a {
+                Accepted::Tcp(s) => (Box::new(s), peer),
+                Accepted::Unix(s) => (Box::new(s), peer),
+            },
         };
         if active.load(Ordering::Acquire) >= config.max_connections {
             shared.error("too_many_connections");
@@ -233,10 +202,7 @@ async fn serve_stream(
         }
         active.fetch_add(1, Ordering::AcqRel);
         gauge.set(active.load(Ordering::Acquire) as f64);
-        let tls = match &listener {
-            Listener::Tcp(_, t) => t.clone(),
-            Listener::Unix(_) => None,
-        };
+        let tls = tls.clone();
         let (shared, out, shutdown, active, gauge) = (
             shared.clone(),
             ctx.out.clone(),
@@ -282,25 +248,6 @@ async fn serve_stream(
 trait ConnIo: AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + tokio::io::AsyncWrite + Send + Unpin> ConnIo for T {}
 
-async fn accept(l: &Listener) -> std::io::Result<(Box<dyn ConnIo>, String)> {
-    match l {
-        Listener::Tcp(l, _) => {
-            let (s, peer) = l.accept().await?;
-            Ok((Box::new(s), peer.to_string()))
-        }
-        Listener::Unix(l) => {
-            let (s, peer) = l.accept().await?;
-            let peer = match peer.as_pathname() {
-                Some(p) => format!("unix:{}", p.display()),
-                None => match s.peer_cred() {
-                    Ok(c) => format!("unix:pid={}", c.pid().unwrap_or(0)),
-                    Err(_) => "unix".to_string(),
-                },
-            };
-            Ok((Box::new(s), peer))
-        }
-    }
-}
 
 /// Why a connection's read loop ended.
 enum End {
