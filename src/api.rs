@@ -4,10 +4,10 @@
 //! framework. Connections are accepted through the collector's one [`Listener`], which backs
 //! off on accept errors (EMFILE) instead of spinning.
 
+use crate::recorder::{self, Metrics};
 use anyhow::Context;
 use logwharf_collector::listen::Listener;
 use logwharf_collector::Health;
-use crate::recorder::{self, Metrics};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -162,7 +162,9 @@ impl GaugeFn for Relookup {
     }
 
     fn set(&self, value: f64) {
-        self.recorder.register_gauge(&self.key, &METADATA).set(value);
+        self.recorder
+            .register_gauge(&self.key, &METADATA)
+            .set(value);
     }
 }
 
@@ -218,7 +220,10 @@ mod tests {
             metrics::counter!("x_total", "source" => "s").increment(1);
             metrics::gauge!("idle_gauge", "source" => "s").set(2.0);
             let text = m.render();
-            assert!(text.contains("x_total{source=\"s\",container=\"gone\"} 3"), "{text}");
+            assert!(
+                text.contains("x_total{source=\"s\",container=\"gone\"} 3"),
+                "{text}"
+            );
             assert_eq!(text.matches("# TYPE x_total counter").count(), 1, "{text}");
 
             // Renders drive the expiry; wait (generously) until the idle series is gone.
@@ -234,7 +239,10 @@ mod tests {
             // A handle kept across the expiry still counts (into a new series).
             held.increment(1);
             let text = m.render();
-            assert!(text.contains("x_total{source=\"s\",container=\"gone\"} 1"), "{text}");
+            assert!(
+                text.contains("x_total{source=\"s\",container=\"gone\"} 1"),
+                "{text}"
+            );
         });
     }
 }

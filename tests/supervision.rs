@@ -96,7 +96,11 @@ inputs = ["c"]
     let (code, doc) = health(&api).expect("/health answers");
     assert_eq!(code, 503, "{doc}");
     assert_eq!(doc["ok"], false, "{doc}");
-    assert_eq!(doc["failing"], serde_json::json!(["sinks.archive"]), "{doc}");
+    assert_eq!(
+        doc["failing"],
+        serde_json::json!(["sinks.archive"]),
+        "{doc}"
+    );
     let archive = &doc["components"]["sinks.archive"];
     assert!(
         archive["last_error"]
@@ -104,7 +108,10 @@ inputs = ["c"]
             .is_some_and(|e| e.contains("/out/archive.log")),
         "{doc}"
     );
-    assert_eq!(doc["components"]["sinks.count"]["state"], "running", "{doc}");
+    assert_eq!(
+        doc["components"]["sinks.count"]["state"], "running",
+        "{doc}"
+    );
     assert_eq!(doc["components"]["sources.c"]["state"], "running", "{doc}");
     let log_text = lw.log();
     assert!(
@@ -130,19 +137,33 @@ inputs = ["c"]
     );
     let (_, doc) = health(&api).unwrap();
     assert_eq!(doc["ok"], true, "{doc}");
-    assert_eq!(doc["components"]["sinks.archive"]["state"], "running", "{doc}");
-    assert!(doc["components"]["sinks.archive"]["restarts"].as_u64() >= Some(2), "{doc}");
+    assert_eq!(
+        doc["components"]["sinks.archive"]["state"], "running",
+        "{doc}"
+    );
+    assert!(
+        doc["components"]["sinks.archive"]["restarts"].as_u64() >= Some(2),
+        "{doc}"
+    );
 
     // Every line, in order (a batch re-sent after a restart may repeat: at-least-once).
     let mut got = delivered(&out);
     got.dedup();
-    assert_eq!(got, (0..1000).collect::<Vec<_>>(), "lines lost or reordered");
+    assert_eq!(
+        got,
+        (0..1000).collect::<Vec<_>>(),
+        "lines lost or reordered"
+    );
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
 
     // The checkpoint covers everything now: a new run ships nothing again.
     let before = count_lines(&out);
     run_once(&cfg);
-    assert_eq!(count_lines(&out), before, "the checkpoint did not advance to the end");
+    assert_eq!(
+        count_lines(&out),
+        before,
+        "the checkpoint did not advance to the end"
+    );
 }
 
 #[test]

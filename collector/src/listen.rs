@@ -44,7 +44,8 @@ impl Listener {
     /// Listens on the unix socket `path`, replacing a stale socket file there (see
     /// [`remove_stale_socket`]).
     pub fn unix(owner: &str, path: &Path) -> anyhow::Result<Listener> {
-        remove_stale_socket(path).with_context(|| format!("{owner}: listening on unix://{}", path.display()))?;
+        remove_stale_socket(path)
+            .with_context(|| format!("{owner}: listening on unix://{}", path.display()))?;
         let l = UnixListener::bind(path)
             .with_context(|| format!("{owner}: listening on unix://{}", path.display()))?;
         Ok(Listener::new(owner, Kind::Unix(l, path.to_path_buf())))
@@ -178,17 +179,27 @@ mod tests {
         assert!(path.exists());
         let mut l = Listener::unix("test", &path).expect("stale socket replaced");
 
-        let e = Listener::unix("test", &path).err().expect("live socket kept");
-        assert!(format!("{e:#}").contains("another process is listening"), "{e:#}");
+        let e = Listener::unix("test", &path)
+            .err()
+            .expect("live socket kept");
+        assert!(
+            format!("{e:#}").contains("another process is listening"),
+            "{e:#}"
+        );
 
         let _client = UnixStream::connect(&path).await.unwrap();
         let (_, peer) = l.accept().await;
         assert!(peer.starts_with("unix"), "{peer}");
         drop(l);
-        assert!(!path.exists(), "the socket file is removed with its listener");
+        assert!(
+            !path.exists(),
+            "the socket file is removed with its listener"
+        );
 
         std::fs::write(&path, b"not a socket").unwrap();
-        let e = Listener::unix("test", &path).err().expect("regular file kept");
+        let e = Listener::unix("test", &path)
+            .err()
+            .expect("regular file kept");
         assert!(format!("{e:#}").contains("is not a socket"), "{e:#}");
         assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
     }

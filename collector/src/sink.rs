@@ -72,7 +72,9 @@ impl SinkInput {
     }
 
     fn queue(&mut self) -> &mut Queue {
-        self.queue.as_mut().expect("the queue is present until drop")
+        self.queue
+            .as_mut()
+            .expect("the queue is present until drop")
     }
 
     fn track(&self, sb: SinkBatch) -> SinkBatch {

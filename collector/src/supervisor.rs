@@ -70,8 +70,12 @@ impl Restarts {
         let delay = self.backoff.next_delay();
         let component = self.health.component();
         match requeued {
-            Some(n) => tracing::error!(%component, error = cause, restart_in = ?delay, requeued_batches = n, "sink failed; restarting it with the batches it had not delivered"),
-            None => tracing::error!(%component, error = cause, restart_in = ?delay, "source failed; restarting it from its checkpoints"),
+            Some(n) => {
+                tracing::error!(%component, error = cause, restart_in = ?delay, requeued_batches = n, "sink failed; restarting it with the batches it had not delivered")
+            }
+            None => {
+                tracing::error!(%component, error = cause, restart_in = ?delay, "source failed; restarting it from its checkpoints")
+            }
         }
         delay
     }
@@ -221,7 +225,11 @@ mod tests {
         while let Ok(b) = delivered.try_recv() {
             got.push(b);
         }
-        assert_eq!(got, ["b0", "b1", "b2", "b3", "b4"], "b1 (held) and b2 (taken) re-sent");
+        assert_eq!(
+            got,
+            ["b0", "b1", "b2", "b3", "b4"],
+            "b1 (held) and b2 (taken) re-sent"
+        );
         drop(acks_tx);
         let mut settled = Vec::new();
         while let Some(a) = acks.recv().await {

@@ -118,7 +118,11 @@ impl Sink for ConsoleSink {
                 if attempt >= self.retry.retries {
                     // The supervisor restarts the sink with this batch (and logs why).
                     return Err(e).with_context(|| {
-                        format!("sink {:?}: stdout write failed {} times", self.name, attempt + 1)
+                        format!(
+                            "sink {:?}: stdout write failed {} times",
+                            self.name,
+                            attempt + 1
+                        )
                     });
                 }
                 let delay = backoff.next_delay();

@@ -132,12 +132,13 @@ where
 
 /// The HTTP status of the daemon's error answer in `e`'s chain, if it is one.
 pub fn daemon_status(e: &anyhow::Error) -> Option<u16> {
-    e.chain().find_map(|c| match c.downcast_ref::<bollard::errors::Error>() {
-        Some(bollard::errors::Error::DockerResponseServerError { status_code, .. }) => {
-            Some(*status_code)
-        }
-        _ => None,
-    })
+    e.chain()
+        .find_map(|c| match c.downcast_ref::<bollard::errors::Error>() {
+            Some(bollard::errors::Error::DockerResponseServerError { status_code, .. }) => {
+                Some(*status_code)
+            }
+            _ => None,
+        })
 }
 
 /// One log message as the API delivers it.
@@ -265,7 +266,11 @@ mod tests {
             .context("opening the log stream of container 4040404")
         };
         assert_eq!(daemon_status(&answer(404)), Some(404));
-        assert_eq!(daemon_status(&answer(500)), Some(500), "404 in the text is not a 404");
+        assert_eq!(
+            daemon_status(&answer(500)),
+            Some(500),
+            "404 in the text is not a 404"
+        );
         let io = anyhow::anyhow!("connection reset").context("container 404 log stream");
         assert_eq!(daemon_status(&io), None);
     }

@@ -219,8 +219,7 @@ impl FileSink {
         let bytes: usize = groups.iter().map(|g| g.buf.len()).sum();
         metrics::counter!(m::SINK_EVENTS, "sink" => self.name.to_string())
             .increment(batch.len() as u64);
-        metrics::counter!(m::SINK_BYTES, "sink" => self.name.to_string())
-            .increment(bytes as u64);
+        metrics::counter!(m::SINK_BYTES, "sink" => self.name.to_string()).increment(bytes as u64);
         for g in groups {
             if self.spare.len() < 16 && g.buf.capacity() <= 4 << 20 {
                 self.spare.push(g.buf);

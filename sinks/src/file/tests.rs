@@ -51,7 +51,10 @@ async fn run(cfg: &FileSinkConfig, batches: Vec<Vec<Event>>) -> Vec<bool> {
 }
 
 /// As [`run`], also when the sink fails: its result and the outcome of each batch.
-async fn try_run(cfg: &FileSinkConfig, batches: Vec<Vec<Event>>) -> (anyhow::Result<()>, Vec<bool>) {
+async fn try_run(
+    cfg: &FileSinkConfig,
+    batches: Vec<Vec<Event>>,
+) -> (anyhow::Result<()>, Vec<bool>) {
     let sink = FileSink::new("f", cfg).with_retry(RetryPolicy {
         retries: 2,
         initial_backoff: Duration::from_millis(1),
@@ -314,7 +317,10 @@ async fn a_write_failing_after_its_retries_fails_the_sink_with_the_batch_unackno
         ],
     )
     .await;
-    let e = format!("{:#}", result.expect_err("the sink fails (its supervisor restarts it)"));
+    let e = format!(
+        "{:#}",
+        result.expect_err("the sink fails (its supervisor restarts it)")
+    );
     assert!(e.contains("not-a-dir") && e.contains("3 attempts"), "{e}");
     assert_eq!(acks, [false, false], "nothing undelivered is acknowledged");
     // B's line of the failed batch was written once, not once per retry.

@@ -21,6 +21,7 @@ pub mod framing;
 pub mod parse;
 
 use crate::event::{Event, EventFlags};
+use crate::listen::{remove_stale_socket, Accepted, Listener};
 use crate::metrics as m;
 use crate::shutdown::Shutdown;
 use crate::sources::{Source, SourceContext};
@@ -36,7 +37,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use crate::listen::{remove_stale_socket, Accepted, Listener};
 use tokio::net::{UdpSocket, UnixDatagram};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -247,7 +247,6 @@ async fn serve_stream(
 
 trait ConnIo: AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + tokio::io::AsyncWrite + Send + Unpin> ConnIo for T {}
-
 
 /// Why a connection's read loop ended.
 enum End {
