@@ -5,8 +5,8 @@ mod api;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use logwharf_collector::{Shutdown, Topology};
-use logwharf_config::Config;
+use logwharf::{builtin_default, load_config};
+use logwharf_collector::{Config, Shutdown, Topology};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -34,7 +34,7 @@ enum Command {
         once: bool,
     },
     /// Check a config file and exit: 0 when valid, 2 with every error listed.
-    Validate {
+    ConfigTable {
         #[arg(short, long)]
         config: Option<PathBuf>,
         /// Also try the peers the sources need (the Docker daemon); 1 when one is unreachable.
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
-        Command::Validate { config, connect } => match load_config(config.as_deref()) {
+        Command::ConfigTable { config, connect } => match find_and_load(config.as_deref()) {
             Ok((c, origin)) => {
                 println!(
                     "{origin}: valid ({} source{}, {} sink{})",
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, once } => {
-            let (config, origin) = match load_config(config.as_deref()) {
+            let (config, origin) = match find_and_load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprint!("{e}");
@@ -124,7 +124,9 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-fn load_config(explicit: Option<&Path>) -> Result<(Config, String), logwharf_config::ConfigErrors> {
+fn find_and_load(
+    explicit: Option<&Path>,
+) -> Result<(Config, String), logwharf_config::ConfigErrors> {
     let env = std::env::var_os("LOGWHARF_CONFIG").map(PathBuf::from);
     let path = explicit.map(Path::to_path_buf).or(env).or_else(|| {
         Path::new(DEFAULT_CONFIG)
@@ -132,8 +134,8 @@ fn load_config(explicit: Option<&Path>) -> Result<(Config, String), logwharf_con
             .then(|| DEFAULT_CONFIG.into())
     });
     match path {
-        Some(p) => logwharf_config::load(&p).map(|c| (c, p.display().to_string())),
-        None => Ok((Config::builtin_default(), "<built-in default>".to_string())),
+        Some(p) => load_config(&p).map(|c| (c, p.display().to_string())),
+        None => Ok((builtin_default(), "<built-in default>".to_string())),
     }
 }
 
@@ -163,7 +165,7 @@ fn run(config: Config, once: bool) -> anyhow::Result<()> {
         }
         let shutdown = Shutdown::new();
         tokio::spawn(watch_signals(shutdown.clone()));
-        Topology::run(&config, &logwharf_sinks::build, once, shutdown).await
+        Topology::run(&config, once, shutdown).await
     })
 }
 

@@ -524,8 +524,8 @@ mod golden {
     use super::*;
     use bytes::Bytes;
     use logwharf_collector::{ContainerMeta, Event, Stream};
-    use logwharf_config::sink::syslog::{Framing, Newlines, SyslogFormat};
     use logwharf_config::Template;
+    use logwharf_sinks::syslog::config::{Framing, Newlines, SyslogFormat};
     use logwharf_sinks::syslog::format::{EncodeStats, Formatter, Zone};
     use logwharf_sinks::syslog::TagCache;
     use std::sync::Arc;

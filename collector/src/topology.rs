@@ -8,16 +8,14 @@ use crate::checkpoint::CheckpointStore;
 use crate::event::{Batch, Event};
 use crate::metrics as m;
 use crate::shutdown::Shutdown;
-use crate::sink::{Sink, SinkBatch, SinkInput};
-use crate::sources::{self, SourceContext};
+use crate::sink::SinkContext;
+use crate::sink::{SinkBatch, SinkInput};
+use crate::sources::SourceContext;
+use crate::Config;
 use anyhow::Context;
-use logwharf_config::{Config, SinkConfig, WhenFull};
+use logwharf_config::WhenFull;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
-
-/// Builds a sink from its config (provided by the sinks crate; the collector does not know the
-/// sink types).
-pub type SinkBuilder<'a> = &'a dyn Fn(&str, &SinkConfig) -> anyhow::Result<Box<dyn Sink>>;
 
 /// The sinks' buffers were closed: the pipeline is shutting down.
 #[derive(Debug, thiserror::Error)]
@@ -150,12 +148,7 @@ pub struct Topology;
 impl Topology {
     /// Runs `config` until `shutdown` is triggered (or, with `once`, until every source has
     /// read everything present), then drains and writes the final checkpoints.
-    pub async fn run(
-        config: &Config,
-        build_sink: SinkBuilder<'_>,
-        once: bool,
-        shutdown: Shutdown,
-    ) -> anyhow::Result<()> {
+    pub async fn run(config: &Config, once: bool, shutdown: Shutdown) -> anyhow::Result<()> {
         let store = Arc::new(
             CheckpointStore::open(&config.data_dir).context("opening the checkpoint store")?,
         );
@@ -165,12 +158,22 @@ impl Topology {
         let mut targets: Vec<(Vec<globset::GlobMatcher>, SinkTarget)> = Vec::new();
         let mut sinks_built = Vec::new();
         for (name, sc) in &config.sinks {
-            let sink = build_sink(name, sc).with_context(|| format!("building sink {name:?}"))?;
+            let cx = SinkContext {
+                name: name.as_str().into(),
+                buffer: sc.buffer.clone(),
+                data_dir: config.data_dir.clone(),
+                shutdown: shutdown.clone(),
+            };
+            let sink = sc
+                .inner
+                .build(cx)
+                .with_context(|| format!("building sink {name:?}"))?;
             sinks_built.push((name.clone(), sc, sink));
         }
         let mut sources_built = Vec::new();
         for (name, sc) in &config.sources {
-            let src = sources::build(name, sc, &config.data_dir)
+            let src = sc
+                .build()
                 .with_context(|| format!("building source {name:?}"))?;
             sources_built.push((name.clone(), src));
         }

@@ -4,7 +4,7 @@
 
 use crate::event::{Attrs, ContainerMeta};
 use bollard::models::ContainerInspectResponse;
-use logwharf_config::source::EnrichOptions;
+use logwharf_config::docker::EnrichOptions;
 use logwharf_config::template::{extra_attributes, split_env};
 use logwharf_config::Template;
 use std::collections::BTreeMap;

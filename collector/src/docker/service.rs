@@ -18,7 +18,7 @@ use anyhow::Context;
 use bollard::query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions};
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
-use logwharf_config::source::EnrichOptions;
+use logwharf_config::docker::EnrichOptions;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};

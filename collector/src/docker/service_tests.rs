@@ -2,7 +2,7 @@
 //! daemon cannot be made to send a malformed events stream).
 
 use super::service::{MetadataService, State};
-use logwharf_config::source::EnrichOptions;
+use logwharf_config::docker::EnrichOptions;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,6 +16,7 @@
 pub mod ack;
 pub mod batch;
 pub mod client;
+pub mod config;
 pub mod credentials;
 pub mod request;
 
@@ -26,11 +27,11 @@ use self::credentials::CredentialSource;
 use self::request::{Action, ErrorKind, ServiceError, Signer};
 use anyhow::Context;
 use bytes::Bytes;
+pub use config::CloudWatchConfig;
+use config::{limits, Oversize};
 use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{ContainerMeta, Event, Sink, SinkInput};
-use logwharf_config::sink::cloudwatch::{limits, Oversize};
-use logwharf_config::sink::CloudWatchConfig;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -101,11 +101,12 @@ fn sink(port: u16, extra: &str) -> CloudWatch {
     let text = format!(
         "[sources.s]\ntype = \"docker_json_file\"\n[sinks.cw]\ntype = \"cloudwatch\"\ninputs = [\"s\"]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:{port}\"\ngroup = \"g\"\naccess_key_id = \"AKIDTEST\"\nsecret_access_key = \"x\"\nretry_max_wait = \"200ms\"\nbatch = {{ timeout = \"50ms\" }}\n{extra}"
     );
-    let c = logwharf_config::load_str(&text, "t").unwrap();
-    match &c.sinks["cw"].kind {
-        logwharf_config::SinkKind::CloudWatch(c) => CloudWatch::new("cw", c, 16_384).unwrap(),
-        _ => unreachable!(),
-    }
+    let c = crate::load_test_config(&text).unwrap();
+    let c = c.sinks["cw"]
+        .inner
+        .downcast_ref::<CloudWatchConfig>()
+        .unwrap();
+    CloudWatch::new("cw", c, 16_384).unwrap()
 }
 
 /// A source batch of `msgs` from container `id`; its outcome arrives on the receiver.

@@ -9,15 +9,16 @@
 //! counted, logged with its path and retried with backoff from the byte where it stopped (no
 //! torn or repeated lines); after the last retry the batch is left unacknowledged.
 
+pub mod config;
 pub mod rotation;
 pub mod writer;
 
 use crate::encoding::Encoder;
 use anyhow::Context;
+pub use config::FileSinkConfig;
 use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{Batch, ContainerMeta, Sink, SinkBatch, SinkInput};
-use logwharf_config::sink::FileSinkConfig;
 use logwharf_config::Template;
 use rotation::RotationPolicy;
 use std::collections::HashMap;

@@ -4,8 +4,8 @@
 //! partial) or logwharf's whole event. The tag and the container part of each record are
 //! rendered once per container and cached, never per line.
 
+use super::config::RecordFormat;
 use logwharf_collector::{ContainerMeta, Event, EventFlags};
-use logwharf_config::sink::fluentd::RecordFormat;
 use logwharf_config::Template;
 use rmp::encode;
 use std::collections::HashMap;

@@ -3,12 +3,12 @@
 use super::*;
 use bytes::Bytes;
 use logwharf_collector::sources::fluent::FluentSource;
+use logwharf_collector::sources::fluent::FluentSourceConfig;
 use logwharf_collector::sources::{Source, SourceContext};
 use logwharf_collector::{
     AckToken, Batch, CheckpointStore, ContainerMeta, Event, EventFlags, Shutdown, SinkBatch,
     SourceOutput, Stream,
 };
-use logwharf_config::source::FluentSourceConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,7 +66,7 @@ async fn round_trip(gzip: bool, require_ack: bool, auth: bool) {
         },
         ..Default::default()
     };
-    let key = logwharf_config::source::ForwardAuth {
+    let key = logwharf_config::address::ForwardAuth {
         shared_key: "k3y".into(),
         self_hostname: None,
     };
@@ -176,7 +176,7 @@ async fn a_wrong_shared_key_never_delivers() {
         },
         ..Default::default()
     };
-    scfg.auth = Some(logwharf_config::source::ForwardAuth {
+    scfg.auth = Some(logwharf_config::address::ForwardAuth {
         shared_key: "right".into(),
         self_hostname: None,
     });
@@ -188,7 +188,7 @@ async fn a_wrong_shared_key_never_delivers() {
         },
         ..Default::default()
     };
-    cfg.auth = Some(logwharf_config::source::ForwardAuth {
+    cfg.auth = Some(logwharf_config::address::ForwardAuth {
         shared_key: "wrong".into(),
         self_hostname: None,
     });

@@ -27,17 +27,18 @@
 //!   runtime's `shutdown_timeout` bounds that wait, and what is left unsettled is read again
 //!   on the next start.
 
+pub mod config;
 mod inflight;
 mod producer;
 mod record;
 mod throttle;
 
 use anyhow::Context as _;
+pub use config::KafkaSinkConfig;
 use inflight::{msg_id, split, InFlight, MsgId, Outcome};
 use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{Batch, Sink, SinkInput};
-use logwharf_config::sink::KafkaSinkConfig;
 use producer::{Broken, Producer, SendError};
 use rdkafka::producer::BaseRecord;
 use rdkafka::ClientConfig;

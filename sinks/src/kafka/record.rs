@@ -2,10 +2,10 @@
 //! container and cached, never per line), its value (one of the shared encoders) and its
 //! optional metadata headers.
 
+use super::config::HeaderField;
+use super::config::KafkaSinkConfig;
 use crate::encoding::Encoder;
 use logwharf_collector::{ContainerMeta, Event};
-use logwharf_config::sink::kafka::HeaderField;
-use logwharf_config::sink::KafkaSinkConfig;
 use logwharf_config::Template;
 use rdkafka::message::{Header, OwnedHeaders};
 use std::collections::HashMap;

@@ -16,9 +16,9 @@
 //! the time it sends), PROCID defaults to logwharf's pid (Docker: dockerd's), and empty lines
 //! are sent (Docker's driver skips them).
 
+use super::config::{Framing, Newlines, SyslogFormat};
 use logwharf_collector::time::{civil_from_days, write_rfc3339, Fraction};
 use logwharf_collector::{Event, Stream};
-use logwharf_config::sink::syslog::{Framing, Newlines, SyslogFormat};
 
 /// Severity codes Docker uses.
 pub const SEVERITY_ERR: u8 = 3;

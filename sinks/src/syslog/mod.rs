@@ -1,33 +1,30 @@
 //! `type = "syslog"`: events to a syslog server, formatted and framed as Docker's syslog driver
-//! does it ([`format`]), over TCP, UDP, TCP+TLS or a unix socket ([`transport`]).
+//! does it ([`format`]), over TCP, UDP, TCP+TLS or a unix socket (the shared [`SocketWriter`]).
 //!
 //! The task gathers batches with the shared batcher, encodes the whole group into one buffer
 //! (one write for many lines on stream transports), writes it, and only then acknowledges the
-//! batches. A failed connection is reopened with the shared backoff and the unwritten group is
-//! written again; what was written shortly before the failure (the resend window, bounded by
-//! bytes and age) is written again first, since a peer that dies may have accepted bytes it
-//! never read. Delivery is at-least-once: a peer restart can show a few duplicates, not gaps.
+//! batches. Reconnecting, the resend window and at-least-once delivery are the socket writer's
+//! (crate::util::socket).
 //!
 //! The tag template is rendered once per container (and re-rendered when the container's name
 //! changes), never per line; if it renders empty (e.g. `{{.Name}}` before the container's
 //! metadata is known) the short container id — Docker's default tag — is used. Events without a container (relayed from a syslog source) keep
 //! their own `appname` field as APP-NAME.
 
+pub mod config;
 pub mod format;
-pub mod transport;
 
 use crate::util::batcher::next_group;
+use crate::util::socket::SocketWriter;
+use crate::util::transport::Connector;
 use bytes::Bytes;
+pub use config::SyslogSinkConfig;
 use format::{EncodeStats, Formatter};
-use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{ContainerMeta, Event, Sink, SinkInput};
-use logwharf_config::sink::syslog::SyslogSinkConfig;
 use logwharf_config::Template;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use transport::{Connection, Connector};
 
 /// The rendered tag per container, so the template runs once per container.
 pub struct TagCache {
@@ -93,49 +90,12 @@ impl TagCache {
     }
 }
 
-/// Recently written stream data, written again after a connection loss. Trimmed by age when
-/// data is added and when a connection is lost, never while waiting to reconnect.
-struct ResendWindow {
-    chunks: VecDeque<(Instant, Bytes)>,
-    bytes: usize,
-    max_bytes: usize,
-    max_age: Duration,
-}
-
-impl ResendWindow {
-    fn push(&mut self, data: Bytes) {
-        if self.max_bytes == 0 {
-            return;
-        }
-        self.bytes += data.len();
-        self.chunks.push_back((Instant::now(), data));
-        self.trim();
-    }
-
-    fn trim(&mut self) {
-        let now = Instant::now();
-        while let Some((t, c)) = self.chunks.front() {
-            let too_big = self.bytes - c.len() >= self.max_bytes && self.chunks.len() > 1;
-            let too_old = now.duration_since(*t) > self.max_age;
-            if !(too_big || too_old) {
-                break;
-            }
-            self.bytes -= c.len();
-            self.chunks.pop_front();
-        }
-    }
-}
-
 /// The running sink.
 pub struct SyslogSink {
-    name: String,
     config: SyslogSinkConfig,
     formatter: Formatter,
     tags: TagCache,
-    connector: Connector,
-    conn: Option<Connection>,
-    backoff: Backoff,
-    window: ResendWindow,
+    writer: SocketWriter,
     metrics: Metrics,
 }
 
@@ -143,15 +103,6 @@ struct Metrics {
     events: metrics::Counter,
     bytes: metrics::Counter,
     truncated: metrics::Counter,
-    retries: metrics::Counter,
-    resent: metrics::Counter,
-    name: String,
-}
-
-impl Metrics {
-    fn error(&self, kind: &'static str) {
-        metrics::counter!(m::SINK_ERRORS, "sink" => self.name.clone(), "kind" => kind).increment(1);
-    }
 }
 
 impl SyslogSink {
@@ -174,130 +125,24 @@ impl SyslogSink {
             config.effective_max_message(),
         );
         let connector = Connector::new(address, config.tls.as_ref(), config.connect_timeout.0)?;
-        let name = name.to_string();
+        let writer = SocketWriter::new(
+            name,
+            "syslog",
+            connector,
+            config.resend_window.0 as usize,
+            config.resend_window_age.0,
+        );
         Ok(SyslogSink {
             formatter,
             tags: TagCache::new(config.tag.clone()),
-            connector,
-            conn: None,
-            backoff: Backoff::network(),
-            window: ResendWindow {
-                chunks: VecDeque::new(),
-                bytes: 0,
-                max_bytes: config.resend_window.0 as usize,
-                max_age: config.resend_window_age.0,
-            },
+            writer,
             metrics: Metrics {
-                events: metrics::counter!(m::SINK_EVENTS, "sink" => name.clone()),
-                bytes: metrics::counter!(m::SINK_BYTES, "sink" => name.clone()),
-                truncated: metrics::counter!(m::SINK_TRUNCATED, "sink" => name.clone()),
-                retries: metrics::counter!(m::SINK_RETRIES, "sink" => name.clone()),
-                resent: metrics::counter!(m::SINK_RESENT_BYTES, "sink" => name.clone()),
-                name: name.clone(),
+                events: metrics::counter!(m::SINK_EVENTS, "sink" => name.to_string()),
+                bytes: metrics::counter!(m::SINK_BYTES, "sink" => name.to_string()),
+                truncated: metrics::counter!(m::SINK_TRUNCATED, "sink" => name.to_string()),
             },
-            name,
             config: config.clone(),
         })
-    }
-
-    /// Writes `buf` (messages ending at `ends` for datagrams) until it is written, reconnecting
-    /// with backoff. Returns only on success: a sink that gave up would lose data (shutdown
-    /// aborts this at the deadline, leaving the batches unacknowledged).
-    async fn deliver(&mut self, buf: Bytes, ends: &[usize]) {
-        let mut next = 0; // datagrams: index of the next message to send
-        loop {
-            if self.conn.is_none() {
-                match self.connect().await {
-                    Ok(c) => self.conn = Some(c),
-                    Err(e) => {
-                        self.failed("connect", &e);
-                        self.backoff.wait().await;
-                        continue;
-                    }
-                }
-            }
-            let Some(conn) = self.conn.as_mut() else {
-                continue;
-            };
-            match conn {
-                Connection::Stream(s) => match s.write_all(&buf).await {
-                    Ok(()) => {
-                        self.backoff.reset();
-                        self.window.push(buf);
-                        return;
-                    }
-                    Err(e) => {
-                        self.conn = None;
-                        // What the lost connection may not have delivered: the window as of
-                        // now (not as of the reconnect, however long the peer stays away).
-                        self.window.trim();
-                        self.failed("write", &anyhow::Error::new(e));
-                        self.backoff.wait().await;
-                    }
-                },
-                Connection::Datagram(d) => {
-                    while next < ends.len() {
-                        let start = if next == 0 { 0 } else { ends[next - 1] };
-                        let msg = &buf[start..ends[next]];
-                        let mut r = d.send(msg).await;
-                        if d.is_udp()
-                            && matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
-                        {
-                            // An ICMP error about an earlier datagram: this one was not sent.
-                            self.metrics.error("refused");
-                            r = d.send(msg).await;
-                        }
-                        match r {
-                            Ok(_) => next += 1,
-                            Err(e) if d.is_udp() => {
-                                // UDP promises nothing; count the loss and go on.
-                                self.metrics.error("send");
-                                tracing::debug!(sink = %self.name, address = %self.connector.address(), error = %e, "datagram not sent");
-                                next += 1;
-                            }
-                            Err(e) => {
-                                self.conn = None;
-                                self.failed("write", &anyhow::Error::new(e));
-                                self.backoff.wait().await;
-                                break;
-                            }
-                        }
-                    }
-                    if next >= ends.len() {
-                        self.backoff.reset();
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Connects, then writes the resend window (what the previous connection may have lost).
-    async fn connect(&mut self) -> anyhow::Result<Connection> {
-        let mut conn = self.connector.connect().await?;
-        if let Connection::Stream(s) = &mut conn {
-            if self.window.bytes > 0 {
-                tracing::info!(sink = %self.name, address = %self.connector.address(), bytes = self.window.bytes,
-                    "reconnected; resending what was written shortly before the connection was lost (at-least-once: the peer may see duplicates)");
-                for (_, c) in &self.window.chunks {
-                    s.write_all(c).await?;
-                }
-                self.metrics.resent.increment(self.window.bytes as u64);
-            } else if self.backoff.attempts() > 0 {
-                tracing::info!(sink = %self.name, address = %self.connector.address(), "reconnected");
-            }
-        }
-        Ok(conn)
-    }
-
-    fn failed(&mut self, kind: &'static str, e: &anyhow::Error) {
-        self.metrics.error(kind);
-        self.metrics.retries.increment(1);
-        let n = self.backoff.attempts();
-        if n.is_multiple_of(10) {
-            tracing::warn!(sink = %self.name, address = %self.connector.address(), attempt = n + 1,
-                error = %format!("{e:#}"), "syslog {kind} failed; retrying with backoff (nothing is acknowledged until written)");
-        }
     }
 }
 
@@ -322,7 +167,7 @@ impl Sink for SyslogSink {
             }
             cap = cap.max(buf.len());
             let n = buf.len();
-            self.deliver(Bytes::from(buf), &ends).await;
+            self.writer.deliver(Bytes::from(buf), &ends).await;
             for sb in group {
                 sb.into_parts().1.delivered();
             }
@@ -332,9 +177,7 @@ impl Sink for SyslogSink {
                 self.metrics.truncated.increment(stats.truncated as u64);
             }
         }
-        if let Some(Connection::Stream(s)) = self.conn.as_mut() {
-            s.shutdown().await;
-        }
+        self.writer.shutdown().await;
         Ok(())
     }
 }
@@ -384,24 +227,6 @@ mod tests {
         f.insert("appname".into(), "cron".into());
         relayed.fields = Some(Box::new(f));
         assert_eq!(tags.get(&relayed), "cron");
-    }
-
-    #[test]
-    fn resend_window_is_bounded_by_bytes_and_age() {
-        let mut w = ResendWindow {
-            chunks: VecDeque::new(),
-            bytes: 0,
-            max_bytes: 10,
-            max_age: Duration::from_secs(60),
-        };
-        for _ in 0..5 {
-            w.push(Bytes::from_static(b"abcd"));
-        }
-        assert_eq!(w.bytes, 12);
-        w.max_age = Duration::ZERO;
-        std::thread::sleep(Duration::from_millis(2));
-        w.trim();
-        assert_eq!(w.bytes, 0);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! `start`, ended when the container's stream ends (`die`) or on `destroy`. With
 //! `events = true`, container start/die/oom/kill become structured log events.
 
+pub mod config;
 pub(crate) mod cursor;
 mod reader;
 
@@ -13,8 +14,8 @@ use crate::docker::{ContainerEvent, EventKind, MetaChange, MetadataService};
 use crate::event::{ContainerMeta, Event, Stream};
 use crate::topology::SourceOutput;
 use bytes::Bytes;
+pub use config::{DockerApiConfig, StreamSelection};
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use logwharf_config::source::{DockerApiConfig, StreamSelection};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

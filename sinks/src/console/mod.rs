@@ -7,13 +7,15 @@
 //! sink stops and leaves what it holds unacknowledged, so nothing is checkpointed past it; other
 //! write errors are retried with backoff from the byte where the write stopped.
 
+pub mod config;
+
 use crate::encoding::Encoder;
 use crate::file::rotation::write_counted;
 use crate::file::RetryPolicy;
 use anyhow::Context;
+pub use config::ConsoleConfig;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{Sink, SinkInput};
-use logwharf_config::sink::ConsoleConfig;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
