@@ -126,8 +126,8 @@ inputs = ["c"]
     assert_eq!(
         e,
         vec![
-            "line 5: sinks.a.type: unknown sink type \"kafak\" (known: blackhole, cloudwatch, console, file, fluentd, kafka, syslog)",
-            "line 7: sinks.b: missing `type` (one of: blackhole, cloudwatch, console, file, fluentd, kafka, syslog)",
+            "line 5: sinks.a.type: unknown sink type \"kafak\" (known: blackhole, cloudwatch, console, file, fluentd, kafka, socket, syslog)",
+            "line 7: sinks.b: missing `type` (one of: blackhole, cloudwatch, console, file, fluentd, kafka, socket, syslog)",
         ]
     );
 }

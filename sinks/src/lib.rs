@@ -13,6 +13,7 @@ pub mod encoding;
 pub mod file;
 pub mod fluentd;
 pub mod kafka;
+pub mod socket;
 pub mod syslog;
 pub mod util;
 
@@ -26,6 +27,7 @@ pub const TYPES: &[SinkType] = &[
     sink_type::<file::FileSinkConfig>("file"),
     sink_type::<fluentd::FluentdSinkConfig>("fluentd"),
     sink_type::<kafka::KafkaSinkConfig>("kafka"),
+    sink_type::<socket::SocketSinkConfig>("socket"),
     sink_type::<syslog::SyslogSinkConfig>("syslog"),
 ];
 
