@@ -34,7 +34,7 @@ enum Command {
         once: bool,
     },
     /// Check a config file and exit: 0 when valid, 2 with every error listed.
-    ConfigTable {
+    Validate {
         #[arg(short, long)]
         config: Option<PathBuf>,
         /// Also try the peers the sources need (the Docker daemon); 1 when one is unreachable.
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
-        Command::ConfigTable { config, connect } => match find_and_load(config.as_deref()) {
+        Command::Validate { config, connect } => match find_and_load(config.as_deref()) {
             Ok((c, origin)) => {
                 println!(
                     "{origin}: valid ({} source{}, {} sink{})",
