@@ -17,6 +17,8 @@ pub mod multiline;
 pub mod shutdown;
 pub mod sink;
 pub mod sources;
+#[doc(hidden)]
+pub mod testing;
 pub mod time;
 pub mod tls;
 pub mod topology;
