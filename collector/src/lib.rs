@@ -20,6 +20,7 @@ pub mod sources;
 pub mod time;
 pub mod tls;
 pub mod topology;
+pub mod untrusted;
 
 pub use ack::{AckToken, OnDelivered};
 pub use checkpoint::CheckpointStore;
