@@ -40,6 +40,8 @@ pub struct TagCache {
     template: NameTemplate,
     cache: RenderCache<Arc<str>>,
     confinement: Confinement,
+    /// The last relayed `appname`, so consecutive lines of one app share one allocation.
+    last_app: Option<Arc<str>>,
 }
 
 impl TagCache {
@@ -56,6 +58,7 @@ impl TagCache {
             template: NameTemplate::new(template, "tag", Charset::PrintUsAscii, Self::MAX_LEN),
             cache: RenderCache::default(),
             confinement: Confinement::new(sink),
+            last_app: None,
         }
     }
 
@@ -69,7 +72,10 @@ impl TagCache {
                 .and_then(|f| f.get("appname"))
                 .and_then(|v| v.as_str())
             {
-                return Arc::from(app);
+                return match &self.last_app {
+                    Some(a) if &**a == app => a.clone(),
+                    _ => self.last_app.insert(Arc::from(app)).clone(),
+                };
             }
         }
         let (t, conf) = (&self.template, &self.confinement);

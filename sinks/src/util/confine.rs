@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn path_segments_lose_slashes_dot_pairs_nul_and_controls() {
         assert_eq!(conf("web_1", Charset::PathSegment), ("web_1".into(), 0));
-        assert_eq!(conf("../../x", Charset::PathSegment), ("._._x".into(), 4));
+        assert_eq!(conf("../../x", Charset::PathSegment), (".__.__x".into(), 4));
         assert_eq!(conf("...", Charset::PathSegment).0, "._.");
         assert_eq!(
             conf("a\0b\nc\u{85}é", Charset::PathSegment),
