@@ -11,8 +11,7 @@ use common::*;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A logwharf whose `syslog` source (the feeder, `tcp://127.0.0.1:feed`) relays into the sink

@@ -52,7 +52,7 @@ impl PeerContainer {
     pub fn new(id: Option<&[u8]>, name: Option<&[u8]>) -> PeerContainer {
         let (id, rejected_id) = match id {
             Some(i) if is_container_id(i) => (String::from_utf8_lossy(i).into_owned(), None),
-            Some(i) if i.is_empty() => (String::new(), None),
+            Some([]) => (String::new(), None),
             Some(i) => (String::new(), Some(String::from_utf8_lossy(i).into_owned())),
             None => (String::new(), None),
         };
