@@ -63,7 +63,7 @@ fn formatter(c: &mut Criterion) {
                 let mut st = EncodeStats::default();
                 for e in &events {
                     let tag = tags.get(e);
-                    f.encode(&mut out, &mut ends, e, tag, &mut st);
+                    f.encode(&mut out, &mut ends, e, &tag, &mut st);
                 }
                 out.len()
             })

@@ -22,6 +22,7 @@ pub mod testing;
 pub mod time;
 pub mod tls;
 pub mod topology;
+pub mod untrusted;
 
 pub use ack::{AckToken, OnDelivered};
 pub use checkpoint::CheckpointStore;

@@ -285,6 +285,8 @@ pub fn count_lines(path: &Path) -> usize {
 }
 
 /// The real Docker daemon of the testbed.
+pub mod rsyslog;
+
 pub mod docker {
     use super::*;
 

@@ -182,7 +182,8 @@ impl Sink for Fluentd {
     async fn run(self: Box<Self>, mut input: SinkInput) -> anyhow::Result<()> {
         let c = &self.config;
         let mut builder = ChunkBuilder::new(
-            RecordEncoder::new(
+            RecordEncoder::for_sink(
+                &self.name,
                 c.tag.clone(),
                 c.record,
                 c.sub_second_precision,

@@ -71,7 +71,7 @@ impl KafkaSink {
             name: name.to_string(),
             brokers: config.brokers.join(","),
             client,
-            records: Records::new(config),
+            records: Records::new(name, config),
             queue_limits: format!(
                 "{} messages / {} bytes",
                 config.queue_max_messages, config.queue_max_bytes.0

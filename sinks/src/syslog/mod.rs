@@ -6,87 +6,77 @@
 //! batches. Reconnecting, the resend window and at-least-once delivery are the socket writer's
 //! (crate::util::socket).
 //!
-//! The tag template is rendered once per container (and re-rendered when the container's name
-//! changes), never per line; if it renders empty (e.g. `{{.Name}}` before the container's
-//! metadata is known) the short container id — Docker's default tag — is used. Events without a container (relayed from a syslog source) keep
-//! their own `appname` field as APP-NAME.
+//! The tag template is rendered once per container (and re-rendered when the container's
+//! metadata changes), never per line, through the shared render cache with its one
+//! empty-render rule (sinks/src/util/render.rs: e.g. `{{.Name}}` before the container's
+//! metadata is known gives the short container id, Docker's default tag). Events without a
+//! container (relayed from a syslog source) keep their own `appname` field as APP-NAME. The
+//! formatter holds every header field to RFC 5424's characters and lengths, whatever its
+//! origin, so no peer-supplied byte can end a frame early.
 
 pub mod config;
 pub mod format;
 
 use crate::util::batcher::next_group;
+use crate::util::confine::{Charset, Confinement};
+use crate::util::render::{NameTemplate, RenderCache};
 use crate::util::socket::SocketWriter;
 use crate::util::transport::Connector;
 use bytes::Bytes;
 pub use config::SyslogSinkConfig;
 use format::{EncodeStats, Formatter};
 use logwharf_collector::metrics as m;
-use logwharf_collector::{ContainerMeta, Event, Sink, SinkInput};
+use logwharf_collector::{Event, Sink, SinkInput};
 use logwharf_config::Template;
-use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The rendered tag per container, so the template runs once per container.
+/// The rendered tag per container (the shared [`RenderCache`]), so the template runs once per
+/// container; its values confined to RFC 5424's PRINTUSASCII and APP-NAME's 48 characters.
 pub struct TagCache {
-    template: Template,
-    /// Tag for events that have neither a container nor an `appname` field.
-    fallback: String,
-    by_id: HashMap<String, (Option<String>, Arc<str>)>,
-    last: Option<(Arc<ContainerMeta>, Arc<str>)>,
+    template: NameTemplate,
+    cache: RenderCache<Arc<str>>,
+    confinement: Confinement,
+    /// The last relayed `appname`, so consecutive lines of one app share one allocation.
+    last_app: Option<Arc<str>>,
 }
 
 impl TagCache {
-    const MAX_ENTRIES: usize = 8192;
+    /// APP-NAME's limit in RFC 5424.
+    pub const MAX_LEN: usize = 48;
 
     pub fn new(template: Template) -> TagCache {
-        let fallback = if template.is_static() {
-            template.render(&ContainerMeta::default())
-        } else {
-            "logwharf".to_string()
-        };
+        TagCache::for_sink("syslog", template)
+    }
+
+    /// Counts confined values under the sink's name.
+    pub fn for_sink(sink: &str, template: Template) -> TagCache {
         TagCache {
-            template,
-            fallback,
-            by_id: HashMap::new(),
-            last: None,
+            template: NameTemplate::new(template, "tag", Charset::PrintUsAscii, Self::MAX_LEN),
+            cache: RenderCache::default(),
+            confinement: Confinement::new(sink),
+            last_app: None,
         }
     }
 
-    /// APP-NAME for `ev`.
-    pub fn get<'a>(&'a mut self, ev: &'a Event) -> &'a str {
-        let Some(c) = &ev.container else {
-            return ev
+    /// APP-NAME for `ev`: the container's rendered tag; for an event without a container, its
+    /// own `appname` field (relayed from a syslog source), else the template's rendering.
+    pub fn get(&mut self, ev: &Event) -> Arc<str> {
+        if ev.container.is_none() {
+            if let Some(app) = ev
                 .fields
                 .as_ref()
                 .and_then(|f| f.get("appname"))
                 .and_then(|v| v.as_str())
-                .unwrap_or(&self.fallback);
-        };
-        let hit = matches!(&self.last, Some((lc, _)) if Arc::ptr_eq(lc, c));
-        if !hit {
-            let tag = match self.by_id.get(&c.id) {
-                Some((name, tag)) if *name == c.name => tag.clone(),
-                _ => {
-                    if self.by_id.len() >= Self::MAX_ENTRIES {
-                        self.by_id.clear();
-                    }
-                    let mut tag = self.template.render(c.as_ref());
-                    if tag.is_empty() {
-                        // Metadata not known (yet): Docker's default tag rather than nothing.
-                        tag = c.short_id().to_string();
-                    }
-                    let tag: Arc<str> = tag.into();
-                    self.by_id
-                        .insert(c.id.clone(), (c.name.clone(), tag.clone()));
-                    tag
-                }
-            };
-            self.last = Some((c.clone(), tag));
+            {
+                return match &self.last_app {
+                    Some(a) if &**a == app => a.clone(),
+                    _ => self.last_app.insert(Arc::from(app)).clone(),
+                };
+            }
         }
-        match &self.last {
-            Some((_, t)) => t,
-            None => &self.fallback,
-        }
+        let (t, conf) = (&self.template, &self.confinement);
+        self.cache
+            .get(ev.container.as_ref(), |m| Arc::from(t.render(m, conf)))
     }
 }
 
@@ -134,7 +124,7 @@ impl SyslogSink {
         );
         Ok(SyslogSink {
             formatter,
-            tags: TagCache::new(config.tag.clone()),
+            tags: TagCache::for_sink(name, config.tag.clone()),
             writer,
             metrics: Metrics {
                 events: metrics::counter!(m::SINK_EVENTS, "sink" => name.to_string()),
@@ -161,7 +151,7 @@ impl Sink for SyslogSink {
                 for ev in &sb.batch.events {
                     let tag = self.tags.get(ev);
                     self.formatter
-                        .encode(&mut buf, &mut ends, ev, tag, &mut stats);
+                        .encode(&mut buf, &mut ends, ev, &tag, &mut stats);
                 }
                 events += sb.batch.len();
             }
@@ -201,7 +191,7 @@ pub fn own_hostname() -> String {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use logwharf_collector::Stream;
+    use logwharf_collector::{ContainerMeta, Stream};
 
     #[test]
     fn tags_render_once_per_container_and_follow_renames() {
@@ -211,22 +201,32 @@ mod tests {
         let c = Arc::new(meta);
         let mut e = Event::new(0, Stream::Stdout, Bytes::from_static(b"x"));
         e.container = Some(c.clone());
-        assert_eq!(tags.get(&e), "sysl/d2ae8d3a9846");
+        assert_eq!(&*tags.get(&e), "sysl/d2ae8d3a9846");
         let mut renamed = (*c).clone();
         renamed.name = Some("other".into());
         e.container = Some(Arc::new(renamed));
-        assert_eq!(tags.get(&e), "other/d2ae8d3a9846");
+        assert_eq!(&*tags.get(&e), "other/d2ae8d3a9846");
         let mut anon = Event::new(0, Stream::Stdout, Bytes::from_static(b"x"));
         anon.container = Some(Arc::new(ContainerMeta::from_id("0123456789abcdef")));
-        assert_eq!(tags.get(&anon), "/0123456789ab");
+        assert_eq!(&*tags.get(&anon), "/0123456789ab");
         let mut only_name = TagCache::new(Template::parse("{{.Name}}").unwrap());
-        assert_eq!(only_name.get(&anon), "0123456789ab");
+        assert_eq!(&*only_name.get(&anon), "0123456789ab");
+        // No container: the template renders against no metadata; empty → `logwharf`.
         let mut relayed = Event::new(0, Stream::Unknown, Bytes::from_static(b"x"));
-        assert_eq!(tags.get(&relayed), "logwharf");
+        assert_eq!(&*tags.get(&relayed), "/");
+        assert_eq!(&*only_name.get(&relayed), "logwharf");
         let mut f = serde_json::Map::new();
         f.insert("appname".into(), "cron".into());
         relayed.fields = Some(Box::new(f));
-        assert_eq!(tags.get(&relayed), "cron");
+        assert_eq!(&*tags.get(&relayed), "cron");
+        // A peer's name with a newline and a fake header stays one APP-NAME token.
+        let mut hostile = ContainerMeta::from_id("0123456789abcdef");
+        hostile.name = Some("x\n<14>1 2026-11-25T13:04:34Z h forged - - hi".into());
+        anon.container = Some(Arc::new(hostile));
+        assert_eq!(
+            &*only_name.get(&anon),
+            "x_<14>1_2026-11-25T13:04:34Z_h_forged_-_-_hi"
+        );
     }
 
     #[test]
