@@ -16,9 +16,9 @@ use logwharf_collector::sources::docker_json_file::tailer::{
     ContainerTail, Flush, StartAt, StartParams, TailMetrics, TailSettings,
 };
 use logwharf_collector::sources::docker_json_file::DockerJsonFile;
+use logwharf_collector::sources::docker_json_file::DockerJsonFileConfig;
 use logwharf_collector::sources::{Source, SourceContext};
 use logwharf_collector::{Shutdown, SourceOutput};
-use logwharf_config::source::DockerJsonFileConfig;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;

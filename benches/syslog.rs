@@ -6,8 +6,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use logwharf_collector::sources::syslog::framing::Framer;
 use logwharf_collector::sources::syslog::parse::parse_frame;
 use logwharf_collector::{ContainerMeta, Event, Stream};
-use logwharf_config::sink::syslog::{Framing, Newlines, SyslogFormat};
 use logwharf_config::Template;
+use logwharf_sinks::syslog::config::{Framing, Newlines, SyslogFormat};
 use logwharf_sinks::syslog::format::{EncodeStats, Formatter, Zone};
 use logwharf_sinks::syslog::TagCache;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ fn formatter(c: &mut Criterion) {
                 let mut st = EncodeStats::default();
                 for e in &events {
                     let tag = tags.get(e);
-                    f.encode(&mut out, &mut ends, e, tag, &mut st);
+                    f.encode(&mut out, &mut ends, e, &tag, &mut st);
                 }
                 out.len()
             })

@@ -6,12 +6,10 @@ mod recorder;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use logwharf_collector::topology::SinkBuilder;
-use logwharf_collector::{Health, Shutdown, Topology};
-use logwharf_config::Config;
+use logwharf::{builtin_default, load_config};
+use logwharf_collector::{Config, Health, Shutdown, Topology};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Log collection and shipping daemon for Docker hosts.
 #[derive(Parser)]
@@ -56,7 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
-        Command::Validate { config, connect } => match load_config(config.as_deref()) {
+        Command::Validate { config, connect } => match find_and_load(config.as_deref()) {
             Ok((c, origin)) => {
                 println!(
                     "{origin}: valid ({} source{}, {} sink{})",
@@ -76,7 +74,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, once, api } => {
-            let (config, origin) = match load_config(config.as_deref()) {
+            let (config, origin) = match find_and_load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprint!("{e}");
@@ -131,7 +129,9 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-fn load_config(explicit: Option<&Path>) -> Result<(Config, String), logwharf_config::ConfigErrors> {
+fn find_and_load(
+    explicit: Option<&Path>,
+) -> Result<(Config, String), logwharf_config::ConfigErrors> {
     let env = std::env::var_os("LOGWHARF_CONFIG").map(PathBuf::from);
     let path = explicit.map(Path::to_path_buf).or(env).or_else(|| {
         Path::new(DEFAULT_CONFIG)
@@ -139,8 +139,8 @@ fn load_config(explicit: Option<&Path>) -> Result<(Config, String), logwharf_con
             .then(|| DEFAULT_CONFIG.into())
     });
     match path {
-        Some(p) => logwharf_config::load(&p).map(|c| (c, p.display().to_string())),
-        None => Ok((Config::builtin_default(), "<built-in default>".to_string())),
+        Some(p) => load_config(&p).map(|c| (c, p.display().to_string())),
+        None => Ok((builtin_default(), "<built-in default>".to_string())),
     }
 }
 
@@ -173,8 +173,7 @@ fn run(config: Config, once: bool, with_api: bool) -> anyhow::Result<()> {
         }
         let shutdown = Shutdown::new();
         tokio::spawn(watch_signals(shutdown.clone()));
-        let build_sink: SinkBuilder = Arc::new(logwharf_sinks::build);
-        Topology::run(&config, build_sink, once, shutdown, health).await
+        Topology::run(&config, once, shutdown, health).await
     })
 }
 

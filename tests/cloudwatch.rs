@@ -37,17 +37,6 @@ fn require_peers() -> bool {
         )
 }
 
-fn wait_port(port: u16, what: &str) {
-    assert!(
-        wait_until(Duration::from_secs(30), || TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
-        "{what} did not listen on {port}"
-    );
-}
-
 /// A process we started, killed by pid on drop.
 struct Peer {
     child: Child,
@@ -223,14 +212,12 @@ fn start_logwharf(config: &Path, env: &[(&str, &str)]) -> Logwharf {
 
 struct Setup {
     t: TestDir,
-    api_port: u16,
 }
 
 impl Setup {
     fn new(name: &str) -> Setup {
         Setup {
             t: TestDir::new(name),
-            api_port: free_port(),
         }
     }
 
@@ -243,8 +230,6 @@ impl Setup {
         self.t.config(&format!(
             r#"
 checkpoint_interval = "1s"
-[api]
-address = "127.0.0.1:{api}"
 [sources.containers]
 type = "docker_json_file"
 include = [{include}]
@@ -258,7 +243,6 @@ buffer = {{ max_events = 4096 }}
 {sink}
 {retry}
 "#,
-            api = self.api_port,
             include = include.join(", "),
             retry = if sink.contains("retry_max_wait") {
                 ""
@@ -269,7 +253,7 @@ buffer = {{ max_events = 4096 }}
     }
 
     fn metrics(&self) -> String {
-        http_get(&format!("127.0.0.1:{}", self.api_port), "/metrics").unwrap_or_default()
+        http_get(&self.t.api_addr(), "/metrics").unwrap_or_default()
     }
 }
 
@@ -453,7 +437,13 @@ fn moto_stopped_for_10_s_mid_stream_loses_nothing() {
     );
     let mut lw = start_logwharf(&cfg, &env_creds());
     c.start();
-    std::thread::sleep(Duration::from_secs(2));
+    // Mid-stream: once the first lines were delivered.
+    lw.wait_metric(
+        &s.t.api_addr(),
+        "logwharf_sink_events_total",
+        &["sink=\"cw\""],
+        1.0,
+    );
     // Stop moto (SIGSTOP: it neither answers nor forgets) for 10 s mid-stream.
     unsafe { libc::kill(emu.moto.pid(), libc::SIGSTOP) };
     std::thread::sleep(Duration::from_secs(10));
@@ -656,7 +646,7 @@ fn a_stream_whose_group_may_not_be_created_does_not_hold_up_the_others() {
     // The stuck stream is retried, not dropped: its group appears, and everything flows.
     // (Its first attempt — PutLogEvents, then CreateLogStream — may still be under way when
     // the other stream is done, so wait for the retry to be counted.)
-    let retried = wait_until(Duration::from_secs(30), || {
+    let retried = wait_until(PATIENCE, || {
         metric(
             &s.metrics(),
             "logwharf_sink_retries_total",

@@ -139,10 +139,10 @@ fn metadata_on_every_line_and_tag_exactly_as_dockers_syslog_driver() {
         ),
     ));
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    lw.wait_log(docker::CONNECTED, 1);
     c.start();
     assert_eq!(c.wait(), 0);
-    let ok = wait_for_lines(&out(&t), 6, 30);
+    let ok = wait_for_lines(&out(&t), 6, 60);
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
     assert!(ok, "lines missing; log:\n{}", lw.log());
     let events = json_lines(&out(&t));
@@ -164,11 +164,7 @@ fn metadata_on_every_line_and_tag_exactly_as_dockers_syslog_driver() {
         assert_eq!(e["tag"], ours.as_str());
     }
     // Docker's rendering: APP-NAME of its RFC 5424 lines.
-    assert!(wait_until(Duration::from_secs(10), || syslog
-        .lock()
-        .unwrap()
-        .len()
-        >= 6));
+    assert!(wait_until(PATIENCE, || syslog.lock().unwrap().len() >= 6));
     let docker_lines = syslog.lock().unwrap().clone();
     for l in &docker_lines {
         let app = l.split(' ').nth(3).unwrap();
@@ -192,13 +188,13 @@ fn renamed_container_later_lines_carry_the_new_name() {
     );
     let cfg = t.config(&api_config("lw-api-rename-", ""));
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    lw.wait_log(docker::CONNECTED, 1);
     c.start();
-    assert!(wait_for_lines(&out(&t), 10, 20), "{}", lw.log());
+    assert!(wait_for_lines(&out(&t), 10, 60), "{}", lw.log());
     remove_leftover("lw-api-rename-new");
     docker_cmd(&["rename", "lw-api-rename-old", "lw-api-rename-new"]);
     assert_eq!(c.wait(), 0);
-    let ok = wait_for_lines(&out(&t), 50, 20);
+    let ok = wait_for_lines(&out(&t), 50, 60);
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
     assert!(ok, "{}", lw.log());
     let events = json_lines(&out(&t));
@@ -227,22 +223,24 @@ fn local_driver_lines_arrive_once_through_the_api_and_json_file_containers_are_l
         return;
     }
     let t = TestDir::new("api-local");
-    // A pause longer than inactivity_timeout makes the watchdog re-attach mid-stream.
+    // A pause longer than inactivity_timeout (2 s) makes the watchdog re-attach mid-stream;
+    // three times as long, so that lines arriving late on a loaded machine still leave a
+    // quiet gap of more than 2 s.
     let c = Container::create(
         "lw-api-local-a",
         &["--log-driver", "local"],
-        "seq 1 3000; seq 1 100 >&2; sleep 3; seq 3001 4000; exit 7",
+        "seq 1 3000; seq 1 100 >&2; sleep 6; seq 3001 4000; exit 7",
     );
     let jf = Container::create("lw-api-local-jsonfile", &[], "seq 1 10");
     let cfg = t.config(&api_config("lw-api-local-", "events = true"));
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    lw.wait_log(docker::CONNECTED, 1);
     jf.start();
     c.start();
     assert_eq!(c.wait(), 7);
-    let ok = wait_for_lines(&out(&t), 4100, 40);
+    let ok = wait_for_lines(&out(&t), 4100, 60);
     std::thread::sleep(Duration::from_secs(3)); // anything extra (duplicates) would show now
-    let metrics = http_get(&api_addr(&cfg), "/metrics").unwrap_or_default();
+    let metrics = http_get(&t.api_addr(), "/metrics").unwrap_or_default();
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
     assert!(ok, "{}", lw.log());
     let events = json_lines(&out(&t));
@@ -288,13 +286,6 @@ fn local_driver_lines_arrive_once_through_the_api_and_json_file_containers_are_l
     );
 }
 
-/// The metrics address the harness put in the config.
-fn api_addr(cfg: &Path) -> String {
-    let text = std::fs::read_to_string(cfg).unwrap();
-    let line = text.lines().find(|l| l.starts_with("address")).unwrap();
-    line.split('"').nth(1).unwrap().to_string()
-}
-
 #[test]
 fn tty_container_lines_have_no_header_garbage() {
     // Taken before the check: the restart test holds the write side while dockerd is down.
@@ -311,10 +302,10 @@ fn tty_container_lines_have_no_header_garbage() {
     );
     let cfg = t.config(&api_config("lw-api-tty-", ""));
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    lw.wait_log(docker::CONNECTED, 1);
     c.start();
     assert_eq!(c.wait(), 0);
-    let ok = wait_for_lines(&out(&t), 3, 20);
+    let ok = wait_for_lines(&out(&t), 3, 60);
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
     assert!(ok, "{}", lw.log());
     let events = json_lines(&out(&t));
@@ -353,11 +344,11 @@ fn stack_trace_is_one_event(source: &str) {
     };
     let cfg = t.config(&cfg);
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    lw.wait_log(docker::CONNECTED, 1);
     c.start();
     assert_eq!(c.wait(), 0);
     // The last event is shipped when its flush timeout (1 s) passes.
-    let ok = wait_for_lines(&out(&t), 3, 20);
+    let ok = wait_for_lines(&out(&t), 3, 60);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
     assert!(ok, "{}", lw.log());
@@ -451,10 +442,10 @@ fn dockerd_restart_reconnects_and_loses_nothing() {
         jf.id
     ));
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    lw.wait_log(docker::CONNECTED, 1);
     c.start();
     jf.start();
-    assert!(wait_for_lines(&out(&t), 20, 20), "{}", lw.log());
+    assert!(wait_for_lines(&out(&t), 20, 60), "{}", lw.log());
     restart_dockerd();
     // After the restart a container started only now is enriched too (events re-followed).
     let late = Container::create(
@@ -525,7 +516,8 @@ inputs = ["api"]
 "#,
     );
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_secs(4));
+    // Several failed attempts (each counted), and still running.
+    lw.wait_metric(&t.api_addr(), "logwharf_docker_reconnects_total", &[], 3.0);
     assert!(
         lw.child.try_wait().unwrap().is_none(),
         "logwharf exited:\n{}",
@@ -624,13 +616,13 @@ fn json_file_lines_are_enriched_and_follow_a_rename() {
         "env = [\"APP_MODE\"]\ntag = \"{{.Name}}/{{.ID}}\"",
     ));
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_millis(1000));
+    lw.wait_log(docker::CONNECTED, 1);
     c.start();
-    assert!(wait_for_lines(&out(&t), 10, 20), "{}", lw.log());
+    assert!(wait_for_lines(&out(&t), 10, 60), "{}", lw.log());
     remove_leftover("lw-jf-meta-new");
     docker_cmd(&["rename", "lw-jf-meta-old", "lw-jf-meta-new"]);
     assert_eq!(c.wait(), 0);
-    let ok = wait_for_lines(&out(&t), 40, 20);
+    let ok = wait_for_lines(&out(&t), 40, 60);
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
     assert!(ok, "{}", lw.log());
     let events = json_lines(&out(&t));

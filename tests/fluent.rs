@@ -38,11 +38,7 @@ encoding = "json"
 /// Waits until something accepts connections on `port`.
 fn wait_listening(port: u16, lw: &Logwharf) {
     assert!(
-        wait_until(Duration::from_secs(30), || TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
+        wait_until(PATIENCE, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
         "logwharf never listened on {port}:\n{}",
         lw.log()
     );
@@ -231,7 +227,7 @@ fn docker_partial_lines_are_joined_and_request_ack_does_not_stall_them() {
     assert_eq!(c.wait(), 0);
     let took = started.elapsed();
     let out = t.path().join("out/lw-fluent-partial.log");
-    let done = wait_until(Duration::from_secs(30), || count_lines(&out) >= 2);
+    let done = wait_until(PATIENCE, || count_lines(&out) >= 2);
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
     assert!(done, "{}", lw.log());
     let events = json_lines(&out);
@@ -292,7 +288,7 @@ s.close()
         .unwrap();
     assert!(st.success());
     let out = t.path().join("out/all.log");
-    let done = wait_until(Duration::from_secs(30), || count_lines(&out) >= 400);
+    let done = wait_until(PATIENCE, || count_lines(&out) >= 400);
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
     assert!(done, "{} lines; log:\n{}", count_lines(&out), lw.log());
     let events = json_lines(&out);
@@ -363,7 +359,7 @@ fn the_four_mode_fixtures_arrive_through_the_binary() {
     }
     // 3 + 2 + 2 + 2 + 5 + 6 events.
     let out = t.path().join("out/all.log");
-    let done = wait_until(Duration::from_secs(30), || count_lines(&out) >= 20);
+    let done = wait_until(PATIENCE, || count_lines(&out) >= 20);
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
     assert!(done, "{} lines; log:\n{}", count_lines(&out), lw.log());
     let events = json_lines(&out);
@@ -699,7 +695,7 @@ fn hostile_input_is_counted_closes_only_that_connection_and_memory_stays_bounded
 
     let out = t.path().join("out/all.log");
     assert!(
-        wait_until(Duration::from_secs(20), || count_lines(&out) >= 7),
+        wait_until(PATIENCE, || count_lines(&out) >= 7),
         "{}",
         lw.log()
     );
@@ -799,13 +795,13 @@ auth = {{ shared_key = "{key}", self_hostname = "{name}" }}
     }
     let out = t.path().join("out/all.log");
     assert!(
-        wait_until(Duration::from_secs(20), || count_lines(&out) >= 1),
+        wait_until(PATIENCE, || count_lines(&out) >= 1),
         "{}\nright:\n{}",
         lw.log(),
         right.log()
     );
     assert!(
-        wait_until(Duration::from_secs(20), || metric(
+        wait_until(PATIENCE, || metric(
             &metrics_of(api),
             "logwharf_source_errors_total",
             &["kind=\"auth\""]
@@ -813,12 +809,15 @@ auth = {{ shared_key = "{key}", self_hostname = "{name}" }}
         "{}",
         lw.log()
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let sink_errors = metric(
-        &metrics_of(wrong_api),
-        "logwharf_sink_errors_total",
-        &["kind=\"connect\""],
-    );
+    let sink_errors = || {
+        metric(
+            &metrics_of(wrong_api),
+            "logwharf_sink_errors_total",
+            &["kind=\"connect\""],
+        )
+    };
+    wait_until(PATIENCE, || sink_errors() >= 1.0);
+    let sink_errors = sink_errors();
     wrong.kill9();
     assert_eq!(right.terminate(), Some(0), "{}", right.log());
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
@@ -954,16 +953,17 @@ batch = {{ timeout = "50ms" }}
 "#
     ));
     let mut b = Logwharf::start(&b_cfg, &[]);
-    std::thread::sleep(Duration::from_millis(300));
+    // Any of B's address kinds (tcp, tls, unix): B says when it listens.
+    b.wait_log("fluent source listening", 1);
     let mut a = Logwharf::start(&a_cfg, &[]);
     wait_listening(a_port, &a);
     let mut f = Feeder::connect(a_port);
-    f.s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    f.s.set_read_timeout(Some(PATIENCE)).unwrap();
     if let Err(e) = f.try_send("relay", 1, 101) {
         panic!("no ack: {e}\nA:\n{}\nB:\n{}", a.log(), b.log());
     }
     let out = b_dir.join("out.log");
-    let done = wait_until(Duration::from_secs(20), || count_lines(&out) >= 100);
+    let done = wait_until(PATIENCE, || count_lines(&out) >= 100);
     assert_eq!(a.terminate(), Some(0), "{}", a.log());
     assert_eq!(b.terminate(), Some(0), "{}", b.log());
     assert!(done, "A:\n{}\nB:\n{}", a.log(), b.log());

@@ -66,11 +66,13 @@ fn rotation_with_compression_200k_lines_exactly_once_in_order() {
     let t = TestDir::new("rotation");
     let c = Container::create(
         "lw-e2e-rotation",
+        // 200,000 lines are ~15 MB: 20 files keep all of it, so that Docker deleting a file
+        // logwharf has not read yet (a race a loaded machine can lose) cannot happen here.
         &[
             "--log-opt",
             "max-size=1m",
             "--log-opt",
-            "max-file=5",
+            "max-file=20",
             "--log-opt",
             "compress=true",
         ],
@@ -79,7 +81,7 @@ fn rotation_with_compression_200k_lines_exactly_once_in_order() {
     let cfg = t.config(&file_sink_config(&c.id));
     let out = t.path().join("out").join(format!("{}.log", &c.id[..12]));
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_millis(500));
+    lw.wait_log(docker::CONNECTED, 1);
     c.start();
     assert_eq!(c.wait(), 0);
     // Docker really rotated and compressed while we were reading.
@@ -127,7 +129,7 @@ fn sigkill_three_times_loses_nothing() {
     let cfg = t.config(&file_sink_config(&c.id));
     let out = t.path().join("out").join(format!("{}.log", &c.id[..12]));
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_millis(500));
+    lw.wait_log(docker::CONNECTED, 1);
     c.start();
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(1500));
@@ -259,7 +261,7 @@ fn malformed_lines_are_counted_passed_raw_and_the_file_keeps_flowing() {
     let mut lw = Logwharf::start(&cfg, &[]);
     let out = t.path().join("out.log");
     assert!(
-        wait_until(Duration::from_secs(30), || count_lines(&out) >= 5),
+        wait_until(PATIENCE, || count_lines(&out) >= 5),
         "{}",
         lw.log()
     );
@@ -270,7 +272,7 @@ fn malformed_lines_are_counted_passed_raw_and_the_file_keeps_flowing() {
         .unwrap();
     std::io::Write::write_all(&mut f, good(4).as_bytes()).unwrap();
     assert!(
-        wait_until(Duration::from_secs(30), || count_lines(&out) >= 6),
+        wait_until(PATIENCE, || count_lines(&out) >= 6),
         "{}",
         lw.log()
     );

@@ -66,7 +66,7 @@ fn a_100k_line_container_arrives_complete_in_order_keyed_by_container() {
     ));
     let consumer = Collector::start(&broker.address(), &["logs"]);
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_millis(500));
+    lw.wait_log(docker::CONNECTED, 1);
     c.start();
     assert_eq!(c.wait(), 0);
     let done = consumer.wait_for(100_001, Duration::from_secs(180));
@@ -239,7 +239,7 @@ fn a_message_over_the_size_limit_is_counted_and_the_rest_flow_on() {
     ));
     let consumer = Collector::start(&broker.address(), &["logs"]);
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_millis(500));
+    lw.wait_log(docker::CONNECTED, 1);
     c.start();
     assert_eq!(c.wait(), 0);
     let done = consumer.wait_for(1000, Duration::from_secs(60));
@@ -306,7 +306,7 @@ fn over_tls_the_broker_is_verified_and_every_line_arrives() {
         "topic = \"logs\"\nencoding = \"raw\"\ntls = { ca_file = \"{dir}/other/ca.crt\" }",
     ));
     let mut lw = Logwharf::start(&wrong, &[]);
-    std::thread::sleep(Duration::from_secs(4));
+    lw.wait_log("certificate verify failed", 1);
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
     let log = lw.log();
     assert!(
@@ -368,7 +368,7 @@ fn the_broker_killed_for_10s_mid_stream_loses_and_duplicates_nothing() {
     ));
     let before = Collector::start(&broker.address(), &["logs"]);
     let mut lw = Logwharf::start(&cfg, &[]);
-    std::thread::sleep(Duration::from_millis(500));
+    lw.wait_log(docker::CONNECTED, 1);
     c.start();
     assert!(
         before.wait_for(20_000, Duration::from_secs(60)),

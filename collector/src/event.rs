@@ -56,7 +56,8 @@ impl EventFlags {
 /// container through an `Arc`; never cloned per line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerMeta {
-    /// Full 64-character id.
+    /// Full 64-character id; empty when a peer sent none in Docker's form (see
+    /// [`crate::untrusted`]).
     pub id: String,
     /// Name without Docker's leading `/`.
     pub name: Option<String>,
@@ -88,9 +89,10 @@ impl ContainerMeta {
         }
     }
 
-    /// Docker's 12-character short id.
+    /// Docker's 12-character short id: the id's first 12 bytes, cut back to a character
+    /// boundary (an id that is not Docker's hex form never makes this panic).
     pub fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        &self.id[..self.id.floor_char_boundary(12)]
     }
 
     /// False when the container opts out with the label `logwharf.enable=false`.
@@ -119,7 +121,7 @@ impl TemplateContext for ContainerMeta {
             TemplateField::Name => self.name.as_deref().unwrap_or(""),
             // As Docker renders it (`ContainerImageID[:12]`, captured through its syslog
             // driver): the first 12 characters of the full id, `sha256:` included.
-            TemplateField::ImageId => image_full.get(..12).unwrap_or(image_full),
+            TemplateField::ImageId => &image_full[..image_full.floor_char_boundary(12)],
             TemplateField::ImageFullId => image_full,
             TemplateField::ImageName => self.image_name.as_deref().unwrap_or(""),
             TemplateField::DaemonName => "docker",
@@ -189,5 +191,45 @@ impl Batch {
 
     pub fn byte_size(&self) -> usize {
         self.events.iter().map(Event::size).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logwharf_config::Template;
+
+    #[test]
+    fn short_id_and_image_id_cut_on_a_char_boundary_for_any_id() {
+        assert_eq!(
+            ContainerMeta::from_id("0123456789a€bcdef").short_id(),
+            "0123456789a"
+        );
+        assert_eq!(ContainerMeta::from_id("abc").short_id(), "abc");
+        let t = Template::parse("{{.ID}} {{.ImageID}} {{.Name}}").unwrap();
+        // Every string of 1..=4 chars from a mix of 1- to 4-byte chars, behind 8..=12 bytes.
+        let chars = ['a', '/', '\n', 'é', '€', '😀', '\u{fffd}'];
+        let mut n = 0;
+        for len in 1..=4u32 {
+            for k in 0..chars.len().pow(len) {
+                let mut tail = String::new();
+                let mut x = k;
+                for _ in 0..len {
+                    tail.push(chars[x % chars.len()]);
+                    x /= chars.len();
+                }
+                for pad in 8..=12 {
+                    let id = format!("{}{tail}", "0".repeat(pad));
+                    let mut m = ContainerMeta::from_id(id.clone());
+                    m.image_id = Some(id.clone());
+                    m.name = Some(id.clone());
+                    let s = m.short_id();
+                    assert!(id.starts_with(s) && s.len() <= 12 && s.len() >= 9, "{id:?}");
+                    let _ = t.render(&m);
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 10_000);
     }
 }

@@ -21,14 +21,24 @@ pub mod shutdown;
 pub mod sink;
 pub mod sources;
 mod supervisor;
+#[doc(hidden)]
+pub mod testing;
 pub mod time;
 pub mod tls;
 pub mod topology;
+pub mod untrusted;
 
 pub use ack::{AckToken, OnDelivered};
 pub use checkpoint::CheckpointStore;
 pub use event::{Batch, ContainerMeta, Event, EventFlags, Stream};
 pub use health::Health;
 pub use shutdown::Shutdown;
-pub use sink::{Sink, SinkBatch, SinkInput};
+pub use sink::{sink_type, Sink, SinkBatch, SinkConfig, SinkContext, SinkInput, SinkType};
+pub use sources::{source_type, SourceConfig, SourceType};
 pub use topology::{SourceOutput, Topology};
+
+/// A whole configuration, with the collector's component trait objects.
+pub type Config = logwharf_config::Config<dyn SourceConfig, dyn SinkConfig>;
+
+/// The source and sink types a program knows (the collector's sources plus a sinks table).
+pub type Registry = logwharf_config::Registry<'static, dyn SourceConfig, dyn SinkConfig>;

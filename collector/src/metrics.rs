@@ -61,6 +61,9 @@ pub const CHECKPOINT_WRITE_ERRORS: &str = "logwharf_checkpoint_write_errors_tota
 /// Events a sink's peer refused for good, counted instead of retried (labels: sink, `reason`,
 /// e.g. CloudWatch's `too_old`, `too_new`, `expired`, `invalid_parameter`, `empty`).
 pub const SINK_REJECTED_EVENTS: &str = "logwharf_sink_rejected_events_total";
+/// Rendered template values a sink changed to fit its destination's character set or length
+/// (label: sink; sinks/src/util/confine.rs).
+pub const SINK_CONFINED_VALUES: &str = "logwharf_sink_confined_values_total";
 /// Messages over a sink's per-event size limit (labels: sink, `action` = `split` | `truncate`).
 pub const SINK_OVERSIZE_EVENTS: &str = "logwharf_sink_oversize_events_total";
 /// Requests a sink sent (labels: sink, `outcome` = `ok` or an error kind).

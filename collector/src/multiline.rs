@@ -144,7 +144,7 @@ impl StreamMergers {
     /// `multiline.start`; `None` when neither is set (or the label does not compile: logged).
     pub fn for_container(
         meta: &crate::event::ContainerMeta,
-        config: &logwharf_config::source::MultilineConfig,
+        config: &logwharf_config::docker::MultilineConfig,
     ) -> Option<StreamMergers> {
         let pattern = meta
             .multiline_start()

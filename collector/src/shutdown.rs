@@ -3,7 +3,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct Shutdown(CancellationToken);
 
 impl Shutdown {

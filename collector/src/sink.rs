@@ -1,6 +1,7 @@
-//! The contract between the runtime and a sink: a [`Sink`] pulls [`SinkBatch`]es from its
+//! The contract between the runtime and a sink: a sink's config struct ([`SinkConfig`]) builds
+//! the running [`Sink`] from a [`SinkContext`]; the sink pulls [`SinkBatch`]es from its
 //! [`SinkInput`] (its bounded buffer), delivers them, and settles each batch's [`AckToken`].
-//! The sinks crate implements one `Sink` per sink `type`.
+//! The sinks crate implements one of each per sink `type` and lists them in its table.
 //!
 //! Under the supervisor the input outlives the sink: when a sink's task fails, its
 //! `SinkInput` goes back to the supervisor (on drop, even when unwinding from a panic) together
@@ -10,8 +11,70 @@
 use crate::ack::AckToken;
 use crate::event::Batch;
 use crate::inflight::{Ledger, Queue, Slot};
+use crate::shutdown::Shutdown;
+use logwharf_config::{decode_component, BufferConfig, ComponentType, ConfigTable, Decoder};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+/// A sink's config struct: decoded from its `[sinks.NAME]` table (less `inputs` and
+/// `buffer`), it builds the running sink. No network or file I/O happens in `build`.
+pub trait SinkConfig: std::fmt::Debug + Send + Sync + std::any::Any {
+    fn build(&self, cx: SinkContext) -> anyhow::Result<Box<dyn Sink>>;
+}
+
+impl dyn SinkConfig {
+    /// The concrete config, when it is a `T`.
+    pub fn downcast_ref<T: std::any::Any>(&self) -> Option<&T> {
+        (self as &dyn std::any::Any).downcast_ref()
+    }
+}
+
+/// What a sink gets from the runtime when it is built.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    /// The sink's name (`[sinks.NAME]`), for logs and metric labels.
+    pub name: Arc<str>,
+    /// Its `buffer` settings (a sink that keeps its own queue sizes it from these).
+    pub buffer: BufferConfig,
+    /// The process's `data_dir` (checkpoints; a sink's own state goes in a subdirectory).
+    pub data_dir: PathBuf,
+    /// Triggered when the pipeline stops.
+    pub shutdown: Shutdown,
+}
+
+impl SinkContext {
+    /// A context for sink unit tests and benchmarks.
+    pub fn for_test(name: &str) -> SinkContext {
+        SinkContext {
+            name: name.into(),
+            buffer: BufferConfig::default(),
+            data_dir: std::env::temp_dir(),
+            shutdown: Shutdown::new(),
+        }
+    }
+}
+
+/// One sink `type` in the sinks crate's table.
+pub type SinkType = ComponentType<dyn SinkConfig>;
+
+/// The table entry for a sink whose config struct is `T`.
+pub const fn sink_type<T>(name: &'static str) -> SinkType
+where
+    T: SinkConfig + ConfigTable,
+{
+    ComponentType {
+        name,
+        decode: decode_sink::<T>,
+    }
+}
+
+fn decode_sink<T>(d: &mut Decoder<'_>) -> Option<Arc<dyn SinkConfig>>
+where
+    T: SinkConfig + ConfigTable,
+{
+    decode_component(d, |c: T| Arc::new(c) as Arc<dyn SinkConfig>)
+}
 
 /// A running sink. `run` returns when its input is closed and everything received has been
 /// delivered (or given up on, leaving the tokens unsettled). An error (or a panic) makes the

@@ -11,19 +11,15 @@ use crate::health::Health;
 use crate::inflight::{Queue, SupervisedInput};
 use crate::metrics as m;
 use crate::shutdown::Shutdown;
-use crate::sink::{Sink, SinkBatch, SinkInput};
-use crate::sources::{self, SourceContext};
+use crate::sink::{SinkBatch, SinkContext, SinkInput};
+use crate::sources::SourceContext;
 use crate::supervisor::{supervise_sink, supervise_source};
+use crate::Config;
 use anyhow::Context;
-use logwharf_config::{Config, SinkConfig, WhenFull};
+use logwharf_config::WhenFull;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
-
-/// Builds a sink from its config (provided by the sinks crate; the collector does not know the
-/// sink types). Called again for every restart of the sink.
-pub type SinkBuilder =
-    Arc<dyn Fn(&str, &SinkConfig) -> anyhow::Result<Box<dyn Sink>> + Send + Sync>;
 
 /// The sinks' buffers were closed: the pipeline is shutting down.
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +152,6 @@ impl Topology {
     /// and sink is supervised (restarted after errors and panics) and reported in `health`.
     pub async fn run(
         config: &Config,
-        build_sink: SinkBuilder,
         once: bool,
         shutdown: Shutdown,
         health: Health,
@@ -169,19 +164,29 @@ impl Topology {
         // first instance of each is used for its first run; restarts build new ones.
         let mut sinks_built = Vec::new();
         for (name, sc) in &config.sinks {
-            let sink = build_sink(name, sc).with_context(|| format!("building sink {name:?}"))?;
-            sinks_built.push((name.clone(), sc, sink));
+            let cx = SinkContext {
+                name: name.as_str().into(),
+                buffer: sc.buffer.clone(),
+                data_dir: config.data_dir.clone(),
+                shutdown: shutdown.clone(),
+            };
+            let sink = sc
+                .inner
+                .build(cx.clone())
+                .with_context(|| format!("building sink {name:?}"))?;
+            sinks_built.push((name.clone(), sc, cx, sink));
         }
         let mut sources_built = Vec::new();
         for (name, sc) in &config.sources {
-            let src = sources::build(name, sc, &config.data_dir)
+            let src = sc
+                .build()
                 .with_context(|| format!("building source {name:?}"))?;
             sources_built.push((name.clone(), sc, src));
         }
 
         let mut targets: Vec<(Vec<globset::GlobMatcher>, SinkTarget)> = Vec::new();
         let mut sink_tasks = Vec::new();
-        for (name, sc, sink) in sinks_built {
+        for (name, sc, cx, sink) in sinks_built {
             let (tx, rx) = mpsc::unbounded_channel();
             let capacity = sc.buffer.max_events.clamp(1, u32::MAX as usize >> 4) as u32;
             let name: Arc<str> = name.into();
@@ -207,8 +212,8 @@ impl Topology {
             let component = health.register(&format!("sinks.{name}"));
             let input = SupervisedInput::new(name.clone(), rx, component.clone());
             let factory = first_then(sink, {
-                let (name, sc, build) = (name.clone(), sc.clone(), build_sink.clone());
-                move || build(&name, &sc)
+                let inner = sc.inner.clone();
+                move || inner.build(cx.clone())
             });
             sink_tasks.push((
                 name,
@@ -248,8 +253,8 @@ impl Topology {
                 }
             };
             let factory = first_then(src, {
-                let (name, sc, data_dir) = (name.clone(), sc.clone(), config.data_dir.clone());
-                move || sources::build(&name, &sc, &data_dir)
+                let sc = sc.clone();
+                move || sc.build()
             });
             let component = health.register(&format!("sources.{name}"));
             source_tasks.push((

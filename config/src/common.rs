@@ -1,4 +1,5 @@
-//! Option groups that several components share: `tls` and `batch` tables.
+//! Option groups that several components share: `tls` and `batch` tables, and where to start
+//! reading (`read_from`, `start_at`).
 
 use crate::{ByteSize, DurationValue};
 use serde::Deserialize;
@@ -50,4 +51,16 @@ impl Default for BatchConfig {
             timeout: DurationValue::from_millis(1000),
         }
     }
+}
+
+/// Where a source starts in a file or stream it has no checkpoint for: the `read_from` key of
+/// the file sources and the `start_at` key of `docker_api` (both names kept; one meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StartPosition {
+    /// Everything there is.
+    #[default]
+    Beginning,
+    /// Only what is written from now on.
+    End,
 }

@@ -1,25 +1,30 @@
-//! logwharf's configuration: the TOML schema, defaults and validation, plus the values that
-//! appear in it (byte sizes, durations, Docker tag templates).
+//! logwharf's configuration machinery: the loader, the values that appear in configs (byte
+//! sizes, durations, Docker tag templates, addresses) and the option groups several components
+//! share (`tls`, `batch`, `buffer`, Docker enrichment).
 //!
-//! [`load`] reads a file, interpolates `${ENV}` variables, decodes every `[sources.NAME]` and
-//! `[sinks.NAME]` table by its `type`, and reports *every* problem at once, each naming the key
-//! path and the line it is on (see [`ConfigErrors`]). Nothing here starts anything: the
-//! collector and the sinks turn these structs into running components.
+//! Each component's own config struct lives beside its code (`sinks/src/syslog/config.rs`,
+//! `collector/src/sources/fluent/config.rs`) and is registered once, in its crate's table of
+//! [`ComponentType`]s. [`load`] reads a file, interpolates `${ENV}` variables, decodes every
+//! `[sources.NAME]` and `[sinks.NAME]` table by its `type` through that [`Registry`], and
+//! reports *every* problem at once, each naming the key path and the line it is on (see
+//! [`ConfigErrors`]). Nothing here starts anything.
 
 mod common;
 mod error;
 mod load;
+mod registry;
 mod units;
 
+pub mod address;
+pub mod docker;
 pub mod sink;
-pub mod source;
 pub mod template;
 
-pub use common::{BatchConfig, TlsConfig};
+pub use common::{BatchConfig, StartPosition, TlsConfig};
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, load_str};
-pub use sink::{BufferConfig, Encoding, SinkConfig, SinkKind, WhenFull};
-pub use source::SourceConfig;
+pub use load::{decode_component, load, load_str, Decoder};
+pub use registry::{ComponentType, ConfigTable, Registry};
+pub use sink::{BufferConfig, BufferType, Encoding, SinkOuter, WhenFull};
 pub use template::{Template, TemplateContext, TemplateField};
 pub use units::{ByteSize, DurationValue};
 
@@ -27,10 +32,13 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-/// The whole configuration of one logwharf process.
-#[derive(Debug, Clone)]
-pub struct Config {
+/// The whole configuration of one logwharf process. `S` and `K` are the source and sink config
+/// trait objects of the crates that register them (the collector's `dyn SourceConfig` and
+/// `dyn SinkConfig`); this crate only stores them.
+#[derive(Debug)]
+pub struct Config<S: ?Sized, K: ?Sized> {
     /// Where checkpoints (and later disk buffers) live; created 0700.
     pub data_dir: PathBuf,
     pub api: ApiConfig,
@@ -38,8 +46,21 @@ pub struct Config {
     pub checkpoint_interval: DurationValue,
     /// How long shutdown waits for sinks to drain before giving up on what is still queued.
     pub shutdown_timeout: DurationValue,
-    pub sources: BTreeMap<String, SourceConfig>,
-    pub sinks: BTreeMap<String, SinkConfig>,
+    pub sources: BTreeMap<String, Arc<S>>,
+    pub sinks: BTreeMap<String, SinkOuter<K>>,
+}
+
+impl<S: ?Sized, K: ?Sized> Clone for Config<S, K> {
+    fn clone(&self) -> Self {
+        Config {
+            data_dir: self.data_dir.clone(),
+            api: self.api.clone(),
+            checkpoint_interval: self.checkpoint_interval,
+            shutdown_timeout: self.shutdown_timeout,
+            sources: self.sources.clone(),
+            sinks: self.sinks.clone(),
+        }
+    }
 }
 
 /// The global keys (everything outside `[sources]` and `[sinks]`).
@@ -80,11 +101,9 @@ impl Default for ApiConfig {
     }
 }
 
-impl Config {
-    /// The configuration used when no file exists: every container's json-file log, enriched,
-    /// to the console as JSON lines.
-    pub fn builtin_default() -> Config {
-        let text = r#"
+/// The configuration used when no file exists: every container's json-file log, enriched, to
+/// the console as JSON lines. Load it with the registry like any file.
+pub const BUILTIN_DEFAULT: &str = r#"
 [sources.containers]
 type = "docker_json_file"
 
@@ -93,6 +112,3 @@ type = "console"
 inputs = ["containers"]
 encoding = "json"
 "#;
-        load_str(text, "<built-in default>").expect("the built-in default config is valid")
-    }
-}

@@ -3,15 +3,20 @@
 //! numbers so every error says where it is.
 
 use crate::error::{ConfigError, ConfigErrors};
-use crate::sink::{BufferConfig, SinkConfig, SinkKind, SINK_TYPES};
-use crate::source::{SourceConfig, SOURCE_TYPES};
+use crate::registry::{type_names, ComponentType, Registry};
+use crate::sink::{BufferConfig, SinkOuter};
 use crate::{Config, GlobalConfig};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
-/// Reads and validates a config file. Every error is reported, each with its key path and line.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+/// Reads and validates a config file, decoding components by the types `registry` knows. Every
+/// error is reported, each with its key path and line.
+pub fn load<S: ?Sized, K: ?Sized>(
+    path: &Path,
+    registry: &Registry<'_, S, K>,
+) -> Result<Config<S, K>, ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
         origin: origin.clone(),
@@ -21,11 +26,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message: format!("cannot read config file: {e}"),
         }],
     })?;
-    load_str(&text, &origin)
+    load_str(&text, &origin, registry)
 }
 
 /// As [`load`], from text; `origin` names it in messages.
-pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+pub fn load_str<S: ?Sized, K: ?Sized>(
+    text: &str,
+    origin: &str,
+    registry: &Registry<'_, S, K>,
+) -> Result<Config<S, K>, ConfigErrors> {
     let fail = |errors: Vec<ConfigError>| ConfigErrors {
         origin: origin.to_string(),
         errors,
@@ -46,7 +55,7 @@ pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
     };
     let doc = toml_edit::ImDocument::parse(text.clone()).ok();
     let mut errors: Vec<(Vec<String>, String)> = Vec::new();
-    let config = decode_config(table, &mut errors);
+    let config = decode_config(table, registry, &mut errors);
     if errors.is_empty() {
         if let Some(c) = config {
             return Ok(c);
@@ -63,10 +72,13 @@ pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
     Err(fail(errors))
 }
 
-fn decode_config(
+fn decode_config<S: ?Sized, K: ?Sized>(
     mut table: toml::Table,
+    registry: &Registry<'_, S, K>,
     errors: &mut Vec<(Vec<String>, String)>,
-) -> Option<Config> {
+) -> Option<Config<S, K>> {
+    let source_types = type_names(registry.sources);
+    let sink_types = type_names(registry.sinks);
     let sources_v = table.remove("sources");
     let sinks_v = table.remove("sinks");
     let global: Option<GlobalConfig> =
@@ -77,21 +89,19 @@ fn decode_config(
     let declared: Vec<String> = source_tables.iter().map(|(n, _)| n.clone()).collect();
     for (name, value) in source_tables {
         let path = vec!["sources".to_string(), name.clone()];
-        let Some((type_name, rest)) = take_type(value, &path, SOURCE_TYPES, errors) else {
+        let Some((type_name, rest)) = take_type(value, &path, &source_types, errors) else {
+            continue;
+        };
+        let Some(t) = find_type(registry.sources, &type_name) else {
+            unknown_type(&path, &type_name, &source_types, errors);
             continue;
         };
         let mut d = Decoder::new(rest, path.clone(), errors);
-        match SourceConfig::decode(&type_name, &mut d) {
-            Some(s) => {
-                sources.insert(name, s);
-            }
-            None if !SOURCE_TYPES.contains(&type_name.as_str()) => {
-                unknown_type(&path, &type_name, SOURCE_TYPES, errors)
-            }
-            None => {}
+        if let Some(s) = (t.decode)(&mut d) {
+            sources.insert(name, s);
         }
     }
-    if sources_v_is_empty(&sources, errors) {
+    if sources.is_empty() && errors.is_empty() {
         errors.push((vec!["sources".into()], "no sources are configured".into()));
     }
 
@@ -100,7 +110,7 @@ fn decode_config(
     let mut sinks = BTreeMap::new();
     for (name, value) in component_tables("sinks", sinks_v, errors) {
         let path = vec!["sinks".to_string(), name.clone()];
-        let Some((type_name, mut rest)) = take_type(value, &path, SINK_TYPES, errors) else {
+        let Some((type_name, mut rest)) = take_type(value, &path, &sink_types, errors) else {
             continue;
         };
         let tbl = rest.as_table_mut().expect("component values are tables");
@@ -111,18 +121,22 @@ fn decode_config(
             Some(v) => Decoder::new(v, with(&path, "buffer"), errors).decode(),
             None => Some(BufferConfig::default()),
         };
-        let mut d = Decoder::new(rest, path.clone(), errors);
-        let kind = SinkKind::decode(&type_name, &mut d);
-        if kind.is_none() && !SINK_TYPES.contains(&type_name.as_str()) {
-            unknown_type(&path, &type_name, SINK_TYPES, errors);
-        }
-        if let (Some(inputs), Some(buffer), Some(kind)) = (inputs, buffer, kind) {
+        let t = find_type(registry.sinks, &type_name);
+        let inner = match t {
+            Some(t) => (t.decode)(&mut Decoder::new(rest, path.clone(), errors)),
+            None => {
+                unknown_type(&path, &type_name, &sink_types, errors);
+                None
+            }
+        };
+        if let (Some(t), Some(inputs), Some(buffer), Some(inner)) = (t, inputs, buffer, inner) {
             sinks.insert(
                 name,
-                SinkConfig {
+                SinkOuter {
                     inputs,
                     buffer,
-                    kind,
+                    type_name: t.name,
+                    inner,
                 },
             );
         }
@@ -142,11 +156,21 @@ fn decode_config(
     })
 }
 
-fn sources_v_is_empty(
-    sources: &BTreeMap<String, SourceConfig>,
-    errors: &[(Vec<String>, String)],
-) -> bool {
-    sources.is_empty() && errors.is_empty()
+fn find_type<'r, T: ?Sized>(
+    types: &'r [ComponentType<T>],
+    name: &str,
+) -> Option<&'r ComponentType<T>> {
+    types.iter().find(|t| t.name == name)
+}
+
+/// Decodes a component's table as `T` and validates it: what a [`ComponentType::decode`] does.
+pub fn decode_component<T, K: ?Sized>(d: &mut Decoder<'_>, into: fn(T) -> Arc<K>) -> Option<Arc<K>>
+where
+    T: crate::ConfigTable,
+{
+    let c = T::decode(d)?;
+    c.validate(d);
+    Some(into(c))
 }
 
 fn with(path: &[String], key: &str) -> Vec<String> {
@@ -277,14 +301,14 @@ fn decode_inputs(
 
 /// Decodes one table into a config struct, recording unknown keys and type errors with their
 /// full key paths. Component `validate` methods record their own errors through [`Decoder::error`].
-pub(crate) struct Decoder<'a> {
+pub struct Decoder<'a> {
     value: Option<toml::Value>,
     path: Vec<String>,
     errors: &'a mut Vec<(Vec<String>, String)>,
 }
 
 impl<'a> Decoder<'a> {
-    pub(crate) fn new(
+    pub fn new(
         value: toml::Value,
         path: Vec<String>,
         errors: &'a mut Vec<(Vec<String>, String)>,
@@ -296,7 +320,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    pub(crate) fn decode<T: DeserializeOwned>(&mut self) -> Option<T> {
+    pub fn decode<T: DeserializeOwned>(&mut self) -> Option<T> {
         let value = self.value.take()?;
         let mut unknown: Vec<Vec<String>> = Vec::new();
         let result: Result<T, _> = {
@@ -327,12 +351,65 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// Decodes `T` from this table's keys except those `G` declares, and `G` from those: a key
+    /// group declared once and shared by several components (`#[serde(flatten)]` would hide
+    /// unknown keys and error paths from this decoder). Errors of both keep their key paths.
+    pub fn decode_with_group<T: DeserializeOwned, G: DeserializeOwned>(
+        &mut self,
+    ) -> Option<(T, G)> {
+        let fields = struct_fields::<G>();
+        let mut value = self.value.take()?;
+        let mut group = toml::Table::new();
+        if let Some(t) = value.as_table_mut() {
+            for f in fields {
+                if let Some(v) = t.remove(*f) {
+                    group.insert(f.to_string(), v);
+                }
+            }
+        }
+        self.value = Some(value);
+        let t = self.decode::<T>();
+        let g =
+            Decoder::new(toml::Value::Table(group), self.path.clone(), self.errors).decode::<G>();
+        Some((t?, g?))
+    }
+
     /// Records an error at `key` (relative to this component).
-    pub(crate) fn error(&mut self, key: &[&str], message: impl Into<String>) {
+    pub fn error(&mut self, key: &[&str], message: impl Into<String>) {
         let mut p = self.path.clone();
         p.extend(key.iter().map(|k| k.to_string()));
         self.errors.push((p, message.into()));
     }
+}
+
+/// The field names a derived `Deserialize` struct declares (what it passes to
+/// `deserialize_struct`); empty for anything else.
+fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error, Visitor};
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Fields<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(Error::custom("fields read"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Fields(&mut fields));
+    fields
 }
 
 fn ignored_path(p: &serde_ignored::Path<'_>) -> Vec<String> {
@@ -437,4 +514,20 @@ fn line_of_path(doc: &toml_edit::ImDocument<String>, text: &str, path: &[String]
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_interpolation() {
+        let (out, errs) =
+            interpolate_env("a = \"${X}\"\nb = \"${Y:-dflt}\"\nc = \"$$5 ${Z}\"", |k| {
+                (k == "X").then(|| "xv".to_string())
+            });
+        assert_eq!(out, "a = \"xv\"\nb = \"dflt\"\nc = \"$5 \"");
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs[0].to_string(),
+            "line 3: environment variable Z is not set (use ${Z:-default} for a default)"
+        );
+    }
+}

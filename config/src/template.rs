@@ -532,17 +532,40 @@ impl Template {
     }
 
     pub fn render(&self, ctx: &dyn TemplateContext) -> String {
+        self.render_with(ctx, &mut |value, out| out.push_str(value))
+    }
+
+    /// Renders like [`render`](Self::render), but every action's output (the values, which
+    /// may come from a peer) goes through `value` on its way into the result; the template's
+    /// own text is copied as written. The sinks confine values with it (no `/` in a path
+    /// segment, …) while the operator's text stays as configured.
+    pub fn render_with(
+        &self,
+        ctx: &dyn TemplateContext,
+        value: &mut dyn FnMut(&str, &mut String),
+    ) -> String {
         let mut out = String::with_capacity(self.source.len() + 32);
+        let mut scratch = String::new();
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
                 Piece::Action(pipe) => {
                     let v = eval_pipeline(pipe, ctx);
-                    let _ = write!(out, "{v}");
+                    scratch.clear();
+                    let _ = write!(scratch, "{v}");
+                    value(&scratch, &mut out);
                 }
             }
         }
         out
+    }
+
+    /// The text before the first action (all of it for a static template).
+    pub fn static_prefix(&self) -> &str {
+        match self.pieces.first() {
+            Some(Piece::Text(t)) => t,
+            Some(Piece::Action(_)) | None => "",
+        }
     }
 }
 

@@ -1,7 +1,10 @@
-//! logwharf's sinks: one module per sink `type`, each a config struct (from logwharf-config) →
-//! [`build`] (validates, connects lazily) → a task implementing the collector's [`Sink`] trait
-//! that pulls batches, encodes, writes, and settles acknowledgements. [`encoding`] holds the
-//! event encoders every sink shares.
+//! logwharf's sinks: one folder per sink `type`, each holding its config struct (`config.rs`:
+//! keys, defaults, validation) and the task implementing the collector's [`Sink`] trait that
+//! pulls batches, encodes, writes, and settles acknowledgements. Every sink is registered once,
+//! in [`TYPES`]. [`encoding`] holds the event encoders every sink shares, [`util`] the batching
+//! helper.
+//!
+//! [`Sink`]: logwharf_collector::Sink
 
 pub mod blackhole;
 pub mod cloudwatch;
@@ -10,25 +13,32 @@ pub mod encoding;
 pub mod file;
 pub mod fluentd;
 pub mod kafka;
+pub mod socket;
 pub mod syslog;
 pub mod util;
 
-use logwharf_collector::Sink;
-use logwharf_config::{SinkConfig, SinkKind};
+use logwharf_collector::{sink_type, SinkType};
 
-/// Builds the sink a config describes. No network or file I/O happens here.
-pub fn build(name: &str, config: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
-    Ok(match &config.kind {
-        SinkKind::Blackhole(_) => Box::new(blackhole::Blackhole::new(name)),
-        SinkKind::CloudWatch(c) => Box::new(cloudwatch::CloudWatch::new(
-            name,
-            c,
-            config.buffer.max_events,
-        )?),
-        SinkKind::Console(c) => Box::new(console::ConsoleSink::new(name, c)),
-        SinkKind::File(c) => Box::new(file::FileSink::new(name, c)),
-        SinkKind::Fluentd(c) => Box::new(fluentd::Fluentd::new(name, (**c).clone())?),
-        SinkKind::Kafka(c) => Box::new(kafka::KafkaSink::new(name, c)?),
-        SinkKind::Syslog(c) => Box::new(syslog::SyslogSink::new(name, c)?),
-    })
+/// Every sink type: one line per sink.
+pub const TYPES: &[SinkType] = &[
+    sink_type::<blackhole::BlackholeConfig>("blackhole"),
+    sink_type::<cloudwatch::CloudWatchConfig>("cloudwatch"),
+    sink_type::<console::ConsoleConfig>("console"),
+    sink_type::<file::FileSinkConfig>("file"),
+    sink_type::<fluentd::FluentdSinkConfig>("fluentd"),
+    sink_type::<kafka::KafkaSinkConfig>("kafka"),
+    sink_type::<socket::SocketSinkConfig>("socket"),
+    sink_type::<syslog::SyslogSinkConfig>("syslog"),
+];
+
+/// Loads a config text with every source and sink type, for this crate's unit tests.
+#[cfg(test)]
+pub(crate) fn load_test_config(
+    text: &str,
+) -> Result<logwharf_collector::Config, logwharf_config::ConfigErrors> {
+    let registry = logwharf_collector::Registry {
+        sources: logwharf_collector::sources::TYPES,
+        sinks: TYPES,
+    };
+    logwharf_config::load_str(text, "t", &registry)
 }

@@ -3,10 +3,16 @@
 //!
 //! A test whose peer is missing FAILS when `CI=true`; elsewhere it skips with a loud message
 //! (run `scripts/testbed` to get the peers).
+//!
+//! Tests wait for conditions, never for time: a started logwharf is waited for until it
+//! listens ([`wait_port`]), logs what it is ready for ([`Logwharf::wait_log`]) or shows a
+//! metric ([`Logwharf::wait_metric`]); every deadline ([`PATIENCE`] where nothing more
+//! specific applies) only caps a hang. Ports come from [`free_port`], which never hands one
+//! out twice in a process, so parallel tests cannot race for one.
 #![allow(dead_code)]
 
 use std::io::{BufRead, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,13 +37,20 @@ pub fn require(peer: &str, available: bool) -> bool {
     false
 }
 
-/// A free loopback TCP port (also free for UDP in practice on a quiet test host).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// How long a test waits for something it expects before it fails: a cap for a hang, not a
+/// timing expectation (a loaded 2-core machine takes its time).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A loopback port free for TCP and UDP, handed out once per process, below the kernel's
+/// ephemeral range (see `logwharf_collector::testing`).
+pub use logwharf_collector::testing::free_port;
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`; panics naming `what`.
+pub fn wait_port(port: u16, what: &str) {
+    assert!(
+        wait_until(PATIENCE, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        "{what} did not listen on {port} within {PATIENCE:?}"
+    );
 }
 
 /// Polls `cond` every 50 ms until it is true or `timeout` passes; returns the last result.
@@ -54,9 +67,11 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A temporary directory for one test: config, data_dir and outputs.
+/// A temporary directory for one test: config, data_dir and outputs; and the port of the
+/// `[api]` endpoint that [`TestDir::config`] puts in a config without one.
 pub struct TestDir {
     pub dir: tempfile::TempDir,
+    api_port: u16,
 }
 
 impl TestDir {
@@ -66,7 +81,13 @@ impl TestDir {
                 .prefix(&format!("lw-{name}-"))
                 .tempdir()
                 .unwrap(),
+            api_port: free_port(),
         }
+    }
+
+    /// `127.0.0.1:PORT` of the `[api]` endpoint [`TestDir::config`] adds.
+    pub fn api_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.api_port)
     }
 
     pub fn path(&self) -> &Path {
@@ -74,7 +95,8 @@ impl TestDir {
     }
 
     /// Writes `logwharf.toml` with `{dir}` replaced by this directory, and returns its path.
-    /// `data_dir` and a free `api.address` are prepended unless the text sets them.
+    /// `data_dir` is prepended and `api.address` ([`TestDir::api_addr`]) appended unless the
+    /// text sets them.
     pub fn config(&self, text: &str) -> PathBuf {
         let mut full = String::new();
         if !text.contains("data_dir") {
@@ -83,10 +105,7 @@ impl TestDir {
         full.push_str(text);
         // Appended, so that the text's own top-level keys stay outside this table.
         if !text.contains("[api]") {
-            full.push_str(&format!(
-                "\n[api]\naddress = \"127.0.0.1:{}\"\n",
-                free_port()
-            ));
+            full.push_str(&format!("\n[api]\naddress = \"{}\"\n", self.api_addr()));
         }
         let p = self.path().join("logwharf.toml");
         std::fs::write(&p, full.replace("{dir}", self.path().to_str().unwrap())).unwrap();
@@ -156,6 +175,52 @@ impl Logwharf {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `needle` at least `n` times (what logwharf says when it is
+    /// ready for something: "connected to the Docker daemon", …). Panics with the log when it
+    /// exits first or [`PATIENCE`] passes.
+    pub fn wait_log(&mut self, needle: &str, n: usize) {
+        let end = Instant::now() + PATIENCE;
+        while self.log().matches(needle).count() < n {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!(
+                    "logwharf exited ({st}) before logging {needle:?}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "logwharf did not log {needle:?} {n} time(s) within {PATIENCE:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the metrics at `api` (`host:port`) show `name` (summed over the series
+    /// with every label of `labels`) at `min` or more; returns that metrics text. Panics with
+    /// the log when logwharf exits first or [`PATIENCE`] passes.
+    pub fn wait_metric(&mut self, api: &str, name: &str, labels: &[&str], min: f64) -> String {
+        let end = Instant::now() + PATIENCE;
+        loop {
+            let text = http_get(api, "/metrics").unwrap_or_default();
+            if metric(&text, name, labels) >= min {
+                return text;
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!(
+                    "logwharf exited ({st}) before {name} reached {min}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "{name}{labels:?} did not reach {min} within {PATIENCE:?}:\n{text}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -236,11 +301,17 @@ pub fn count_lines(path: &Path) -> usize {
 }
 
 /// The real Docker daemon of the testbed.
+pub mod rsyslog;
+
 pub mod docker {
     use super::*;
 
     pub const IMAGE: &str = "logwharf-busybox:latest";
     pub const ROOT: &str = "/var/lib/docker/containers";
+    /// What logwharf logs once its metadata service listed the containers and follows the
+    /// events (every container started after it is seen; sources have started): the
+    /// readiness the Docker tests wait for with [`Logwharf::wait_log`].
+    pub const CONNECTED: &str = "connected to the Docker daemon";
 
     /// True when dockerd answers and the busybox image exists.
     pub fn available() -> bool {

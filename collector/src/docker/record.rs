@@ -1,10 +1,12 @@
-//! Turns a container's inspect response into its [`ContainerMeta`] record: name without `/`,
+//! Turns a container's inspect response into its [`ContainerMeta`] record (id checked, name
+//! without `/` and control characters),
 //! image, every label, only the selected env, compose project/service, log driver, the tag
 //! (rendered here, once) and Docker's extra attributes.
 
 use crate::event::{Attrs, ContainerMeta};
+use crate::untrusted::{clean_str, is_container_id};
 use bollard::models::ContainerInspectResponse;
-use logwharf_config::source::EnrichOptions;
+use logwharf_config::docker::EnrichOptions;
 use logwharf_config::template::{extra_attributes, split_env};
 use logwharf_config::Template;
 use std::collections::BTreeMap;
@@ -21,9 +23,14 @@ impl RecordBuilder {
         RecordBuilder { opts }
     }
 
-    /// The record for one inspected container; `None` when the response has no id.
+    /// The record for one inspected container; `None` when the response has no id in Docker's
+    /// form (a remote daemon is a peer like any other: [`crate::untrusted`]).
     pub fn build(&self, c: &ContainerInspectResponse) -> Option<ContainerMeta> {
-        let id = c.id.clone().filter(|s| !s.is_empty())?;
+        let id = c.id.clone().filter(|s| is_container_id(s.as_bytes()));
+        let Some(id) = id else {
+            tracing::warn!(id = ?c.id, "Docker answered an inspect with an id that is not 64 hex digits; the container is ignored");
+            return None;
+        };
         let config = c.config.as_ref();
         let labels: BTreeMap<String, String> = config
             .and_then(|c| c.labels.as_ref())
@@ -36,7 +43,7 @@ impl RecordBuilder {
             name: c
                 .name
                 .as_deref()
-                .map(|n| n.trim_start_matches('/').to_string()),
+                .map(|n| clean_str(n.trim_start_matches('/')).into_owned()),
             image_name: config.and_then(|c| c.image.clone()),
             image_id: c.image.clone(),
             compose_project: labels.get("com.docker.compose.project").cloned(),

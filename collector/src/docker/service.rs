@@ -18,9 +18,9 @@ use anyhow::Context;
 use bollard::query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions};
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
-use logwharf_config::source::EnrichOptions;
+use logwharf_config::docker::EnrichOptions;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
@@ -60,6 +60,8 @@ struct Inner {
     builder: RecordBuilder,
     table: RwLock<Table>,
     generation: AtomicU64,
+    /// Set once the first listing is done (before the state says `Ready` for the first time).
+    listed: AtomicBool,
     changes: broadcast::Sender<MetaChange>,
     state: watch::Sender<State>,
     client: Mutex<Option<Docker>>,
@@ -102,6 +104,7 @@ impl MetadataService {
             builder: RecordBuilder::new(opts),
             table: RwLock::new(Table::default()),
             generation: AtomicU64::new(0),
+            listed: AtomicBool::new(false),
             changes,
             state,
             client: Mutex::new(None),
@@ -162,12 +165,14 @@ impl MetadataService {
     }
 
     /// Waits until the first listing is done (true) or `timeout` passes / the daemon is found
-    /// unreachable (false).
+    /// unreachable before any listing (false). A listing done once stays done: when the
+    /// connection broke since (the state already moved on to `Unreachable` while it
+    /// reconnects), the records are there and are reconciled on the reconnect.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let mut rx = self.inner.state.subscribe();
         let r =
             tokio::time::timeout(timeout, rx.wait_for(|s| !matches!(s, State::Connecting))).await;
-        matches!(r, Ok(Ok(s)) if *s == State::Ready)
+        matches!(r, Ok(Ok(s)) if *s == State::Ready) || self.inner.listed.load(Ordering::Acquire)
     }
 
     /// The record of `id`, waiting at most `timeout` for it to become known: a container seen
@@ -291,6 +296,7 @@ async fn session(
     let since = crate::time::now_nanos();
     let n = relist(inner, &docker).await?;
     *inner.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(docker.clone());
+    inner.listed.store(true, Ordering::Release);
     inner.state.send_replace(State::Ready);
     if *down_logged {
         tracing::info!(host = %inner.host, containers = n, "connected to the Docker daemon; containers re-listed");

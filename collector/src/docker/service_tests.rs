@@ -1,8 +1,9 @@
 //! The metadata service against a mock Docker daemon on a unix socket (a unit test: the real
-//! daemon cannot be made to send a malformed events stream).
+//! daemon cannot be made to send a malformed events stream). The test steps the mock (its
+//! second events stream waits for the test's go) instead of racing the service's reconnect.
 
 use super::service::{MetadataService, State};
-use logwharf_config::source::EnrichOptions;
+use logwharf_config::docker::EnrichOptions;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,8 @@ const ID: &str = "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1
 struct Mock {
     events_calls: AtomicUsize,
     renamed: std::sync::atomic::AtomicBool,
+    /// The second events stream (the one with the rename) waits for this.
+    rename_go: tokio::sync::Notify,
 }
 
 fn inspect(name: &str) -> String {
@@ -55,6 +58,7 @@ async fn serve(mut s: UnixStream, mock: Arc<Mock>) -> std::io::Result<()> {
                 "{\"Type\":\"container\",\"Action\":\"start\",\"Actor\":{\"ID\":12}} garbage\n"
                     .to_string()
             } else {
+                mock.rename_go.notified().await;
                 mock.renamed.store(true, Ordering::SeqCst);
                 format!("{{\"Type\":\"container\",\"Action\":\"rename\",\"Actor\":{{\"ID\":\"{ID}\",\"Attributes\":{{\"name\":\"web2\"}}}},\"time\":1}}\n")
             };
@@ -98,6 +102,7 @@ async fn malformed_events_stream_reconnects_and_reconciles() {
     let mock = Arc::new(Mock {
         events_calls: AtomicUsize::new(0),
         renamed: Default::default(),
+        rename_go: tokio::sync::Notify::new(),
     });
     let m = mock.clone();
     tokio::spawn(async move {
@@ -110,8 +115,9 @@ async fn malformed_events_stream_reconnects_and_reconciles() {
         ..Default::default()
     })
     .unwrap();
+    // True also when the garbage already broke the first stream: the first listing is done.
     assert!(
-        svc.wait_ready(Duration::from_secs(10)).await,
+        svc.wait_ready(Duration::from_secs(60)).await,
         "{:?}",
         svc.state()
     );
@@ -123,8 +129,9 @@ async fn malformed_events_stream_reconnects_and_reconciles() {
         "env is never copied without a selection"
     );
     // The garbage on the first events stream makes it reconnect; the second stream's rename
-    // is applied.
-    let ok = tokio::time::timeout(Duration::from_secs(15), async {
+    // (sent only now, so that the first record was read before it) is applied.
+    mock.rename_go.notify_one();
+    let ok = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             if svc.get(ID).and_then(|m| m.name.clone()).as_deref() == Some("web2") {
                 break;
@@ -147,7 +154,8 @@ async fn absent_daemon_is_unreachable_not_fatal() {
         ..Default::default()
     })
     .unwrap();
-    assert!(!svc.wait_ready(Duration::from_secs(5)).await);
+    // Returns as soon as the connection fails; the deadline only caps a hang.
+    assert!(!svc.wait_ready(Duration::from_secs(60)).await);
     assert!(matches!(svc.state(), State::Unreachable(m) if m.contains("/nonexistent/docker.sock")));
     assert!(svc.wait_for("x", Duration::from_secs(5)).await.is_none());
 }

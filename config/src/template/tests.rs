@@ -126,3 +126,14 @@ fn extra_attributes_like_docker() {
             .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn render_with_filters_values_not_the_template_text() {
+    let t = Template::parse("/var/log/{{.Name}}/{{printf \"%s/%s\" .ID \"x\"}}.log").unwrap();
+    let got = t.render_with(&ctx(), &mut |v, out| out.push_str(&v.replace('/', "_")));
+    assert_eq!(got, "/var/log/Sysl-web_1/d2ae8d3a9846_x.log");
+    assert_eq!(t.render(&ctx()), "/var/log/Sysl-web_1/d2ae8d3a9846/x.log");
+    assert_eq!(t.static_prefix(), "/var/log/");
+    assert_eq!(Template::parse("{{.ID}}/x").unwrap().static_prefix(), "");
+    assert_eq!(Template::parse("/a/b").unwrap().static_prefix(), "/a/b");
+}

@@ -9,8 +9,8 @@
 //! A source batch is acknowledged once every share of it has been settled.
 
 use super::ack::Piece;
+use super::config::{limits, Oversize};
 use bytes::Bytes;
-use logwharf_config::sink::cloudwatch::{limits, Oversize};
 use std::collections::VecDeque;
 
 /// One event as the service sees it: a millisecond timestamp and a UTF-8 message.

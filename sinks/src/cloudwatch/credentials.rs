@@ -10,12 +10,12 @@
 //! without an expiry), and dropped early when the service refuses them. Secrets never reach a
 //! log line: `Credentials`' `Debug` redacts them and errors name only the provider.
 
+use super::config::CloudWatchConfig;
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::provider_config::ProviderConfig;
 use aws_config::Region;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
-use logwharf_config::sink::CloudWatchConfig;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{Mutex, OnceCell};
 

@@ -3,7 +3,7 @@
 //!
 //! Layout:
 //! - this file: the sink task. A dispatcher renders each container's `group`/`stream` once
-//!   (cached per container id), fits messages to the service's size limit, and hands each
+//!   (the shared render cache; values confined to the service's character sets), fits messages to the service's size limit, and hands each
 //!   (group, stream) its events; one worker per (group, stream) batches them ([`batch`]) and
 //!   keeps at most one PutLogEvents in flight; workers of different streams send concurrently
 //!   (up to `concurrency`), so one failing stream never holds up the others.
@@ -16,6 +16,7 @@
 pub mod ack;
 pub mod batch;
 pub mod client;
+pub mod config;
 pub mod credentials;
 pub mod request;
 
@@ -24,13 +25,15 @@ use self::batch::{fit_message, split_request, CwEvent, RequestBatch, RequestLimi
 use self::client::{Endpoint, Transport, TransportError};
 use self::credentials::CredentialSource;
 use self::request::{Action, ErrorKind, ServiceError, Signer};
+use crate::util::confine::{Charset, Confinement};
+use crate::util::render::{NameTemplate, RenderCache};
 use anyhow::Context;
 use bytes::Bytes;
+pub use config::CloudWatchConfig;
+use config::{limits, Oversize};
 use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{ContainerMeta, Event, Sink, SinkInput};
-use logwharf_config::sink::cloudwatch::{limits, Oversize};
-use logwharf_config::sink::CloudWatchConfig;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -41,8 +44,9 @@ use tokio::task::JoinSet;
 /// A worker with nothing queued and nothing received for this long stops (and is started
 /// again by the next event for its stream).
 const WORKER_IDLE: Duration = Duration::from_secs(600);
-/// Rendered (group, stream) names kept per container id before the cache is reset.
-const KEY_CACHE_MAX: usize = 10_000;
+/// The service's limit on group and stream names (group: `[\.\-_/#A-Za-z0-9]+`, stream: no
+/// `:` or `*`).
+const MAX_NAME: usize = 512;
 
 /// One destination: a log group and a log stream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -157,10 +161,11 @@ impl Sink for CloudWatch {
 struct Dispatcher {
     shared: Arc<Shared>,
     name: Arc<str>,
-    group: logwharf_config::Template,
-    stream: logwharf_config::Template,
+    group: NameTemplate,
+    stream: NameTemplate,
     oversize: Oversize,
-    keys: HashMap<String, Arc<StreamKey>>,
+    keys: RenderCache<Arc<StreamKey>>,
+    confinement: Confinement,
     workers: HashMap<Arc<StreamKey>, mpsc::UnboundedSender<Chunk>>,
     tasks: JoinSet<()>,
     oversize_counter: metrics::Counter,
@@ -176,10 +181,21 @@ impl Dispatcher {
         Dispatcher {
             shared: sink.shared.clone(),
             name: sink.name.clone(),
-            group: sink.config.group.clone(),
-            stream: sink.config.stream.clone(),
+            group: NameTemplate::new(
+                sink.config.group.clone(),
+                "log group",
+                Charset::LogGroup,
+                MAX_NAME,
+            ),
+            stream: NameTemplate::new(
+                sink.config.stream.clone(),
+                "log stream",
+                Charset::LogStream,
+                MAX_NAME,
+            ),
             oversize: sink.config.oversize,
-            keys: HashMap::new(),
+            keys: RenderCache::default(),
+            confinement: Confinement::new(&sink.name),
             workers: HashMap::new(),
             tasks: JoinSet::new(),
             oversize_counter: metrics::counter!(m::SINK_OVERSIZE_EVENTS, "sink" => sink.name.to_string(), "action" => action),
@@ -187,41 +203,16 @@ impl Dispatcher {
         }
     }
 
-    /// The (group, stream) of a container, rendered once per container id. Events without a
-    /// container render against the source's name as the id.
-    fn key_for(&mut self, container: Option<&Arc<ContainerMeta>>, source: &str) -> Arc<StreamKey> {
-        let id = container.map(|c| c.id.as_str()).unwrap_or(source);
-        if let Some(k) = self.keys.get(id) {
-            return k.clone();
-        }
-        if self.keys.len() >= KEY_CACHE_MAX {
-            self.keys.clear();
-        }
-        let fallback;
-        let meta: &ContainerMeta = match container {
-            Some(c) => c,
-            None => {
-                fallback = ContainerMeta::from_id(source);
-                &fallback
-            }
-        };
-        // A name that renders empty (e.g. `{{.Name}}` without Docker API metadata) would be
-        // refused by the service: fall back to the container id (or source name) instead.
-        let render = |t: &logwharf_config::Template, what: &str| {
-            let s = t.render(meta);
-            if s.is_empty() {
-                tracing::warn!(sink = %self.name, template = %t, container = %meta.id, "the {what} template renders empty for this container; using the container id");
-                meta.id.clone()
-            } else {
-                s
-            }
-        };
-        let key = Arc::new(StreamKey {
-            group: render(&self.group, "group"),
-            stream: render(&self.stream, "stream"),
-        });
-        self.keys.insert(id.to_string(), key.clone());
-        key
+    /// The (group, stream) of a container, rendered once per container (the shared render
+    /// cache and its empty-render rule; values confined to the service's character sets).
+    fn key_for(&mut self, container: Option<&Arc<ContainerMeta>>) -> Arc<StreamKey> {
+        let (group, stream, conf) = (&self.group, &self.stream, &self.confinement);
+        self.keys.get(container, |m| {
+            Arc::new(StreamKey {
+                group: group.render(m, conf),
+                stream: stream.render(m, conf),
+            })
+        })
     }
 
     fn dispatch(&mut self, sb: logwharf_collector::SinkBatch) {
@@ -235,7 +226,7 @@ impl Dispatcher {
                 (Some(c), Some((p, i)), _) if Arc::as_ptr(c) == p => i,
                 (None, _, Some(i)) => i,
                 _ => {
-                    let key = self.key_for(ev.container.as_ref(), &batch.source);
+                    let key = self.key_for(ev.container.as_ref());
                     let i = match per_key.iter().position(|(k, _)| *k == key) {
                         Some(i) => i,
                         None => {

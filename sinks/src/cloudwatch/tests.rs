@@ -1,6 +1,7 @@
 //! Unit tests of the sink task against a scripted local HTTP peer: the answers the emulator
 //! cannot be made to give (InvalidParameterException, InvalidSequenceTokenException,
 //! DataAlreadyAcceptedException, rejectedLogEventsInfo) and the acknowledgement rules.
+//! Real sockets, so no paused clock: the tests wait for what the peer saw ([`wait_until`]).
 
 use super::*;
 use logwharf_collector::{AckToken, Batch, SinkBatch, Stream};
@@ -93,6 +94,15 @@ impl Peer {
     }
 }
 
+/// Polls `cond` until it holds; panics with `what` after a minute (a cap for a hang only).
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
 }
@@ -101,11 +111,12 @@ fn sink(port: u16, extra: &str) -> CloudWatch {
     let text = format!(
         "[sources.s]\ntype = \"docker_json_file\"\n[sinks.cw]\ntype = \"cloudwatch\"\ninputs = [\"s\"]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:{port}\"\ngroup = \"g\"\naccess_key_id = \"AKIDTEST\"\nsecret_access_key = \"x\"\nretry_max_wait = \"200ms\"\nbatch = {{ timeout = \"50ms\" }}\n{extra}"
     );
-    let c = logwharf_config::load_str(&text, "t").unwrap();
-    match &c.sinks["cw"].kind {
-        logwharf_config::SinkKind::CloudWatch(c) => CloudWatch::new("cw", c, 16_384).unwrap(),
-        _ => unreachable!(),
-    }
+    let c = crate::load_test_config(&text).unwrap();
+    let c = c.sinks["cw"]
+        .inner
+        .downcast_ref::<CloudWatchConfig>()
+        .unwrap();
+    CloudWatch::new("cw", c, 16_384).unwrap()
 }
 
 /// A source batch of `msgs` from container `id`; its outcome arrives on the receiver.
@@ -281,8 +292,13 @@ async fn a_source_batch_over_two_streams_is_acked_only_when_both_got_a_2xx() {
         events,
     });
     tx.send(sb).ok().unwrap();
-    // c1's part is delivered quickly; the batch is not acknowledged while c2 fails.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // c1's part is delivered; the batch is not acknowledged while c2 fails.
+    wait_until("c1 delivered and c2 refused", || {
+        let puts = peer.puts.lock().unwrap();
+        let refused = |(status, b): &(u16, Value)| *status == 503 && b["logStreamName"] == "c2";
+        puts.iter().any(refused) && puts.iter().any(|(s, _)| *s == 200)
+    })
+    .await;
     assert_eq!(peer.messages(), ["one"]);
     assert!(
         rx.try_recv().is_err(),
@@ -322,7 +338,10 @@ async fn a_batch_still_failing_when_the_sink_is_stopped_is_not_acknowledged() {
     let task = tokio::spawn(Box::new(sink(peer.port, "")).run(input));
     let (sb, rx) = batch("c1", &["x"]);
     tx.send(sb).ok().unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("no PutLogEvents attempt", || {
+        !peer.puts.lock().unwrap().is_empty()
+    })
+    .await;
     task.abort();
     let _ = task.await;
     assert!(

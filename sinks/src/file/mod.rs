@@ -3,7 +3,7 @@
 //! Docker's rotation limits `max_size`, `max_file`, `compress` ([`rotation`]).
 //!
 //! Per batch: events are grouped by their file ([`PathCache`] renders the template once per
-//! container) and each group is encoded into one buffer; the groups are then written on the
+//! container, its values confined under the template's directory) and each group is encoded into one buffer; the groups are then written on the
 //! blocking pool by [`writer::OpenFiles`], one `write` per file unless a rotation falls inside
 //! the group. The batch is acknowledged only when every group is in its file. A failed write is
 //! counted, logged with its path and retried with backoff from the byte where it stopped (no
@@ -11,19 +11,21 @@
 //! supervisor restarts it with the batch (whose groups already written are then written again:
 //! at-least-once).
 
+pub mod config;
 pub mod rotation;
 pub mod writer;
 
 use crate::encoding::Encoder;
+use crate::util::confine::Confinement;
+use crate::util::render::{PathTemplate, RenderCache};
 use anyhow::Context;
+pub use config::FileSinkConfig;
 use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{Batch, ContainerMeta, Sink, SinkBatch, SinkInput};
-use logwharf_config::sink::FileSinkConfig;
 use logwharf_config::Template;
 use rotation::RotationPolicy;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use writer::{LineEnd, OpenFiles, Pending};
@@ -54,44 +56,30 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Renders the path template once per container and remembers it (re-rendered when the
-/// container's metadata changes, e.g. a rename).
+/// The path of each container's file: the path template rendered once per container through
+/// the shared [`RenderCache`], each value confined to one path segment under the template's
+/// static prefix ([`PathTemplate`]; values with `/`, `..`, NUL or control characters are
+/// changed, counted and logged).
 pub struct PathCache {
-    template: Template,
-    by_container: HashMap<String, (Arc<ContainerMeta>, Arc<Path>)>,
-    /// The rendering for events without a container (and for a static template).
-    no_container: Arc<Path>,
+    template: PathTemplate,
+    cache: RenderCache<Arc<Path>>,
+    confinement: Confinement,
 }
 
 impl PathCache {
-    /// Entries kept before the cache starts over (containers come and go).
-    const MAX_ENTRIES: usize = 8192;
-
-    pub fn new(template: Template) -> PathCache {
-        let no_container = Arc::from(PathBuf::from(template.render(&ContainerMeta::default())));
+    pub fn new(sink: &str, template: Template) -> PathCache {
         PathCache {
-            template,
-            by_container: HashMap::new(),
-            no_container,
+            template: PathTemplate { template },
+            cache: RenderCache::default(),
+            confinement: Confinement::new(sink),
         }
     }
 
     pub fn resolve(&mut self, container: Option<&Arc<ContainerMeta>>) -> Arc<Path> {
-        let Some(c) = container.filter(|_| !self.template.is_static()) else {
-            return self.no_container.clone();
-        };
-        if let Some((meta, path)) = self.by_container.get(&c.id) {
-            if Arc::ptr_eq(meta, c) || **meta == **c {
-                return path.clone();
-            }
-        }
-        if self.by_container.len() >= Self::MAX_ENTRIES {
-            self.by_container.clear();
-        }
-        let path: Arc<Path> = Arc::from(PathBuf::from(self.template.render(&**c)));
-        self.by_container
-            .insert(c.id.clone(), (c.clone(), path.clone()));
-        path
+        // A static path is the same for everyone.
+        let container = container.filter(|_| !self.template.template.is_static());
+        let (t, conf) = (&self.template, &self.confinement);
+        self.cache.get(container, |m| t.render(m, conf))
     }
 }
 
@@ -112,7 +100,7 @@ impl FileSink {
         FileSink {
             name: name.into(),
             encoder: Encoder::new(config.encoding),
-            paths: PathCache::new(config.path.clone()),
+            paths: PathCache::new(name, config.path.clone()),
             policy: RotationPolicy {
                 max_size: config.max_size.map(|s| s.0),
                 max_file: config.max_file,

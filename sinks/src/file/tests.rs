@@ -8,6 +8,7 @@ use logwharf_config::{ByteSize, Encoding};
 use std::collections::VecDeque;
 use std::fs;
 use std::io::Read;
+use std::path::PathBuf;
 use std::sync::mpsc;
 
 const ID_A: &str = "aaaaaaaaaaaa1111111111111111111111111111111111111111111111111111";

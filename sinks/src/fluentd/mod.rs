@@ -13,16 +13,17 @@
 //! TCP, TLS (the shared rustls setup) or unix, with the optional shared-key handshake.
 
 pub mod chunk;
+pub mod config;
 pub mod record;
 pub mod transport;
 
 use crate::util::batcher::next_group;
 use chunk::{ChunkBuilder, Message};
+pub use config::{FluentdSinkConfig, ForwardCompression};
 use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{Sink, SinkInput};
-use logwharf_config::sink::fluentd::{FluentdSinkConfig, ForwardCompression};
-use logwharf_config::source::ForwardAddress;
+use logwharf_config::address::ForwardAddress;
 use record::RecordEncoder;
 use std::collections::HashSet;
 use tokio::io::AsyncWriteExt;
@@ -181,7 +182,8 @@ impl Sink for Fluentd {
     async fn run(self: Box<Self>, mut input: SinkInput) -> anyhow::Result<()> {
         let c = &self.config;
         let mut builder = ChunkBuilder::new(
-            RecordEncoder::new(
+            RecordEncoder::for_sink(
+                &self.name,
                 c.tag.clone(),
                 c.record,
                 c.sub_second_precision,

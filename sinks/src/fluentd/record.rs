@@ -2,18 +2,26 @@
 //! (`container_id` = 64 hex, `container_name` with Docker's leading `/`, `source`, `log`
 //! without its newline, the label/env extras, and the partial fields for a line shipped
 //! partial) or logwharf's whole event. The tag and the container part of each record are
-//! rendered once per container and cached, never per line.
+//! rendered once per container in the shared render cache, never per line; a tag is held to
+//! PRINTUSASCII (no space or control character reaches Fluentd's routing).
 
+use super::config::RecordFormat;
+use crate::util::confine::{confine_into, Charset, Confinement};
+use crate::util::render::{NameTemplate, RenderCache};
 use logwharf_collector::{ContainerMeta, Event, EventFlags};
-use logwharf_config::sink::fluentd::RecordFormat;
 use logwharf_config::Template;
 use rmp::encode;
-use std::collections::HashMap;
 use std::sync::Arc;
+
+/// A tag held to PRINTUSASCII (what Fluentd's tag patterns match), `_` for the rest.
+fn header_safe(t: &str) -> String {
+    let mut out = String::with_capacity(t.len());
+    confine_into(t, Charset::PrintUsAscii, &mut out);
+    out
+}
 
 /// What is rendered once per container.
 struct PerContainer {
-    meta: Arc<ContainerMeta>,
     tag: Arc<str>,
     /// Pre-encoded key/value pairs every record of this container starts with.
     prefix: Vec<u8>,
@@ -22,18 +30,15 @@ struct PerContainer {
 
 /// Encodes events into Forward entries; owns the per-container caches.
 pub struct RecordEncoder {
-    tag: Template,
+    tag: NameTemplate,
     format: RecordFormat,
     sub_second: bool,
     labels: Vec<String>,
-    containers: HashMap<String, Arc<PerContainer>>,
-    /// The container of the previous event: consecutive lines of one container skip the map.
-    last: Option<Arc<PerContainer>>,
+    containers: RenderCache<Arc<PerContainer>>,
     /// The rendered tag for events without a container (and without a tag of their own).
     default_tag: Arc<str>,
+    confinement: Confinement,
 }
-
-const MAX_CACHED: usize = 10_000;
 
 fn str_pair(out: &mut Vec<u8>, k: &str, v: &[u8]) {
     let _ = encode::write_str(out, k);
@@ -65,91 +70,44 @@ pub fn write_time(out: &mut Vec<u8>, ns: i64, sub_second: bool) {
 
 impl RecordEncoder {
     pub fn new(tag: Template, format: RecordFormat, sub_second: bool, labels: Vec<String>) -> Self {
-        let default_tag: Arc<str> = tag.render(&ContainerMeta::default()).into();
+        RecordEncoder::for_sink("fluentd", tag, format, sub_second, labels)
+    }
+
+    /// Counts confined tags under the sink's name.
+    pub fn for_sink(
+        sink: &str,
+        tag: Template,
+        format: RecordFormat,
+        sub_second: bool,
+        labels: Vec<String>,
+    ) -> Self {
+        let tag = NameTemplate::new(tag, "tag", Charset::PrintUsAscii, usize::MAX);
+        let confinement = Confinement::new(sink);
+        let default_tag: Arc<str> = tag.render(None, &confinement).into();
         RecordEncoder {
             tag,
             format,
             sub_second,
             labels,
-            containers: HashMap::new(),
-            last: None,
+            containers: RenderCache::default(),
             default_tag,
+            confinement,
         }
     }
 
     fn per_container(&mut self, meta: &Arc<ContainerMeta>) -> Arc<PerContainer> {
-        if let Some(pc) = &self.last {
-            if Arc::ptr_eq(&pc.meta, meta) {
-                return pc.clone();
-            }
-        }
-        let pc = match self.containers.get(&meta.id) {
-            Some(pc) if Arc::ptr_eq(&pc.meta, meta) || *pc.meta == **meta => pc.clone(),
-            _ => {
-                if self.containers.len() >= MAX_CACHED {
-                    self.containers.clear();
-                }
-                let pc = Arc::new(self.render(meta));
-                self.containers.insert(meta.id.clone(), pc.clone());
-                pc
-            }
-        };
-        self.last = Some(pc.clone());
-        pc
-    }
-
-    fn render(&self, meta: &Arc<ContainerMeta>) -> PerContainer {
-        let mut prefix = Vec::new();
-        let mut pairs = 0;
-        match self.format {
-            RecordFormat::Docker => {
-                str_pair(&mut prefix, "container_id", meta.id.as_bytes());
-                let name = format!("/{}", meta.name.as_deref().unwrap_or(""));
-                str_pair(&mut prefix, "container_name", name.as_bytes());
-                pairs += 2;
-                for l in &self.labels {
-                    if let Some(v) = meta.labels.get(l) {
-                        str_pair(&mut prefix, l, v.as_bytes());
-                        pairs += 1;
-                    }
-                }
-                for (k, v) in &meta.env {
-                    str_pair(&mut prefix, k, v.as_bytes());
-                    pairs += 1;
-                }
-            }
-            RecordFormat::Event => {
-                str_pair(&mut prefix, "container_id", meta.id.as_bytes());
-                pairs += 1;
-                let opt = [
-                    ("container_name", &meta.name),
-                    ("image_name", &meta.image_name),
-                    ("image_id", &meta.image_id),
-                    ("compose_project", &meta.compose_project),
-                    ("compose_service", &meta.compose_service),
-                ];
-                for (k, v) in opt {
-                    if let Some(v) = v {
-                        str_pair(&mut prefix, k, v.as_bytes());
-                        pairs += 1;
-                    }
-                }
-                if !meta.labels.is_empty() {
-                    map_pair(&mut prefix, "labels", &meta.labels);
-                    pairs += 1;
-                }
-                if !meta.env.is_empty() {
-                    map_pair(&mut prefix, "env", &meta.env);
-                    pairs += 1;
-                }
-            }
-        }
-        PerContainer {
-            meta: meta.clone(),
-            tag: self.tag.render(&**meta).into(),
-            prefix,
-            prefix_pairs: pairs,
-        }
+        let RecordEncoder {
+            containers,
+            tag,
+            format,
+            labels,
+            confinement,
+            ..
+        } = self;
+        containers.get(Some(meta), |m| {
+            let tag = tag.render(m, confinement).into();
+            Arc::new(render(*format, labels, meta, tag))
+        })
     }
 
     /// The tag an event is sent under.
@@ -161,7 +119,8 @@ impl RecordEncoder {
                 .as_deref()
                 .and_then(|a| a.iter().find(|(k, _)| k == "tag"))
             {
-                Some((_, t)) => Arc::from(t.as_str()),
+                // The event's own tag (relayed from a fluent source): Forward's characters.
+                Some((_, t)) => Arc::from(header_safe(t)),
                 None => self.default_tag.clone(),
             },
         }
@@ -252,6 +211,65 @@ impl RecordEncoder {
                 }
             }
         }
+    }
+}
+
+/// The container part of every record of `meta`'s events.
+fn render(
+    format: RecordFormat,
+    labels: &[String],
+    meta: &ContainerMeta,
+    tag: Arc<str>,
+) -> PerContainer {
+    let mut prefix = Vec::new();
+    let mut pairs = 0;
+    match format {
+        RecordFormat::Docker => {
+            str_pair(&mut prefix, "container_id", meta.id.as_bytes());
+            let name = format!("/{}", meta.name.as_deref().unwrap_or(""));
+            str_pair(&mut prefix, "container_name", name.as_bytes());
+            pairs += 2;
+            for l in labels {
+                if let Some(v) = meta.labels.get(l) {
+                    str_pair(&mut prefix, l, v.as_bytes());
+                    pairs += 1;
+                }
+            }
+            for (k, v) in &meta.env {
+                str_pair(&mut prefix, k, v.as_bytes());
+                pairs += 1;
+            }
+        }
+        RecordFormat::Event => {
+            str_pair(&mut prefix, "container_id", meta.id.as_bytes());
+            pairs += 1;
+            let opt = [
+                ("container_name", &meta.name),
+                ("image_name", &meta.image_name),
+                ("image_id", &meta.image_id),
+                ("compose_project", &meta.compose_project),
+                ("compose_service", &meta.compose_service),
+            ];
+            for (k, v) in opt {
+                if let Some(v) = v {
+                    str_pair(&mut prefix, k, v.as_bytes());
+                    pairs += 1;
+                }
+            }
+            if !meta.labels.is_empty() {
+                map_pair(&mut prefix, "labels", &meta.labels);
+                pairs += 1;
+            }
+            if !meta.env.is_empty() {
+                map_pair(&mut prefix, "env", &meta.env);
+                pairs += 1;
+            }
+        }
+    }
+    PerContainer {
+        tag,
+        prefix,
+        prefix_pairs: pairs,
     }
 }
 

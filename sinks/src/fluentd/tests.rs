@@ -1,27 +1,27 @@
 //! The fluentd sink against the collector's fluent source, in process, over loopback TCP.
+//! Ports come from the collector's test registry (never one port for two tests); the tests
+//! wait for the source to listen and for events, with deadlines that only cap a hang.
 
 use super::*;
 use bytes::Bytes;
 use logwharf_collector::sources::fluent::FluentSource;
+use logwharf_collector::sources::fluent::FluentSourceConfig;
 use logwharf_collector::sources::{Source, SourceContext};
 use logwharf_collector::{
     AckToken, Batch, CheckpointStore, ContainerMeta, Event, EventFlags, Shutdown, SinkBatch,
     SourceOutput, Stream,
 };
-use logwharf_config::source::FluentSourceConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-fn port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use logwharf_collector::testing::free_port as port;
 
+/// How long a test waits for what it expects before failing.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Starts the source and returns once it accepts connections.
 async fn start_source(cfg: FluentSourceConfig) -> (SinkInput, Shutdown, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (out, rx): (SourceOutput, SinkInput) = SourceOutput::for_test("fwd", 100_000);
@@ -33,9 +33,23 @@ async fn start_source(cfg: FluentSourceConfig) -> (SinkInput, Shutdown, tempfile
         checkpoints: Arc::new(CheckpointStore::open(dir.path()).unwrap()),
         once: false,
     };
+    let ForwardAddress::Tcp { host, port } = cfg.address.clone() else {
+        panic!("the tests listen on TCP");
+    };
     let src = Box::new(FluentSource::new(cfg).unwrap());
-    tokio::spawn(async move { src.run(ctx).await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let task = tokio::spawn(async move { src.run(ctx).await.unwrap() });
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .is_err()
+    {
+        assert!(!task.is_finished(), "the fluent source stopped");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fluent source never listened on {host}:{port}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     (rx, shutdown, dir)
 }
 
@@ -66,7 +80,7 @@ async fn round_trip(gzip: bool, require_ack: bool, auth: bool) {
         },
         ..Default::default()
     };
-    let key = logwharf_config::source::ForwardAuth {
+    let key = logwharf_config::address::ForwardAuth {
         shared_key: "k3y".into(),
         self_hostname: None,
     };
@@ -120,7 +134,7 @@ async fn round_trip(gzip: bool, require_ack: bool, auth: bool) {
     }
     let mut got = Vec::new();
     while got.len() < 300 {
-        let sb = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        let sb = tokio::time::timeout(PATIENCE, received.recv())
             .await
             .expect("events arrive")
             .unwrap();
@@ -129,7 +143,7 @@ async fn round_trip(gzip: bool, require_ack: bool, auth: bool) {
         ack.delivered();
     }
     for _ in 0..3 {
-        let ok = tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
+        let ok = tokio::time::timeout(PATIENCE, done_rx.recv())
             .await
             .unwrap();
         assert_eq!(ok, Some(true));
@@ -176,7 +190,7 @@ async fn a_wrong_shared_key_never_delivers() {
         },
         ..Default::default()
     };
-    scfg.auth = Some(logwharf_config::source::ForwardAuth {
+    scfg.auth = Some(logwharf_config::address::ForwardAuth {
         shared_key: "right".into(),
         self_hostname: None,
     });
@@ -188,7 +202,7 @@ async fn a_wrong_shared_key_never_delivers() {
         },
         ..Default::default()
     };
-    cfg.auth = Some(logwharf_config::source::ForwardAuth {
+    cfg.auth = Some(logwharf_config::address::ForwardAuth {
         shared_key: "wrong".into(),
         self_hostname: None,
     });
@@ -205,6 +219,7 @@ async fn a_wrong_shared_key_never_delivers() {
     ))
     .ok()
     .unwrap();
+    // A chance to deliver wrongly (a slow machine only weakens this check, never fails it).
     assert!(
         tokio::time::timeout(Duration::from_millis(1500), received.recv())
             .await

@@ -5,7 +5,7 @@
 use bytes::BytesMut;
 use logwharf_collector::sources::fluent::handshake;
 use logwharf_collector::sources::fluent::msgpack::{value_len, MpError};
-use logwharf_config::source::ForwardAddress;
+use logwharf_config::address::ForwardAddress;
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use std::time::Duration;

@@ -27,17 +27,18 @@
 //!   runtime's `shutdown_timeout` bounds that wait, and what is left unsettled is read again
 //!   on the next start.
 
+pub mod config;
 mod inflight;
 mod producer;
 mod record;
 mod throttle;
 
 use anyhow::Context as _;
+pub use config::KafkaSinkConfig;
 use inflight::{msg_id, split, InFlight, MsgId, Outcome};
 use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{Batch, Sink, SinkInput};
-use logwharf_config::sink::KafkaSinkConfig;
 use producer::{Broken, Producer, SendError};
 use rdkafka::producer::BaseRecord;
 use rdkafka::ClientConfig;
@@ -70,7 +71,7 @@ impl KafkaSink {
             name: name.to_string(),
             brokers: config.brokers.join(","),
             client,
-            records: Records::new(config),
+            records: Records::new(name, config),
             queue_limits: format!(
                 "{} messages / {} bytes",
                 config.queue_max_messages, config.queue_max_bytes.0

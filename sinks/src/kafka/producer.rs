@@ -8,11 +8,11 @@
 //! bounded by `queue.buffering.max.messages` and `.kbytes`; a full queue is reported to the
 //! caller as [`SendError::QueueFull`] so the sink can wait (backpressure).
 
+use super::config::KafkaSinkConfig;
 use super::inflight::{InFlight, MsgId, Outcome};
 use super::throttle::Throttled;
 use anyhow::Context as _;
 use logwharf_collector::metrics as m;
-use logwharf_config::sink::KafkaSinkConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{

@@ -1,19 +1,16 @@
 //! What one event becomes in Kafka: its topic and key (rendered from the templates once per
-//! container and cached, never per line), its value (one of the shared encoders) and its
+//! container in the shared render cache, never per line; the topic's values confined to
+//! Kafka's `[a-zA-Z0-9._-]` and 249 characters), its value (one of the shared encoders) and its
 //! optional metadata headers.
 
+use super::config::HeaderField;
+use super::config::KafkaSinkConfig;
 use crate::encoding::Encoder;
+use crate::util::confine::{Charset, Confinement};
+use crate::util::render::{NameTemplate, RenderCache};
 use logwharf_collector::{ContainerMeta, Event};
-use logwharf_config::sink::kafka::HeaderField;
-use logwharf_config::sink::KafkaSinkConfig;
-use logwharf_config::Template;
 use rdkafka::message::{Header, OwnedHeaders};
-use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Containers whose routes are cached at most; beyond it the cache starts over (a host has
-/// hundreds of containers, not thousands).
-const MAX_CACHED: usize = 4096;
 
 /// Where one container's events go.
 #[derive(Debug)]
@@ -27,101 +24,53 @@ pub(super) struct Route {
     headers: Vec<(&'static str, String)>,
 }
 
-/// Renders routes (cached per container) and encodes values and headers.
+/// Renders routes (cached per container in the shared [`RenderCache`]) and encodes values and
+/// headers.
 pub(super) struct Records {
-    topic: Template,
-    key: Option<Template>,
+    topic: NameTemplate,
+    key: Option<NameTemplate>,
     headers: Vec<HeaderField>,
     encoder: Encoder,
-    by_id: HashMap<String, (Arc<ContainerMeta>, Arc<Route>)>,
-    last: Option<(Arc<ContainerMeta>, Arc<Route>)>,
-    no_container: Option<Arc<Route>>,
+    routes: RenderCache<Arc<Route>>,
+    confinement: Confinement,
 }
 
+/// Kafka's limit on a topic name.
+const MAX_TOPIC: usize = 249;
+
 impl Records {
-    pub(super) fn new(config: &KafkaSinkConfig) -> Records {
+    pub(super) fn new(sink: &str, config: &KafkaSinkConfig) -> Records {
         Records {
-            topic: config.topic.clone(),
-            key: config.key.clone(),
+            topic: NameTemplate::new(
+                config.topic.clone(),
+                "topic",
+                Charset::KafkaTopic,
+                MAX_TOPIC,
+            ),
+            key: config
+                .key
+                .clone()
+                .map(|k| NameTemplate::new(k, "key", Charset::NoControl, usize::MAX)),
             headers: config.headers.clone(),
             encoder: Encoder::new(config.encoding),
-            by_id: HashMap::new(),
-            last: None,
-            no_container: None,
+            routes: RenderCache::default(),
+            confinement: Confinement::new(sink),
         }
     }
 
     /// The route of `event`'s container: one pointer comparison on the per-line path.
     pub(super) fn route(&mut self, event: &Event) -> Arc<Route> {
-        let Some(meta) = &event.container else {
-            if self.no_container.is_none() {
-                self.no_container = Some(Arc::new(self.render(None)));
-            }
-            return self.no_container.clone().expect("set above");
-        };
-        if let Some((m, r)) = &self.last {
-            if Arc::ptr_eq(m, meta) {
-                return r.clone();
-            }
-        }
-        let route = match self.by_id.get(&meta.id) {
-            // Same container; a new Arc with the same metadata renders the same.
-            Some((m, r)) if Arc::ptr_eq(m, meta) || **m == **meta => r.clone(),
-            _ => {
-                if self.by_id.len() >= MAX_CACHED {
-                    self.by_id.clear();
-                }
-                let r = Arc::new(self.render(Some(meta)));
-                self.by_id
-                    .insert(meta.id.clone(), (meta.clone(), r.clone()));
-                r
-            }
-        };
-        self.last = Some((meta.clone(), route.clone()));
-        route
-    }
-
-    fn render(&self, meta: Option<&ContainerMeta>) -> Route {
-        let empty = ContainerMeta::default();
-        let ctx = meta.unwrap_or(&empty);
-        let topic = self.topic.render(ctx);
-        let topic = match check_topic(&topic) {
-            Ok(()) => Ok(topic),
-            Err(why) => Err(format!(
-                "topic template {:?} renders {topic:?}{}: {why}",
-                self.topic.as_str(),
-                meta.map(|m| format!(" for container {}", m.short_id()))
-                    .unwrap_or_default()
-            )),
-        };
-        let key = match (&self.key, meta) {
-            (Some(t), _) => Some(t.render(ctx).into_bytes()),
-            (None, Some(m)) => Some(m.id.clone().into_bytes()),
-            (None, None) => None,
-        }
-        .filter(|k| !k.is_empty());
-        let mut headers = Vec::new();
-        if let Some(m) = meta {
-            for h in &self.headers {
-                let v = match h {
-                    HeaderField::ContainerId => Some(m.id.clone()),
-                    HeaderField::ContainerName => m.name.clone(),
-                    HeaderField::ImageName => m.image_name.clone(),
-                    HeaderField::ImageId => m.image_id.clone(),
-                    HeaderField::ComposeProject => m.compose_project.clone(),
-                    HeaderField::ComposeService => m.compose_service.clone(),
-                    HeaderField::Stream | HeaderField::Source => None,
-                };
-                if let Some(v) = v {
-                    headers.push((h.name(), v));
-                }
-            }
-        }
-        Route {
+        let Records {
+            routes,
             topic,
             key,
             headers,
-        }
+            confinement,
+            ..
+        } = self;
+        routes.get(event.container.as_ref(), |m| {
+            Arc::new(render(topic, key.as_ref(), headers, confinement, m))
+        })
     }
 
     /// Appends `event`'s value to `out`.
@@ -166,6 +115,59 @@ impl Records {
 }
 
 /// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+/// One container's route (`meta`: `None` for events without a container). The topic's values
+/// are confined to Kafka's topic characters (the operator's text is checked as written); a
+/// key's values lose control characters; events without a container get no key unless the
+/// key template is static.
+fn render(
+    topic_t: &NameTemplate,
+    key_t: Option<&NameTemplate>,
+    fields: &[HeaderField],
+    confinement: &Confinement,
+    meta: Option<&ContainerMeta>,
+) -> Route {
+    let topic = topic_t.render(meta, confinement);
+    let topic = match check_topic(&topic) {
+        Ok(()) => Ok(topic),
+        Err(why) => Err(format!(
+            "topic template {:?} renders {topic:?}{}: {why}",
+            topic_t.template.as_str(),
+            meta.map(|m| format!(" for container {}", m.short_id()))
+                .unwrap_or_default()
+        )),
+    };
+    let key = match (key_t, meta) {
+        (Some(t), Some(_)) => Some(t.render(meta, confinement).into_bytes()),
+        (Some(t), None) if t.template.is_static() => Some(t.render(None, confinement).into_bytes()),
+        (Some(_), None) => None,
+        (None, Some(m)) => Some(m.id.clone().into_bytes()),
+        (None, None) => None,
+    }
+    .filter(|k| !k.is_empty());
+    let mut headers = Vec::new();
+    if let Some(m) = meta {
+        for h in fields {
+            let v = match h {
+                HeaderField::ContainerId => Some(m.id.clone()),
+                HeaderField::ContainerName => m.name.clone(),
+                HeaderField::ImageName => m.image_name.clone(),
+                HeaderField::ImageId => m.image_id.clone(),
+                HeaderField::ComposeProject => m.compose_project.clone(),
+                HeaderField::ComposeService => m.compose_service.clone(),
+                HeaderField::Stream | HeaderField::Source => None,
+            };
+            if let Some(v) = v {
+                headers.push((h.name(), v));
+            }
+        }
+    }
+    Route {
+        topic,
+        key,
+        headers,
+    }
+}
+
 fn check_topic(t: &str) -> Result<(), &'static str> {
     if t.is_empty() {
         return Err("a topic name cannot be empty");
@@ -190,6 +192,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use logwharf_collector::Stream;
+    use logwharf_config::Template;
     use rdkafka::message::Headers;
 
     fn config(extra: &str) -> KafkaSinkConfig {
@@ -224,7 +227,7 @@ mod tests {
 
     #[test]
     fn renders_once_per_container_and_defaults_the_key_to_the_id() {
-        let mut r = Records::new(&config(""));
+        let mut r = Records::new("k", &config(""));
         let a = meta("aaaa", "web");
         let b = meta("bbbb", "db");
         let ra = r.route(&event(Some(&a)));
@@ -242,17 +245,43 @@ mod tests {
         let none = r.route(&event(None));
         assert!(none.key.is_none());
         assert_eq!(none.topic.as_deref(), Ok("logs."));
-        let mut bad = Records::new(&KafkaSinkConfig::new(
-            vec!["127.0.0.1:9092".into()],
-            Template::parse("{{.Name}}").unwrap(),
-        ));
-        let err = bad.route(&event(None)).topic.clone().unwrap_err();
-        assert!(err.contains("cannot be empty"), "{err}");
+        let mut name_only = Records::new(
+            "k",
+            &KafkaSinkConfig::new(
+                vec!["127.0.0.1:9092".into()],
+                Template::parse("{{.Name}}").unwrap(),
+            ),
+        );
+        // The one empty-render rule: the short id, or `logwharf` without a container.
+        assert_eq!(
+            name_only.route(&event(None)).topic.as_deref(),
+            Ok("logwharf")
+        );
+        let anon = meta("0123456789abcdef", "");
+        assert_eq!(
+            name_only.route(&event(Some(&anon))).topic.as_deref(),
+            Ok("0123456789ab")
+        );
+        // A peer's name is confined to the topic characters, not refused.
+        let odd = meta("cccc", "../we b/€");
+        assert_eq!(
+            name_only.route(&event(Some(&odd))).topic.as_deref(),
+            Ok(".._we_b__")
+        );
+        let mut bad = Records::new(
+            "k",
+            &KafkaSinkConfig::new(
+                vec!["127.0.0.1:9092".into()],
+                Template::parse("logs/{{.Name}}").unwrap(),
+            ),
+        );
+        let err = bad.route(&event(Some(&a))).topic.clone().unwrap_err();
+        assert!(err.contains("may only contain"), "{err}");
     }
 
     #[test]
     fn key_template_and_headers() {
-        let mut r = Records::new(&config("key"));
+        let mut r = Records::new("k", &config("key"));
         let a = Arc::new(ContainerMeta {
             name: Some("web".into()),
             image_name: Some("nginx".into()),

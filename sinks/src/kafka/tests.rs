@@ -1,5 +1,7 @@
 //! Unit tests of the sink task against librdkafka's built-in mock cluster (the integration
-//! tests in tests/kafka.rs run against a real broker).
+//! tests in tests/kafka.rs run against a real broker). librdkafka runs its own threads on the
+//! real clock, so no paused time: the tests wait for conditions ([`wait_until`]) whose
+//! deadlines only cap a hang.
 
 use super::*;
 use bytes::Bytes;
@@ -64,8 +66,17 @@ fn lines(from: usize, n: usize) -> Vec<String> {
     (from..from + n).map(|i| format!("line {i}")).collect()
 }
 
+/// Polls `cond` until it holds; panics with `what` after a minute.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Reads every message of `TOPIC` until `want` are seen (and half a second more, for
-/// duplicates) or 20 s pass: (key, value) in partition order.
+/// duplicates) or 60 s pass: (key, value) in partition order.
 fn consume(brokers: &str, want: usize) -> Vec<(String, String)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -80,7 +91,7 @@ fn consume(brokers: &str, want: usize) -> Vec<(String, String)> {
     }
     c.assign(&tpl).unwrap();
     let mut out = Vec::new();
-    let mut end = std::time::Instant::now() + Duration::from_secs(20);
+    let mut end = std::time::Instant::now() + Duration::from_secs(60);
     let mut lingering = false;
     while std::time::Instant::now() < end {
         if out.len() >= want && !lingering {
@@ -185,11 +196,10 @@ async fn waits_through_a_broker_outage_with_a_tiny_queue() {
     }
     drop(tx);
     let task = tokio::spawn(task.run(input));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        waits.load(std::sync::atomic::Ordering::Relaxed) > 0,
-        "the full queue made the sink wait"
-    );
+    wait_until("the full queue never made the sink wait", || {
+        waits.load(std::sync::atomic::Ordering::Relaxed) > 0
+    })
+    .await;
     assert!(
         acks.iter().all(|rx| rx.try_recv().is_err()),
         "nothing is acknowledged while the broker is down"
@@ -223,8 +233,8 @@ async fn a_fatal_error_replaces_the_producer_and_resends_what_was_not_delivered(
     let restarts = Arc::new(std::sync::atomic::AtomicU64::new(0));
     task.restarts = metrics::Counter::from_arc(restarts.clone());
     // Hold the broker's responses back so that messages are in librdkafka's hands when the
-    // fatal error strikes.
-    mock.broker_round_trip_time(1, Duration::from_millis(300))
+    // fatal error strikes (long enough that the wait below cannot miss that moment).
+    mock.broker_round_trip_time(1, Duration::from_secs(2))
         .unwrap();
     let (tx, input) = SinkInput::for_test("k");
     let mut acks = Vec::new();
@@ -235,8 +245,9 @@ async fn a_fatal_error_replaces_the_producer_and_resends_what_was_not_delivered(
     }
     drop(tx);
     let fatal = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let inflight = task.inflight.clone();
     let handle = tokio::spawn(task.run_with_fault(input, fatal.clone()));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("nothing was handed to librdkafka", || inflight.sent() > 0).await;
     fatal.store(true, std::sync::atomic::Ordering::Release);
     mock.broker_round_trip_time(1, Duration::from_millis(0))
         .unwrap();

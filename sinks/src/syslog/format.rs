@@ -12,13 +12,18 @@
 //! (whose srslog library appends the `\n` before framing), octet counting counts the trailing
 //! newline: `96 <22>1 … - hello-out\n`.
 //!
+//! Header fields (HOSTNAME, APP-NAME/TAG, PROCID, MSGID) are held to RFC 5424's PRINTUSASCII
+//! and lengths ([`header_field`]) in every format; MSG's own newlines follow `newlines`
+//! (`keep` is refused with newline framing): no byte of an event can end a frame early.
+//!
 //! Differences from Docker, on purpose: the timestamp is the log line's own time (Docker stamps
 //! the time it sends), PROCID defaults to logwharf's pid (Docker: dockerd's), and empty lines
 //! are sent (Docker's driver skips them).
 
+use super::config::{Framing, Newlines, SyslogFormat};
+use crate::util::confine::{cap_len, confine_into, Charset};
 use logwharf_collector::time::{civil_from_days, write_rfc3339, Fraction};
 use logwharf_collector::{Event, Stream};
-use logwharf_config::sink::syslog::{Framing, Newlines, SyslogFormat};
 
 /// Severity codes Docker uses.
 pub const SEVERITY_ERR: u8 = 3;
@@ -148,8 +153,8 @@ impl Formatter {
         Formatter {
             format,
             facility,
-            hostname,
-            procid,
+            hostname: header_field(&hostname, MAX_HOSTNAME),
+            procid: header_field(&procid, MAX_PROCID),
             framing,
             newlines,
             max_datagram: max_datagram.max(64),
@@ -220,24 +225,26 @@ impl Formatter {
         if tag != self.tag || self.tag_part.is_empty() {
             self.tag.clear();
             self.tag.push_str(tag);
+            // The tag may come from a peer: one header token of RFC 5424's characters.
+            let app = header_field(tag, MAX_APP_NAME);
             let t = &mut self.tag_part;
             t.clear();
             t.push(b' ');
             if self.format.is_rfc5424() {
                 t.extend_from_slice(self.hostname.as_bytes());
                 t.push(b' ');
-                t.extend_from_slice(tag.as_bytes());
+                t.extend_from_slice(app.as_bytes());
                 t.push(b' ');
                 t.extend_from_slice(self.procid.as_bytes());
                 t.push(b' ');
-                t.extend_from_slice(tag.as_bytes());
+                t.extend_from_slice(header_field(tag, MAX_MSGID).as_bytes());
                 t.extend_from_slice(b" - ");
             } else {
                 if self.format == SyslogFormat::Rfc3164 {
                     t.extend_from_slice(self.hostname.as_bytes());
                     t.push(b' ');
                 }
-                t.extend_from_slice(tag.as_bytes());
+                t.extend_from_slice(app.as_bytes());
                 t.push(b'[');
                 t.extend_from_slice(self.procid.as_bytes());
                 t.extend_from_slice(b"]: ");
@@ -335,6 +342,26 @@ impl Formatter {
             }
         }
     }
+}
+
+/// RFC 5424's limits for HOSTNAME, APP-NAME, PROCID and MSGID (the rfc3164/unix TAG takes
+/// APP-NAME's).
+pub const MAX_HOSTNAME: usize = 255;
+pub const MAX_APP_NAME: usize = 48;
+pub const MAX_PROCID: usize = 128;
+pub const MAX_MSGID: usize = 32;
+
+/// A header field as RFC 5424's grammar has it: PRINTUSASCII (`%d33-126`; anything else
+/// becomes `_`), at most `max` characters, `-` (NILVALUE) when empty. No space, newline or
+/// other byte of it can end a field or a frame early.
+pub fn header_field(v: &str, max: usize) -> String {
+    let mut out = String::with_capacity(v.len().min(max));
+    confine_into(v, Charset::PrintUsAscii, &mut out);
+    cap_len(&mut out, max);
+    if out.is_empty() {
+        out.push('-');
+    }
+    out
 }
 
 /// MSG, with each `\n` written as `#012` when `newlines` (their count) is not zero.
@@ -547,6 +574,93 @@ mod tests {
             &out[ends[0]..ends[1]],
             b"<19>Nov 25 13:04:34 vm t[1]: short\n"
         );
+    }
+
+    /// RFC 5424 §6: `HEADER = PRI VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP
+    /// MSGID`, each field NILVALUE or 1*N PRINTUSASCII.
+    fn check_5424_header(frame: &str) {
+        let mut it = frame.splitn(8, ' ');
+        let (pri, _ts) = (it.next().unwrap(), it.next().unwrap());
+        assert!(pri.starts_with('<') && pri.ends_with(">1"), "{frame:?}");
+        for (name, max) in [
+            ("HOSTNAME", 255),
+            ("APP-NAME", 48),
+            ("PROCID", 128),
+            ("MSGID", 32),
+        ] {
+            let f = it.next().unwrap();
+            assert!(!f.is_empty() && f.len() <= max, "{name} {f:?} in {frame:?}");
+            assert!(f.bytes().all(|b| (33..=126).contains(&b)), "{name} {f:?}");
+        }
+        assert_eq!(it.next(), Some("-"), "{frame:?}");
+    }
+
+    #[test]
+    fn header_fields_follow_rfc5424_whatever_the_tag_host_or_procid() {
+        let long = "x".repeat(60);
+        let pieces = [
+            "a", " ", "\n", "\r", "\0", "é", "<14>1 ", "-", "\u{85}", &long,
+        ];
+        let mut n = 0;
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let tag = format!("{a}{b}{c}");
+                    for format in [
+                        SyslogFormat::Rfc5424,
+                        SyslogFormat::Rfc3164,
+                        SyslogFormat::Unix,
+                    ] {
+                        for framing in [Some(Framing::Newline), Some(Framing::OctetCounting), None]
+                        {
+                            let mut f = Formatter::new(
+                                format,
+                                1,
+                                tag.clone(),
+                                tag.clone(),
+                                framing,
+                                Newlines::Escape,
+                                2048,
+                            )
+                            .with_zone(Zone::Fixed(0));
+                            let (mut out, mut ends, mut st) =
+                                (Vec::new(), Vec::new(), EncodeStats::default());
+                            let e = ev(Stream::Stdout, b"line\nwith <13>1 fake\rheader");
+                            f.encode(&mut out, &mut ends, &e, &tag, &mut st);
+                            let text = String::from_utf8(out).unwrap();
+                            let body = match framing {
+                                Some(Framing::OctetCounting) => {
+                                    let (len, rest) = text.split_once(' ').unwrap();
+                                    assert_eq!(len.parse::<usize>().unwrap(), rest.len());
+                                    rest
+                                }
+                                _ => text.as_str(),
+                            };
+                            assert_eq!(body.matches('\n').count(), 1, "{body:?}");
+                            assert!(
+                                body.ends_with("line#012with <13>1 fake\rheader\n"),
+                                "{body:?}"
+                            );
+                            if format == SyslogFormat::Rfc5424 {
+                                check_5424_header(body);
+                            } else {
+                                // `<14>Mmm dd hh:mm:ss ` then `[HOSTNAME ]TAG[PID]: `.
+                                let head = &body[20..body.find("]: ").unwrap()];
+                                let spaces = usize::from(format == SyslogFormat::Rfc3164);
+                                assert_eq!(head.matches(' ').count(), spaces, "{body:?}");
+                                assert!(head.bytes().all(|b| (32..=126).contains(&b)), "{head:?}");
+                            }
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 9000);
+        assert_eq!(header_field("", 48), "-");
+        assert_eq!(header_field("a b\nc", 48), "a_b_c");
+        assert_eq!(header_field(&"é".repeat(40), 48), "_".repeat(40));
+        assert_eq!(header_field(&"x".repeat(50), 32).len(), 32);
     }
 
     #[test]

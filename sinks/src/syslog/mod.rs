@@ -1,141 +1,91 @@
 //! `type = "syslog"`: events to a syslog server, formatted and framed as Docker's syslog driver
-//! does it ([`format`]), over TCP, UDP, TCP+TLS or a unix socket ([`transport`]).
+//! does it ([`format`]), over TCP, UDP, TCP+TLS or a unix socket (the shared [`SocketWriter`]).
 //!
 //! The task gathers batches with the shared batcher, encodes the whole group into one buffer
 //! (one write for many lines on stream transports), writes it, and only then acknowledges the
-//! batches. A failed connection is reopened with the shared backoff and the unwritten group is
-//! written again; what was written shortly before the failure (the resend window, bounded by
-//! bytes and age) is written again first, since a peer that dies may have accepted bytes it
-//! never read. Delivery is at-least-once: a peer restart can show a few duplicates, not gaps.
+//! batches. Reconnecting, the resend window and at-least-once delivery are the socket writer's
+//! (crate::util::socket).
 //!
-//! The tag template is rendered once per container (and re-rendered when the container's name
-//! changes), never per line; if it renders empty (e.g. `{{.Name}}` before the container's
-//! metadata is known) the short container id — Docker's default tag — is used. Events without a container (relayed from a syslog source) keep
-//! their own `appname` field as APP-NAME.
+//! The tag template is rendered once per container (and re-rendered when the container's
+//! metadata changes), never per line, through the shared render cache with its one
+//! empty-render rule (sinks/src/util/render.rs: e.g. `{{.Name}}` before the container's
+//! metadata is known gives the short container id, Docker's default tag). Events without a
+//! container (relayed from a syslog source) keep their own `appname` field as APP-NAME. The
+//! formatter holds every header field to RFC 5424's characters and lengths, whatever its
+//! origin, so no peer-supplied byte can end a frame early.
 
+pub mod config;
 pub mod format;
-pub mod transport;
 
 use crate::util::batcher::next_group;
+use crate::util::confine::{Charset, Confinement};
+use crate::util::render::{NameTemplate, RenderCache};
+use crate::util::socket::SocketWriter;
+use crate::util::transport::Connector;
 use bytes::Bytes;
+pub use config::SyslogSinkConfig;
 use format::{EncodeStats, Formatter};
-use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
-use logwharf_collector::{ContainerMeta, Event, Sink, SinkInput};
-use logwharf_config::sink::syslog::SyslogSinkConfig;
+use logwharf_collector::{Event, Sink, SinkInput};
 use logwharf_config::Template;
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use transport::{Connection, Connector};
 
-/// The rendered tag per container, so the template runs once per container.
+/// The rendered tag per container (the shared [`RenderCache`]), so the template runs once per
+/// container; its values confined to RFC 5424's PRINTUSASCII and APP-NAME's 48 characters.
 pub struct TagCache {
-    template: Template,
-    /// Tag for events that have neither a container nor an `appname` field.
-    fallback: String,
-    by_id: HashMap<String, (Option<String>, Arc<str>)>,
-    last: Option<(Arc<ContainerMeta>, Arc<str>)>,
+    template: NameTemplate,
+    cache: RenderCache<Arc<str>>,
+    confinement: Confinement,
+    /// The last relayed `appname`, so consecutive lines of one app share one allocation.
+    last_app: Option<Arc<str>>,
 }
 
 impl TagCache {
-    const MAX_ENTRIES: usize = 8192;
+    /// APP-NAME's limit in RFC 5424.
+    pub const MAX_LEN: usize = 48;
 
     pub fn new(template: Template) -> TagCache {
-        let fallback = if template.is_static() {
-            template.render(&ContainerMeta::default())
-        } else {
-            "logwharf".to_string()
-        };
+        TagCache::for_sink("syslog", template)
+    }
+
+    /// Counts confined values under the sink's name.
+    pub fn for_sink(sink: &str, template: Template) -> TagCache {
         TagCache {
-            template,
-            fallback,
-            by_id: HashMap::new(),
-            last: None,
+            template: NameTemplate::new(template, "tag", Charset::PrintUsAscii, Self::MAX_LEN),
+            cache: RenderCache::default(),
+            confinement: Confinement::new(sink),
+            last_app: None,
         }
     }
 
-    /// APP-NAME for `ev`.
-    pub fn get<'a>(&'a mut self, ev: &'a Event) -> &'a str {
-        let Some(c) = &ev.container else {
-            return ev
+    /// APP-NAME for `ev`: the container's rendered tag; for an event without a container, its
+    /// own `appname` field (relayed from a syslog source), else the template's rendering.
+    pub fn get(&mut self, ev: &Event) -> Arc<str> {
+        if ev.container.is_none() {
+            if let Some(app) = ev
                 .fields
                 .as_ref()
                 .and_then(|f| f.get("appname"))
                 .and_then(|v| v.as_str())
-                .unwrap_or(&self.fallback);
-        };
-        let hit = matches!(&self.last, Some((lc, _)) if Arc::ptr_eq(lc, c));
-        if !hit {
-            let tag = match self.by_id.get(&c.id) {
-                Some((name, tag)) if *name == c.name => tag.clone(),
-                _ => {
-                    if self.by_id.len() >= Self::MAX_ENTRIES {
-                        self.by_id.clear();
-                    }
-                    let mut tag = self.template.render(c.as_ref());
-                    if tag.is_empty() {
-                        // Metadata not known (yet): Docker's default tag rather than nothing.
-                        tag = c.short_id().to_string();
-                    }
-                    let tag: Arc<str> = tag.into();
-                    self.by_id
-                        .insert(c.id.clone(), (c.name.clone(), tag.clone()));
-                    tag
-                }
-            };
-            self.last = Some((c.clone(), tag));
-        }
-        match &self.last {
-            Some((_, t)) => t,
-            None => &self.fallback,
-        }
-    }
-}
-
-/// Recently written stream data, written again after a connection loss. Trimmed by age when
-/// data is added and when a connection is lost, never while waiting to reconnect.
-struct ResendWindow {
-    chunks: VecDeque<(Instant, Bytes)>,
-    bytes: usize,
-    max_bytes: usize,
-    max_age: Duration,
-}
-
-impl ResendWindow {
-    fn push(&mut self, data: Bytes) {
-        if self.max_bytes == 0 {
-            return;
-        }
-        self.bytes += data.len();
-        self.chunks.push_back((Instant::now(), data));
-        self.trim();
-    }
-
-    fn trim(&mut self) {
-        let now = Instant::now();
-        while let Some((t, c)) = self.chunks.front() {
-            let too_big = self.bytes - c.len() >= self.max_bytes && self.chunks.len() > 1;
-            let too_old = now.duration_since(*t) > self.max_age;
-            if !(too_big || too_old) {
-                break;
+            {
+                return match &self.last_app {
+                    Some(a) if &**a == app => a.clone(),
+                    _ => self.last_app.insert(Arc::from(app)).clone(),
+                };
             }
-            self.bytes -= c.len();
-            self.chunks.pop_front();
         }
+        let (t, conf) = (&self.template, &self.confinement);
+        self.cache
+            .get(ev.container.as_ref(), |m| Arc::from(t.render(m, conf)))
     }
 }
 
 /// The running sink.
 pub struct SyslogSink {
-    name: String,
     config: SyslogSinkConfig,
     formatter: Formatter,
     tags: TagCache,
-    connector: Connector,
-    conn: Option<Connection>,
-    backoff: Backoff,
-    window: ResendWindow,
+    writer: SocketWriter,
     metrics: Metrics,
 }
 
@@ -143,15 +93,6 @@ struct Metrics {
     events: metrics::Counter,
     bytes: metrics::Counter,
     truncated: metrics::Counter,
-    retries: metrics::Counter,
-    resent: metrics::Counter,
-    name: String,
-}
-
-impl Metrics {
-    fn error(&self, kind: &'static str) {
-        metrics::counter!(m::SINK_ERRORS, "sink" => self.name.clone(), "kind" => kind).increment(1);
-    }
 }
 
 impl SyslogSink {
@@ -174,130 +115,24 @@ impl SyslogSink {
             config.effective_max_message(),
         );
         let connector = Connector::new(address, config.tls.as_ref(), config.connect_timeout.0)?;
-        let name = name.to_string();
+        let writer = SocketWriter::new(
+            name,
+            "syslog",
+            connector,
+            config.resend_window.0 as usize,
+            config.resend_window_age.0,
+        );
         Ok(SyslogSink {
             formatter,
-            tags: TagCache::new(config.tag.clone()),
-            connector,
-            conn: None,
-            backoff: Backoff::network(),
-            window: ResendWindow {
-                chunks: VecDeque::new(),
-                bytes: 0,
-                max_bytes: config.resend_window.0 as usize,
-                max_age: config.resend_window_age.0,
-            },
+            tags: TagCache::for_sink(name, config.tag.clone()),
+            writer,
             metrics: Metrics {
-                events: metrics::counter!(m::SINK_EVENTS, "sink" => name.clone()),
-                bytes: metrics::counter!(m::SINK_BYTES, "sink" => name.clone()),
-                truncated: metrics::counter!(m::SINK_TRUNCATED, "sink" => name.clone()),
-                retries: metrics::counter!(m::SINK_RETRIES, "sink" => name.clone()),
-                resent: metrics::counter!(m::SINK_RESENT_BYTES, "sink" => name.clone()),
-                name: name.clone(),
+                events: metrics::counter!(m::SINK_EVENTS, "sink" => name.to_string()),
+                bytes: metrics::counter!(m::SINK_BYTES, "sink" => name.to_string()),
+                truncated: metrics::counter!(m::SINK_TRUNCATED, "sink" => name.to_string()),
             },
-            name,
             config: config.clone(),
         })
-    }
-
-    /// Writes `buf` (messages ending at `ends` for datagrams) until it is written, reconnecting
-    /// with backoff. Returns only on success: a sink that gave up would lose data (shutdown
-    /// aborts this at the deadline, leaving the batches unacknowledged).
-    async fn deliver(&mut self, buf: Bytes, ends: &[usize]) {
-        let mut next = 0; // datagrams: index of the next message to send
-        loop {
-            if self.conn.is_none() {
-                match self.connect().await {
-                    Ok(c) => self.conn = Some(c),
-                    Err(e) => {
-                        self.failed("connect", &e);
-                        self.backoff.wait().await;
-                        continue;
-                    }
-                }
-            }
-            let Some(conn) = self.conn.as_mut() else {
-                continue;
-            };
-            match conn {
-                Connection::Stream(s) => match s.write_all(&buf).await {
-                    Ok(()) => {
-                        self.backoff.reset();
-                        self.window.push(buf);
-                        return;
-                    }
-                    Err(e) => {
-                        self.conn = None;
-                        // What the lost connection may not have delivered: the window as of
-                        // now (not as of the reconnect, however long the peer stays away).
-                        self.window.trim();
-                        self.failed("write", &anyhow::Error::new(e));
-                        self.backoff.wait().await;
-                    }
-                },
-                Connection::Datagram(d) => {
-                    while next < ends.len() {
-                        let start = if next == 0 { 0 } else { ends[next - 1] };
-                        let msg = &buf[start..ends[next]];
-                        let mut r = d.send(msg).await;
-                        if d.is_udp()
-                            && matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
-                        {
-                            // An ICMP error about an earlier datagram: this one was not sent.
-                            self.metrics.error("refused");
-                            r = d.send(msg).await;
-                        }
-                        match r {
-                            Ok(_) => next += 1,
-                            Err(e) if d.is_udp() => {
-                                // UDP promises nothing; count the loss and go on.
-                                self.metrics.error("send");
-                                tracing::debug!(sink = %self.name, address = %self.connector.address(), error = %e, "datagram not sent");
-                                next += 1;
-                            }
-                            Err(e) => {
-                                self.conn = None;
-                                self.failed("write", &anyhow::Error::new(e));
-                                self.backoff.wait().await;
-                                break;
-                            }
-                        }
-                    }
-                    if next >= ends.len() {
-                        self.backoff.reset();
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Connects, then writes the resend window (what the previous connection may have lost).
-    async fn connect(&mut self) -> anyhow::Result<Connection> {
-        let mut conn = self.connector.connect().await?;
-        if let Connection::Stream(s) = &mut conn {
-            if self.window.bytes > 0 {
-                tracing::info!(sink = %self.name, address = %self.connector.address(), bytes = self.window.bytes,
-                    "reconnected; resending what was written shortly before the connection was lost (at-least-once: the peer may see duplicates)");
-                for (_, c) in &self.window.chunks {
-                    s.write_all(c).await?;
-                }
-                self.metrics.resent.increment(self.window.bytes as u64);
-            } else if self.backoff.attempts() > 0 {
-                tracing::info!(sink = %self.name, address = %self.connector.address(), "reconnected");
-            }
-        }
-        Ok(conn)
-    }
-
-    fn failed(&mut self, kind: &'static str, e: &anyhow::Error) {
-        self.metrics.error(kind);
-        self.metrics.retries.increment(1);
-        let n = self.backoff.attempts();
-        if n.is_multiple_of(10) {
-            tracing::warn!(sink = %self.name, address = %self.connector.address(), attempt = n + 1,
-                error = %format!("{e:#}"), "syslog {kind} failed; retrying with backoff (nothing is acknowledged until written)");
-        }
     }
 }
 
@@ -316,13 +151,13 @@ impl Sink for SyslogSink {
                 for ev in &sb.batch.events {
                     let tag = self.tags.get(ev);
                     self.formatter
-                        .encode(&mut buf, &mut ends, ev, tag, &mut stats);
+                        .encode(&mut buf, &mut ends, ev, &tag, &mut stats);
                 }
                 events += sb.batch.len();
             }
             cap = cap.max(buf.len());
             let n = buf.len();
-            self.deliver(Bytes::from(buf), &ends).await;
+            self.writer.deliver(Bytes::from(buf), &ends).await;
             for sb in group {
                 sb.into_parts().1.delivered();
             }
@@ -332,9 +167,7 @@ impl Sink for SyslogSink {
                 self.metrics.truncated.increment(stats.truncated as u64);
             }
         }
-        if let Some(Connection::Stream(s)) = self.conn.as_mut() {
-            s.shutdown().await;
-        }
+        self.writer.shutdown().await;
         Ok(())
     }
 }
@@ -358,7 +191,7 @@ pub fn own_hostname() -> String {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use logwharf_collector::Stream;
+    use logwharf_collector::{ContainerMeta, Stream};
 
     #[test]
     fn tags_render_once_per_container_and_follow_renames() {
@@ -368,40 +201,32 @@ mod tests {
         let c = Arc::new(meta);
         let mut e = Event::new(0, Stream::Stdout, Bytes::from_static(b"x"));
         e.container = Some(c.clone());
-        assert_eq!(tags.get(&e), "sysl/d2ae8d3a9846");
+        assert_eq!(&*tags.get(&e), "sysl/d2ae8d3a9846");
         let mut renamed = (*c).clone();
         renamed.name = Some("other".into());
         e.container = Some(Arc::new(renamed));
-        assert_eq!(tags.get(&e), "other/d2ae8d3a9846");
+        assert_eq!(&*tags.get(&e), "other/d2ae8d3a9846");
         let mut anon = Event::new(0, Stream::Stdout, Bytes::from_static(b"x"));
         anon.container = Some(Arc::new(ContainerMeta::from_id("0123456789abcdef")));
-        assert_eq!(tags.get(&anon), "/0123456789ab");
+        assert_eq!(&*tags.get(&anon), "/0123456789ab");
         let mut only_name = TagCache::new(Template::parse("{{.Name}}").unwrap());
-        assert_eq!(only_name.get(&anon), "0123456789ab");
+        assert_eq!(&*only_name.get(&anon), "0123456789ab");
+        // No container: the template renders against no metadata; empty → `logwharf`.
         let mut relayed = Event::new(0, Stream::Unknown, Bytes::from_static(b"x"));
-        assert_eq!(tags.get(&relayed), "logwharf");
+        assert_eq!(&*tags.get(&relayed), "/");
+        assert_eq!(&*only_name.get(&relayed), "logwharf");
         let mut f = serde_json::Map::new();
         f.insert("appname".into(), "cron".into());
         relayed.fields = Some(Box::new(f));
-        assert_eq!(tags.get(&relayed), "cron");
-    }
-
-    #[test]
-    fn resend_window_is_bounded_by_bytes_and_age() {
-        let mut w = ResendWindow {
-            chunks: VecDeque::new(),
-            bytes: 0,
-            max_bytes: 10,
-            max_age: Duration::from_secs(60),
-        };
-        for _ in 0..5 {
-            w.push(Bytes::from_static(b"abcd"));
-        }
-        assert_eq!(w.bytes, 12);
-        w.max_age = Duration::ZERO;
-        std::thread::sleep(Duration::from_millis(2));
-        w.trim();
-        assert_eq!(w.bytes, 0);
+        assert_eq!(&*tags.get(&relayed), "cron");
+        // A peer's name with a newline and a fake header stays one APP-NAME token.
+        let mut hostile = ContainerMeta::from_id("0123456789abcdef");
+        hostile.name = Some("x\n<14>1 2026-11-25T13:04:34Z h forged - - hi".into());
+        anon.container = Some(Arc::new(hostile));
+        assert_eq!(
+            &*only_name.get(&anon),
+            "x_<14>1_2026-11-25T13:04:34Z_h_forged_-_-_hi"
+        );
     }
 
     #[test]

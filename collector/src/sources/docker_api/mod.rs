@@ -4,6 +4,7 @@
 //! `start`, ended when the container's stream ends (`die`) or on `destroy`. With
 //! `events = true`, container start/die/oom/kill become structured log events.
 
+pub mod config;
 pub(crate) mod cursor;
 mod reader;
 
@@ -12,9 +13,10 @@ use crate::checkpoint::CheckpointStore;
 use crate::docker::{ContainerEvent, EventKind, MetaChange, MetadataService};
 use crate::event::{ContainerMeta, Event, Stream};
 use crate::topology::SourceOutput;
+use crate::untrusted::{clean_str, PeerContainer};
 use bytes::Bytes;
+pub use config::{DockerApiConfig, StreamSelection};
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use logwharf_config::source::{DockerApiConfig, StreamSelection};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,7 +202,7 @@ fn lifecycle_event(ev: &ContainerEvent, meta: Option<&Arc<ContainerMeta>>) -> Op
     let name = meta
         .and_then(|m| m.name.clone())
         .or_else(|| ev.name.clone())
-        .unwrap_or_else(|| ev.id.chars().take(12).collect());
+        .unwrap_or_else(|| clean_str(&ev.id).chars().take(12).collect());
     let mut e = Event::new(
         ev.time_ns,
         Stream::Unknown,
@@ -215,10 +217,13 @@ fn lifecycle_event(ev: &ContainerEvent, meta: Option<&Arc<ContainerMeta>>) -> Op
         fields.insert("signal".into(), s.clone().into());
     }
     e.fields = Some(Box::new(fields));
-    e.container = Some(
-        meta.cloned()
-            .unwrap_or_else(|| Arc::new(ContainerMeta::from_id(ev.id.clone()))),
-    );
+    e.container = Some(meta.cloned().unwrap_or_else(|| {
+        let peer = PeerContainer::new(
+            Some(ev.id.as_bytes()),
+            ev.name.as_deref().map(str::as_bytes),
+        );
+        Arc::new(peer.meta.unwrap_or_default())
+    }));
     Some(e)
 }
 

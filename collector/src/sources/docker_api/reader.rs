@@ -3,6 +3,7 @@
 //! batching, the inactivity watchdog, and checkpoints that only move past delivered lines —
 //! and never past a line still held in a partial or multiline buffer.
 
+use super::config::StartAt;
 use super::cursor::{AckChain, Cursor, Replay};
 use super::Shared;
 use crate::backoff::Backoff;
@@ -12,7 +13,6 @@ use crate::metrics as m;
 use crate::multiline::{Merged, Multiline};
 use bytes::Bytes;
 use futures_util::FutureExt;
-use logwharf_config::source::StartAt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -109,7 +109,7 @@ pub(super) async fn follow(shared: Arc<Shared>, meta: Arc<ContainerMeta>, stop: 
 
 impl Reader {
     fn setup_multiline(&mut self) {
-        let cfg = &self.shared.config.multiline;
+        let cfg = &self.shared.config.docker.multiline;
         let label = self.meta.multiline_start().map(str::to_string);
         let pattern = label
             .clone()

@@ -2,10 +2,10 @@
 //! same inode and not shorter), poll for growth, follow rotation (finish the old file, then
 //! the new one from its start) and truncation (start over).
 
+use super::config::{DaemonReadFrom, DockerDaemonConfig};
 use super::line_event;
 use crate::sources::docker_api::cursor::AckChain;
 use crate::sources::SourceContext;
-use logwharf_config::source::{DaemonReadFrom, DockerDaemonConfig};
 use serde_json::json;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;

@@ -2,13 +2,13 @@
 //! `--after-cursor` from the checkpointed journal cursor; journalctl is restarted with backoff
 //! if it exits.
 
+use super::config::{DaemonReadFrom, DockerDaemonConfig};
 use super::line_event;
 use crate::backoff::Backoff;
 use crate::sources::docker_api::cursor::AckChain;
 use crate::sources::SourceContext;
 use anyhow::Context;
 use futures_util::FutureExt;
-use logwharf_config::source::{DaemonReadFrom, DockerDaemonConfig};
 use serde_json::{json, Value};
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};

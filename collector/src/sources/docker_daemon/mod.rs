@@ -4,6 +4,7 @@
 //! byte offset). Lines are dockerd's logfmt (`time=… level=… msg=…`): the line is the message,
 //! and its keys become fields (`level`, `msg`, …); `time` becomes the event's time.
 
+pub mod config;
 mod file;
 mod journald;
 pub mod logfmt;
@@ -11,7 +12,7 @@ pub mod logfmt;
 use super::{Source, SourceContext};
 use crate::event::{Event, Stream};
 use bytes::Bytes;
-use logwharf_config::source::{DaemonLogMode, DockerDaemonConfig};
+pub use config::{DaemonLogMode, DockerDaemonConfig};
 use std::path::Path;
 
 pub struct DockerDaemon {

@@ -13,6 +13,7 @@
 
 pub mod acks;
 mod batch;
+pub mod config;
 pub mod discovery;
 pub mod files;
 pub mod fingerprint;
@@ -27,8 +28,8 @@ pub mod tailer;
 use super::{Source, SourceContext};
 use crate::docker::{MetaHandle, MetadataService};
 use acks::AckTracker;
+pub use config::{DockerJsonFileConfig, ReadFrom};
 use discovery::{Found, IdFilter, Watcher};
-use logwharf_config::source::{DockerJsonFileConfig, ReadFrom};
 use position::SavedPosition;
 use reader::{Reader, ReaderControl};
 use std::collections::{HashMap, HashSet};
@@ -70,7 +71,7 @@ impl Source for DockerJsonFile {
         Runner {
             service,
             metadata_wait: self.config.metadata_wait.0,
-            multiline: self.config.multiline.clone(),
+            multiline: self.config.docker.multiline.clone(),
             root: self.config.root.clone(),
             read_from: self.config.read_from,
             rescan_every: self.config.rescan_interval.0.max(Duration::from_millis(10)),
@@ -101,7 +102,7 @@ struct Runner {
     /// How long a container's first lines wait for its metadata.
     metadata_wait: Duration,
     /// Multiline merging options.
-    multiline: logwharf_config::source::MultilineConfig,
+    multiline: logwharf_config::docker::MultilineConfig,
     root: PathBuf,
     read_from: ReadFrom,
     rescan_every: Duration,

@@ -10,7 +10,7 @@ use crate::docker::MetaHandle;
 use crate::multiline::StreamMergers;
 use crate::shutdown::Shutdown;
 use crate::topology::SourceOutput;
-use logwharf_config::source::MultilineConfig;
+use logwharf_config::docker::MultilineConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

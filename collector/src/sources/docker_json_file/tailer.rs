@@ -14,6 +14,7 @@
 //! ([`super::reader`]) calls it on the blocking pool and sends what it returns.
 
 use super::batch::BatchBuilder;
+use super::config::DockerJsonFileConfig;
 use super::files::{OpenFile, Sibling};
 use super::fingerprint::read_full_at;
 use super::lines::{Counts, Lines, SLOT_STREAMS};
@@ -21,7 +22,6 @@ use super::listing::{find_saved, open_siblings, Slot};
 use super::position::{ResumePoint, SavedPosition};
 use crate::event::{ContainerMeta, Event};
 use crate::metrics as m;
-use logwharf_config::source::DockerJsonFileConfig;
 use std::collections::VecDeque;
 use std::fs;
 use std::io;

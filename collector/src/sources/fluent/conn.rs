@@ -99,7 +99,8 @@ where
         decoder: ForwardDecoder::new(
             s.limits,
             super::partial::Partials::new(s.source.clone(), s.max_line_bytes, s.partial_timeout),
-        ),
+        )
+        .count_invalid_ids(metrics::counter!(m::SOURCE_ERRORS, "source" => s.source.to_string(), "kind" => "invalid_container_id")),
         events: Vec::new(),
         chunks: Vec::new(),
         seq: 0,

@@ -87,6 +87,12 @@ impl ForwardDecoder {
         }
     }
 
+    /// Counts records whose `container_id` is not Docker's form in `counter`.
+    pub fn count_invalid_ids(mut self, counter: metrics::Counter) -> ForwardDecoder {
+        self.mapper.invalid_ids = counter;
+        self
+    }
+
     /// Decodes the complete message `frame`, appending its events to `out`. On error, `out`
     /// may hold the events of entries before the bad one (they were valid and are kept).
     pub fn decode(

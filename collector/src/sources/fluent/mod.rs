@@ -8,6 +8,7 @@
 //! (one connection: framing, batching, ordered acks). This file listens (TCP, TLS, unix) and
 //! answers UDP heartbeats.
 
+pub mod config;
 pub mod conn;
 pub mod decode;
 pub mod handshake;
@@ -19,8 +20,9 @@ use super::{Source, SourceContext};
 use crate::listen::{Accepted, Listener};
 use crate::metrics as m;
 use anyhow::Context;
+pub use config::FluentSourceConfig;
 use conn::{AuthSettings, ConnSettings};
-use logwharf_config::source::{FluentSourceConfig, ForwardAddress};
+use logwharf_config::address::ForwardAddress;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;

@@ -1,11 +1,14 @@
 //! One Forward record → one [`Event`]: `log` (or `message`) → message, `source` (or `stream`)
-//! → stream, `container_id`/`container_name` → a shared [`ContainerMeta`], Docker's partial
+//! → stream, `container_id`/`container_name` → a shared [`ContainerMeta`] (through the trust
+//! boundary, [`crate::untrusted`]: an id not in Docker's form stays the field `container_id`;
+//! names and tags lose their control characters), Docker's partial
 //! fields → [`PartialMeta`], every other key → `fields`. The tag travels in `attrs` as `tag`
 //! (where Docker's json-file driver puts it), one `Arc` per tag, not per line; container
 //! metadata is cached per (id, name), never built per line.
 
 use super::msgpack::{MpError, Reader};
 use crate::event::{Attrs, ContainerMeta, Event, Stream};
+use crate::untrusted::{clean_str, PeerContainer};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,23 +23,40 @@ pub struct PartialMeta {
 }
 
 /// Caches that make record mapping allocation-free on the common path.
-#[derive(Default)]
 pub struct RecordMapper {
-    containers: HashMap<(String, String), Arc<ContainerMeta>>,
-    last_container: Option<(String, String, Arc<ContainerMeta>)>,
+    containers: HashMap<(String, String), CachedContainer>,
+    last_container: Option<(String, String, CachedContainer)>,
     tags: Option<(String, Arc<Attrs>)>,
+    /// Counts records whose `container_id` is not Docker's form (no-op unless set).
+    pub invalid_ids: metrics::Counter,
+}
+
+/// A peer's container after the trust boundary: its metadata (if any) and the id it sent
+/// when that is not Docker's form.
+type CachedContainer = (Option<Arc<ContainerMeta>>, Option<serde_json::Value>);
+
+impl Default for RecordMapper {
+    fn default() -> Self {
+        RecordMapper {
+            containers: HashMap::new(),
+            last_container: None,
+            tags: None,
+            invalid_ids: metrics::Counter::noop(),
+        }
+    }
 }
 
 /// Bounds the container cache (one entry per container seen on this connection).
 const MAX_CACHED_CONTAINERS: usize = 10_000;
 
 impl RecordMapper {
-    /// The shared `attrs` carrying `tag`.
+    /// The shared `attrs` carrying `tag` (without control characters: it comes from the peer).
     pub fn tag_attrs(&mut self, tag: &str) -> Arc<Attrs> {
         match &self.tags {
             Some((t, a)) if t == tag => a.clone(),
             _ => {
-                let a = Arc::new(vec![("tag".to_string(), tag.to_string())]);
+                let clean = clean_str(tag).into_owned();
+                let a = Arc::new(vec![("tag".to_string(), clean)]);
                 self.tags = Some((tag.to_string(), a.clone()));
                 a
             }
@@ -44,11 +64,13 @@ impl RecordMapper {
     }
 
     /// The shared metadata of (id, name), compared as bytes: the same container's lines cost
-    /// no UTF-8 check and no allocation.
-    fn container(&mut self, id: &[u8], name: &[u8]) -> Arc<ContainerMeta> {
-        if let Some((i, n, m)) = &self.last_container {
+    /// no UTF-8 check and no allocation. Both come from the peer: they pass the trust
+    /// boundary ([`PeerContainer`]) once per container; an id that is not Docker's form is
+    /// returned as the second value (for `fields.container_id`), not used as the id.
+    fn container(&mut self, id: &[u8], name: &[u8]) -> CachedContainer {
+        if let Some((i, n, c)) = &self.last_container {
             if i.as_bytes() == id && n.as_bytes() == name {
-                return m.clone();
+                return c.clone();
             }
         }
         if self.containers.len() >= MAX_CACHED_CONTAINERS {
@@ -58,22 +80,31 @@ impl RecordMapper {
             String::from_utf8_lossy(id).into_owned(),
             String::from_utf8_lossy(name).into_owned(),
         );
-        let meta = self
+        let invalid_ids = &self.invalid_ids;
+        let c = self
             .containers
             .entry(key.clone())
             .or_insert_with(|| {
-                let (id, name) = (&key.0, &key.1);
-                let stripped = name.strip_prefix('/').unwrap_or(name);
-                Arc::new(ContainerMeta {
-                    id: id.clone(),
-                    name: (!stripped.is_empty()).then(|| stripped.to_string()),
-                    log_driver: Some("fluentd".into()),
-                    ..Default::default()
-                })
+                let peer = PeerContainer::new(
+                    (!id.is_empty()).then_some(id),
+                    (!name.is_empty()).then_some(name),
+                );
+                if let Some(bad) = &peer.rejected_id {
+                    invalid_ids.increment(1);
+                    tracing::warn!(container_id = ?bad, container_name = ?String::from_utf8_lossy(name),
+                        "a Forward record's container_id is not a Docker container id (64 hex digits); it is kept as the field container_id");
+                }
+                let meta = peer.meta.map(|m| {
+                    Arc::new(ContainerMeta {
+                        log_driver: Some("fluentd".into()),
+                        ..m
+                    })
+                });
+                (meta, peer.rejected_id.map(serde_json::Value::String))
             })
             .clone();
-        self.last_container = Some((key.0, key.1, meta.clone()));
-        meta
+        self.last_container = Some((key.0, key.1, c.clone()));
+        c
     }
 
     /// Reads one record map at `r` (over `buf`) into an event at `time_ns`.
@@ -153,7 +184,13 @@ impl RecordMapper {
         };
         let mut ev = Event::new(time_ns, source.or(stream).unwrap_or(Stream::Unknown), msg);
         if id.is_some() || name.is_some() {
-            ev.container = Some(self.container(id.unwrap_or(b""), name.unwrap_or(b"")));
+            let (meta, rejected) = self.container(id.unwrap_or(b""), name.unwrap_or(b""));
+            ev.container = meta;
+            if let Some(bad) = rejected {
+                fields
+                    .get_or_insert_with(Default::default)
+                    .insert("container_id".into(), bad);
+            }
         }
         ev.attrs = Some(tag.clone());
         ev.fields = fields;

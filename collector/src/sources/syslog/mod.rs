@@ -17,6 +17,7 @@
 //! Nothing is acknowledged to peers (syslog has no acknowledgement); with `run --once` there is
 //! nothing present to read, so the source returns at once.
 
+pub mod config;
 pub mod framing;
 pub mod parse;
 
@@ -29,9 +30,9 @@ use crate::time::now_nanos;
 use crate::topology::SourceOutput;
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
+pub use config::SyslogSourceConfig;
 use framing::{Frame, FrameError, Framer};
-use logwharf_config::sink::syslog::SyslogAddress;
-use logwharf_config::source::SyslogSourceConfig;
+use logwharf_config::address::SyslogAddress;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -8,7 +8,9 @@
 //! - `stream`: the inverse of Docker's mapping, severity info → stdout, err → stderr; other
 //!   severities → unknown.
 //! - `fields`: `facility`, `severity` (names), `hostname`, `appname` (Docker's tag), `procid`,
-//!   `msgid`, `structured_data` (`{id: {param: value}}`) when present, and `peer`.
+//!   `msgid`, `structured_data` (`{id: {param: value}}`) when present, and `peer`; the four
+//!   header fields without control characters (they come from the peer: the trust boundary,
+//!   [`crate::untrusted`]).
 //! - A frame with no `<PRI>` (or unparseable) is passed on whole, flagged malformed, counted.
 //!
 //! Well-formed RFC 5424 without structured data — what Docker's `rfc5424`/`rfc5424micro`
@@ -18,6 +20,7 @@
 
 use crate::event::{Event, EventFlags, Stream};
 use crate::time::civil_from_days;
+use crate::untrusted::clean_str;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -110,6 +113,9 @@ pub fn parse_frame(frame: &Bytes, peer: &str, now_ns: i64) -> (Event, ParseIssue
 fn fields(msg: &Message<&str>, peer: &str) -> Map<String, Value> {
     let mut f = Map::new();
     let s = |v: &str| Value::String(v.to_string());
+    // Header fields come from the peer and end up in other headers (the syslog sink's
+    // APP-NAME): no control characters, whatever the framing let through.
+    let h = |v: &str| Value::String(clean_str(v).into_owned());
     if let Some(x) = msg.facility {
         f.insert("facility".into(), s(x.as_str()));
     }
@@ -117,22 +123,22 @@ fn fields(msg: &Message<&str>, peer: &str) -> Map<String, Value> {
         f.insert("severity".into(), s(x.as_str()));
     }
     if let Some(x) = msg.hostname {
-        f.insert("hostname".into(), s(x));
+        f.insert("hostname".into(), h(x));
     }
     if let Some(x) = msg.appname {
-        f.insert("appname".into(), s(x));
+        f.insert("appname".into(), h(x));
     }
     match &msg.procid {
         Some(ProcId::PID(p)) => {
             f.insert("procid".into(), Value::from(*p));
         }
         Some(ProcId::Name(n)) => {
-            f.insert("procid".into(), s(n));
+            f.insert("procid".into(), h(n));
         }
         None => {}
     }
     if let Some(x) = msg.msgid {
-        f.insert("msgid".into(), s(x));
+        f.insert("msgid".into(), h(x));
     }
     if !msg.structured_data.is_empty() {
         let mut sd = Map::new();

@@ -4,8 +4,7 @@
 //! (`awslogs-region`, `awslogs-endpoint`, `awslogs-group`, `awslogs-stream`,
 //! `awslogs-create-group`), so a `daemon.json` translates line by line.
 
-use crate::load::Decoder;
-use crate::{ByteSize, DurationValue, Template, TlsConfig};
+use logwharf_config::{ByteSize, ConfigTable, Decoder, DurationValue, Template, TlsConfig};
 use serde::Deserialize;
 
 /// The service's hard limits on one PutLogEvents request (the API reference's numbers).
@@ -159,8 +158,8 @@ fn default_retry_max_wait() -> DurationValue {
     DurationValue::from_millis(30_000)
 }
 
-impl CloudWatchConfig {
-    pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
+impl ConfigTable for CloudWatchConfig {
+    fn validate(&self, d: &mut Decoder<'_>) {
         if self.group.as_str().is_empty() {
             d.error(&["group"], "must not be empty");
         }
@@ -241,19 +240,31 @@ impl CloudWatchConfig {
     }
 }
 
+impl logwharf_collector::SinkConfig for CloudWatchConfig {
+    fn build(
+        &self,
+        cx: logwharf_collector::SinkContext,
+    ) -> anyhow::Result<Box<dyn logwharf_collector::Sink>> {
+        Ok(Box::new(super::CloudWatch::new(
+            &cx.name,
+            self,
+            cx.buffer.max_events,
+        )?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::{load_str, SinkKind};
-
     fn load(sink: &str) -> Result<super::CloudWatchConfig, String> {
         let text = format!(
             "[sources.c]\ntype = \"docker_json_file\"\n[sinks.cw]\ntype = \"cloudwatch\"\ninputs = [\"c\"]\n{sink}"
         );
-        match load_str(&text, "t") {
-            Ok(c) => match c.sinks["cw"].kind.clone() {
-                SinkKind::CloudWatch(c) => Ok(*c),
-                _ => unreachable!(),
-            },
+        match crate::load_test_config(&text) {
+            Ok(c) => Ok(c.sinks["cw"]
+                .inner
+                .downcast_ref::<super::CloudWatchConfig>()
+                .unwrap()
+                .clone()),
             Err(e) => Err(e.to_string()),
         }
     }

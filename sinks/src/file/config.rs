@@ -1,8 +1,7 @@
 //! `type = "file"`: local files from a path template, in Docker's json-file format or as
 //! JSON events, with Docker's rotation limits (`max_size`, `max_file`, `compress`).
 
-use crate::load::Decoder;
-use crate::{ByteSize, DurationValue, Encoding, Template};
+use logwharf_config::{ByteSize, ConfigTable, Decoder, DurationValue, Encoding, Template};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,8 +94,10 @@ impl FileSinkConfig {
             idle_timeout: default_idle_timeout(),
         }
     }
+}
 
-    pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
+impl ConfigTable for FileSinkConfig {
+    fn validate(&self, d: &mut Decoder<'_>) {
         self.encoding.check(&[Encoding::Json, Encoding::Docker], d);
         if self.max_file < 1 {
             d.error(&["max_file"], "max_file cannot be less than 1");
@@ -117,6 +118,15 @@ impl FileSinkConfig {
                 "compress cannot be true when max_file is less than 2 or max_size is not set",
             );
         }
+    }
+}
+
+impl logwharf_collector::SinkConfig for FileSinkConfig {
+    fn build(
+        &self,
+        cx: logwharf_collector::SinkContext,
+    ) -> anyhow::Result<Box<dyn logwharf_collector::Sink>> {
+        Ok(Box::new(super::FileSink::new(&cx.name, self)))
     }
 }
 

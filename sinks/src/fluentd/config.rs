@@ -1,9 +1,8 @@
 //! `type = "fluentd"`: Forward-protocol client to fluentd / Fluent Bit aggregators, with
 //! Docker's fluentd-driver option names accepted as aliases.
 
-use crate::load::Decoder;
-use crate::source::fluent::{ForwardAddress, ForwardAuth, DEFAULT_FORWARD_PORT};
-use crate::{BatchConfig, DurationValue, Template, TlsConfig};
+use logwharf_config::address::{ForwardAddress, ForwardAuth, DEFAULT_FORWARD_PORT};
+use logwharf_config::{BatchConfig, ConfigTable, Decoder, DurationValue, Template, TlsConfig};
 use serde::Deserialize;
 
 /// What each Forward record holds.
@@ -98,8 +97,8 @@ impl Default for FluentdSinkConfig {
     }
 }
 
-impl FluentdSinkConfig {
-    pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
+impl ConfigTable for FluentdSinkConfig {
+    fn validate(&self, d: &mut Decoder<'_>) {
         if self.tls.is_some() && !matches!(self.address, ForwardAddress::Tls { .. }) {
             d.error(&["tls"], "TLS options need a tls:// address");
         }
@@ -112,5 +111,14 @@ impl FluentdSinkConfig {
         if self.ack_timeout.0.is_zero() {
             d.error(&["ack_timeout"], "must be greater than 0");
         }
+    }
+}
+
+impl logwharf_collector::SinkConfig for FluentdSinkConfig {
+    fn build(
+        &self,
+        cx: logwharf_collector::SinkContext,
+    ) -> anyhow::Result<Box<dyn logwharf_collector::Sink>> {
+        Ok(Box::new(super::Fluentd::new(&cx.name, self.clone())?))
     }
 }

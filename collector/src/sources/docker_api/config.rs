@@ -2,9 +2,8 @@
 //! driver is not json-file (or every container of a remote daemon), and optionally turns
 //! container lifecycle events (start/die/oom/kill) into log events.
 
-use super::docker_meta::{EnrichOptions, MultilineConfig, NameList, Pattern};
-use crate::load::Decoder;
-use crate::{ByteSize, DurationValue, Template};
+use logwharf_config::docker::{validate_globs, validate_host, DockerMetaOptions, EnrichOptions};
+use logwharf_config::{ByteSize, ConfigTable, Decoder, DurationValue, StartPosition};
 use serde::Deserialize;
 
 /// Which containers' logs the source streams through `/containers/{id}/logs`.
@@ -22,16 +21,9 @@ pub enum StreamSelection {
     None,
 }
 
-/// Where to start in a container that has no checkpoint yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum StartAt {
-    /// Everything the daemon still has for it.
-    #[default]
-    Beginning,
-    /// Only what is written after logwharf attaches.
-    End,
-}
+/// Where to start in a container that has no checkpoint yet: everything the daemon still has
+/// for it, or only what is written after logwharf attaches.
+pub type StartAt = StartPosition;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -53,12 +45,10 @@ pub struct DockerApiConfig {
     pub max_line_bytes: ByteSize,
     /// Upper bound on events per batch.
     pub batch_max_events: usize,
-    pub env: NameList,
-    pub env_regex: Option<Pattern>,
-    pub labels: NameList,
-    pub labels_regex: Option<Pattern>,
-    pub tag: Option<Template>,
-    pub multiline: MultilineConfig,
+    /// The Docker enrichment keys (`env`, `env_regex`, `labels`, `labels_regex`, `tag`,
+    /// `multiline`), shared with the other Docker source.
+    #[serde(skip)]
+    pub docker: DockerMetaOptions,
 }
 
 impl Default for DockerApiConfig {
@@ -68,17 +58,12 @@ impl Default for DockerApiConfig {
             stream: StreamSelection::Auto,
             include: Vec::new(),
             exclude: Vec::new(),
-            start_at: StartAt::Beginning,
+            start_at: StartPosition::Beginning,
             events: false,
             inactivity_timeout: DurationValue::from_millis(30_000),
             max_line_bytes: ByteSize(1 << 20),
             batch_max_events: 1024,
-            env: NameList::default(),
-            env_regex: None,
-            labels: NameList::default(),
-            labels_regex: None,
-            tag: None,
-            multiline: MultilineConfig::default(),
+            docker: DockerMetaOptions::default(),
         }
     }
 }
@@ -86,24 +71,35 @@ impl Default for DockerApiConfig {
 impl DockerApiConfig {
     /// The metadata service options these settings ask for.
     pub fn enrich_options(&self) -> EnrichOptions {
-        EnrichOptions {
-            host: self.host.clone(),
-            env: self.env.0.clone(),
-            env_regex: self.env_regex.clone(),
-            labels: self.labels.0.clone(),
-            labels_regex: self.labels_regex.clone(),
-            tag: self.tag.clone(),
-        }
+        self.docker.enrich_options(self.host.clone())
+    }
+}
+
+impl ConfigTable for DockerApiConfig {
+    fn decode(d: &mut Decoder<'_>) -> Option<Self> {
+        let (mut c, docker) = d.decode_with_group::<Self, DockerMetaOptions>()?;
+        c.docker = docker;
+        Some(c)
     }
 
-    pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
-        super::docker_meta::validate_host(self.host.as_deref(), &["host"], d);
-        super::docker_meta::validate_globs(&self.include, &self.exclude, d);
+    fn validate(&self, d: &mut Decoder<'_>) {
+        validate_host(self.host.as_deref(), &["host"], d);
+        validate_globs(&self.include, &self.exclude, d);
         if self.batch_max_events == 0 {
             d.error(&["batch_max_events"], "must be at least 1");
         }
         if self.inactivity_timeout.0.is_zero() {
             d.error(&["inactivity_timeout"], "must be greater than 0");
         }
+    }
+}
+
+impl crate::sources::SourceConfig for DockerApiConfig {
+    fn build(&self) -> anyhow::Result<Box<dyn crate::sources::Source>> {
+        Ok(Box::new(super::DockerApi::new(self.clone())?))
+    }
+
+    fn docker_host(&self) -> Option<Option<String>> {
+        Some(self.host.clone())
     }
 }

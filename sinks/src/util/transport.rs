@@ -8,7 +8,7 @@
 //! the FIN arrives.
 
 use anyhow::Context;
-use logwharf_config::sink::syslog::SyslogAddress;
+use logwharf_config::address::SyslogAddress;
 use logwharf_config::TlsConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

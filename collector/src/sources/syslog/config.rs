@@ -2,9 +2,8 @@
 //! unix stream or unix datagram listener — what Docker's syslog driver, or any host's syslog
 //! daemon, sends to. Several listeners: several sources.
 
-use crate::load::Decoder;
-use crate::sink::syslog::SyslogAddress;
-use crate::{ByteSize, DurationValue, TlsConfig};
+use logwharf_config::address::SyslogAddress;
+use logwharf_config::{ByteSize, ConfigTable, Decoder, DurationValue, TlsConfig};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,8 +62,10 @@ impl SyslogSourceConfig {
             .and_then(|m| u32::from_str_radix(m.trim_start_matches("0o"), 8).ok())
             .unwrap_or(0o660)
     }
+}
 
-    pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
+impl ConfigTable for SyslogSourceConfig {
+    fn validate(&self, d: &mut Decoder<'_>) {
         let a = &self.address;
         if a.is_tls() && self.tls.as_ref().is_none_or(|t| t.crt_file.is_none()) {
             d.error(
@@ -99,5 +100,11 @@ impl SyslogSourceConfig {
                 );
             }
         }
+    }
+}
+
+impl crate::sources::SourceConfig for SyslogSourceConfig {
+    fn build(&self) -> anyhow::Result<Box<dyn crate::sources::Source>> {
+        Ok(Box::new(super::SyslogSource::new(self.clone())?))
     }
 }

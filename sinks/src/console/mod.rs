@@ -9,13 +9,15 @@
 //! backoff from the byte where the write stopped, and fail the sink the same way once the
 //! retries are spent.
 
+pub mod config;
+
 use crate::encoding::Encoder;
 use crate::file::rotation::write_counted;
 use crate::file::RetryPolicy;
 use anyhow::Context;
+pub use config::ConsoleConfig;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{Sink, SinkInput};
-use logwharf_config::sink::ConsoleConfig;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 

@@ -1,6 +1,10 @@
 //! `type = "blackhole"`: accepts every batch, counts it, acknowledges it. For benchmarks: it
 //! measures everything but the sink.
 
+pub mod config;
+
+pub use config::BlackholeConfig;
+
 use logwharf_collector::metrics as m;
 use logwharf_collector::{Sink, SinkInput};
 

@@ -1,8 +1,7 @@
 //! `type = "docker_daemon"`: the Docker daemon's own log, from journald
 //! (`journalctl -u docker.service --follow -o json`) when journald runs, else from a file.
 
-use crate::load::Decoder;
-use crate::DurationValue;
+use logwharf_config::{ConfigTable, Decoder, DurationValue, StartPosition};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -18,13 +17,7 @@ pub enum DaemonLogMode {
 }
 
 /// Where to start without a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum DaemonReadFrom {
-    #[default]
-    Beginning,
-    End,
-}
+pub type DaemonReadFrom = StartPosition;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -48,19 +41,25 @@ impl Default for DockerDaemonConfig {
             unit: "docker.service".into(),
             journalctl: PathBuf::from("journalctl"),
             path: PathBuf::from("/var/log/docker.log"),
-            read_from: DaemonReadFrom::Beginning,
+            read_from: StartPosition::Beginning,
             poll_interval: DurationValue::from_millis(250),
         }
     }
 }
 
-impl DockerDaemonConfig {
-    pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
+impl ConfigTable for DockerDaemonConfig {
+    fn validate(&self, d: &mut Decoder<'_>) {
         if self.unit.is_empty() {
             d.error(&["unit"], "must not be empty");
         }
         if self.poll_interval.0.is_zero() {
             d.error(&["poll_interval"], "must be greater than 0");
         }
+    }
+}
+
+impl crate::sources::SourceConfig for DockerDaemonConfig {
+    fn build(&self) -> anyhow::Result<Box<dyn crate::sources::Source>> {
+        Ok(Box::new(super::DockerDaemon::new(self.clone())?))
     }
 }

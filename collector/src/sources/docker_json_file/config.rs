@@ -1,19 +1,12 @@
 //! `type = "docker_json_file"`: tails Docker's json-file logs under `root`.
 
-use super::docker_meta::{EnrichOptions, MultilineConfig, NameList, Pattern};
-use crate::load::Decoder;
-use crate::{ByteSize, DurationValue, Template};
+use logwharf_config::docker::{validate_globs, validate_host, DockerMetaOptions, EnrichOptions};
+use logwharf_config::{ByteSize, ConfigTable, Decoder, DurationValue, StartPosition};
 use serde::Deserialize;
 use std::path::PathBuf;
 
 /// Where to start in a file that has no checkpoint yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ReadFrom {
-    #[default]
-    Beginning,
-    End,
-}
+pub type ReadFrom = StartPosition;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -43,17 +36,10 @@ pub struct DockerJsonFileConfig {
     /// How long lines of a container whose metadata is not known yet wait for it before they
     /// are shipped with the id only.
     pub metadata_wait: DurationValue,
-    /// Environment variables of the container to attach, by name (never the whole env).
-    pub env: NameList,
-    /// … and by pattern over the names.
-    pub env_regex: Option<Pattern>,
-    /// Labels attached as Docker-style extra attributes, by name (every label is in `labels`).
-    pub labels: NameList,
-    pub labels_regex: Option<Pattern>,
-    /// Docker tag template rendered once per container (`logwharf.tag` label overrides).
-    pub tag: Option<Template>,
-    /// Multiline merging; a container's `logwharf.multiline.start` label turns it on too.
-    pub multiline: MultilineConfig,
+    /// The Docker enrichment keys (`env`, `env_regex`, `labels`, `labels_regex`, `tag`,
+    /// `multiline`), shared with the other Docker source.
+    #[serde(skip)]
+    pub docker: DockerMetaOptions,
 }
 
 impl Default for DockerJsonFileConfig {
@@ -71,12 +57,7 @@ impl Default for DockerJsonFileConfig {
             enrich: true,
             docker_host: None,
             metadata_wait: DurationValue::from_millis(2000),
-            env: NameList::default(),
-            env_regex: None,
-            labels: NameList::default(),
-            labels_regex: None,
-            tag: None,
-            multiline: MultilineConfig::default(),
+            docker: DockerMetaOptions::default(),
         }
     }
 }
@@ -84,24 +65,35 @@ impl Default for DockerJsonFileConfig {
 impl DockerJsonFileConfig {
     /// The metadata service options these settings ask for.
     pub fn enrich_options(&self) -> EnrichOptions {
-        EnrichOptions {
-            host: self.docker_host.clone(),
-            env: self.env.0.clone(),
-            env_regex: self.env_regex.clone(),
-            labels: self.labels.0.clone(),
-            labels_regex: self.labels_regex.clone(),
-            tag: self.tag.clone(),
-        }
+        self.docker.enrich_options(self.docker_host.clone())
+    }
+}
+
+impl ConfigTable for DockerJsonFileConfig {
+    fn decode(d: &mut Decoder<'_>) -> Option<Self> {
+        let (mut c, docker) = d.decode_with_group::<Self, DockerMetaOptions>()?;
+        c.docker = docker;
+        Some(c)
     }
 
-    pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
-        super::docker_meta::validate_globs(&self.include, &self.exclude, d);
-        super::docker_meta::validate_host(self.docker_host.as_deref(), &["docker_host"], d);
+    fn validate(&self, d: &mut Decoder<'_>) {
+        validate_globs(&self.include, &self.exclude, d);
+        validate_host(self.docker_host.as_deref(), &["docker_host"], d);
         if self.batch_max_events == 0 {
             d.error(&["batch_max_events"], "must be at least 1");
         }
         if self.read_buffer_bytes.0 < 4096 {
             d.error(&["read_buffer_bytes"], "must be at least 4k");
         }
+    }
+}
+
+impl crate::sources::SourceConfig for DockerJsonFileConfig {
+    fn build(&self) -> anyhow::Result<Box<dyn crate::sources::Source>> {
+        Ok(Box::new(super::DockerJsonFile::new(self.clone())?))
+    }
+
+    fn docker_host(&self) -> Option<Option<String>> {
+        self.enrich.then(|| self.docker_host.clone())
     }
 }

@@ -6,136 +6,11 @@
 //! `"log-driver": "syslog"` translates line by line. [`SyslogAddress`] and [`Facility`] are
 //! shared with the `syslog` source.
 
-use crate::load::Decoder;
-use crate::{BatchConfig, ByteSize, DurationValue, Template, TlsConfig};
+use logwharf_config::address::SyslogAddress;
+use logwharf_config::{
+    BatchConfig, ByteSize, ConfigTable, Decoder, DurationValue, Template, TlsConfig,
+};
 use serde::{Deserialize, Deserializer};
-use std::fmt;
-use std::path::PathBuf;
-
-/// Docker's `syslog-address` forms. The default port is 514.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyslogAddress {
-    /// `tcp://host:port`
-    Tcp { host: String, port: u16 },
-    /// `udp://host:port`
-    Udp { host: String, port: u16 },
-    /// `tcp+tls://host:port`
-    TcpTls { host: String, port: u16 },
-    /// `unix:///path` (stream socket)
-    Unix(PathBuf),
-    /// `unixgram:///path` (datagram socket)
-    Unixgram(PathBuf),
-}
-
-impl SyslogAddress {
-    pub const DEFAULT_PORT: u16 = 514;
-
-    /// Parses Docker's address forms; the error says which forms exist.
-    pub fn parse(s: &str) -> Result<SyslogAddress, String> {
-        let bad = |why: &str| {
-            format!(
-                "invalid syslog address {s:?}: {why} (expected tcp://HOST:PORT, udp://HOST:PORT, \
-                 tcp+tls://HOST:PORT, unix:///PATH or unixgram:///PATH)"
-            )
-        };
-        let (scheme, rest) = s.split_once("://").ok_or_else(|| bad("no scheme"))?;
-        match scheme {
-            "unix" | "unixgram" => {
-                if rest.is_empty() {
-                    return Err(bad("empty path"));
-                }
-                let p = PathBuf::from(rest);
-                Ok(if scheme == "unix" {
-                    SyslogAddress::Unix(p)
-                } else {
-                    SyslogAddress::Unixgram(p)
-                })
-            }
-            "tcp" | "udp" | "tcp+tls" => {
-                let (host, port) = split_host_port(rest).map_err(|e| bad(&e))?;
-                Ok(match scheme {
-                    "tcp" => SyslogAddress::Tcp { host, port },
-                    "udp" => SyslogAddress::Udp { host, port },
-                    _ => SyslogAddress::TcpTls { host, port },
-                })
-            }
-            other => Err(bad(&format!("unknown scheme {other:?}"))),
-        }
-    }
-
-    /// `host:port` for the network forms.
-    pub fn host_port(&self) -> Option<(&str, u16)> {
-        match self {
-            SyslogAddress::Tcp { host, port }
-            | SyslogAddress::Udp { host, port }
-            | SyslogAddress::TcpTls { host, port } => Some((host, *port)),
-            _ => None,
-        }
-    }
-
-    /// Datagram transports (UDP, unixgram): one message per datagram, no framing, size cap.
-    pub fn is_datagram(&self) -> bool {
-        matches!(self, SyslogAddress::Udp { .. } | SyslogAddress::Unixgram(_))
-    }
-
-    pub fn is_tls(&self) -> bool {
-        matches!(self, SyslogAddress::TcpTls { .. })
-    }
-}
-
-fn split_host_port(s: &str) -> Result<(String, u16), String> {
-    let s = s.trim_end_matches('/');
-    if s.is_empty() {
-        return Err("empty host".into());
-    }
-    // [v6]:port, [v6], host:port, host
-    if let Some(rest) = s.strip_prefix('[') {
-        let (h, after) = rest.split_once(']').ok_or("unclosed [")?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| format!("invalid port {p:?}"))?,
-            None if after.is_empty() => SyslogAddress::DEFAULT_PORT,
-            None => return Err(format!("unexpected {after:?} after the host")),
-        };
-        return Ok((h.to_string(), port));
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => {
-            if h.is_empty() {
-                return Err("empty host".into());
-            }
-            let port = p.parse().map_err(|_| format!("invalid port {p:?}"))?;
-            Ok((h.to_string(), port))
-        }
-        Some(_) => Err("IPv6 hosts go in brackets: [::1]:514".into()),
-        None => Ok((s.to_string(), SyslogAddress::DEFAULT_PORT)),
-    }
-}
-
-impl fmt::Display for SyslogAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hp = |f: &mut fmt::Formatter<'_>, scheme: &str, h: &str, p: u16| {
-            if h.contains(':') {
-                write!(f, "{scheme}://[{h}]:{p}")
-            } else {
-                write!(f, "{scheme}://{h}:{p}")
-            }
-        };
-        match self {
-            SyslogAddress::Tcp { host, port } => hp(f, "tcp", host, *port),
-            SyslogAddress::Udp { host, port } => hp(f, "udp", host, *port),
-            SyslogAddress::TcpTls { host, port } => hp(f, "tcp+tls", host, *port),
-            SyslogAddress::Unix(p) => write!(f, "unix://{}", p.display()),
-            SyslogAddress::Unixgram(p) => write!(f, "unixgram://{}", p.display()),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for SyslogAddress {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        SyslogAddress::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
 
 /// A syslog facility: Docker's names (`kern` … `local7`) or a number 0–23, as Docker's
 /// `syslog-facility` accepts.
@@ -346,8 +221,10 @@ impl SyslogSinkConfig {
             None => 1024,
         }
     }
+}
 
-    pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
+impl ConfigTable for SyslogSinkConfig {
+    fn validate(&self, d: &mut Decoder<'_>) {
         let Some(addr) = &self.address else {
             d.error(
                 &[],
@@ -394,57 +271,18 @@ impl SyslogSinkConfig {
     }
 }
 
+impl logwharf_collector::SinkConfig for SyslogSinkConfig {
+    fn build(
+        &self,
+        cx: logwharf_collector::SinkContext,
+    ) -> anyhow::Result<Box<dyn logwharf_collector::Sink>> {
+        Ok(Box::new(super::SyslogSink::new(&cx.name, self)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_docker_addresses() {
-        assert_eq!(
-            SyslogAddress::parse("tcp://127.0.0.1:16514").unwrap(),
-            SyslogAddress::Tcp {
-                host: "127.0.0.1".into(),
-                port: 16514
-            }
-        );
-        assert_eq!(
-            SyslogAddress::parse("udp://logs.example").unwrap(),
-            SyslogAddress::Udp {
-                host: "logs.example".into(),
-                port: 514
-            }
-        );
-        assert_eq!(
-            SyslogAddress::parse("tcp+tls://[::1]:6514").unwrap(),
-            SyslogAddress::TcpTls {
-                host: "::1".into(),
-                port: 6514
-            }
-        );
-        assert_eq!(
-            SyslogAddress::parse("unix:///dev/log").unwrap(),
-            SyslogAddress::Unix("/dev/log".into())
-        );
-        assert_eq!(
-            SyslogAddress::parse("unixgram:///run/x.sock").unwrap(),
-            SyslogAddress::Unixgram("/run/x.sock".into())
-        );
-        for bad in [
-            "127.0.0.1:514",
-            "http://x:1",
-            "tcp://:1",
-            "tcp://h:99999",
-            "unix://",
-        ] {
-            assert!(SyslogAddress::parse(bad).is_err(), "{bad}");
-        }
-        assert_eq!(
-            SyslogAddress::parse("tcp+tls://[::1]:6514")
-                .unwrap()
-                .to_string(),
-            "tcp+tls://[::1]:6514"
-        );
-    }
 
     #[test]
     fn parses_docker_facilities() {
@@ -458,7 +296,7 @@ mod tests {
 
     #[test]
     fn loads_with_docker_option_names() {
-        let c = crate::load_str(
+        let c = crate::load_test_config(
             r#"
 [sources.in]
 type = "syslog"
@@ -472,25 +310,25 @@ syslog-format = "rfc5424micro"
 tag = "{{.Name}}"
 tls = { ca_file = "/tmp/ca.pem" }
 "#,
-            "t.toml",
         )
         .unwrap();
-        let crate::SinkKind::Syslog(s) = &c.sinks["rsyslog"].kind else {
-            panic!()
-        };
+        let s = c.sinks["rsyslog"]
+            .inner
+            .downcast_ref::<SyslogSinkConfig>()
+            .unwrap();
         assert_eq!(s.facility, Facility(2));
         assert_eq!(s.format, SyslogFormat::Rfc5424Micro);
         assert_eq!(s.effective_framing(), Framing::OctetCounting);
         assert_eq!(s.effective_max_message(), 2048);
-        assert!(matches!(
-            c.sources["in"],
-            crate::SourceConfig::Syslog(ref src) if src.max_frame.0 == 64 << 10
-        ));
+        let src = c.sources["in"]
+            .downcast_ref::<logwharf_collector::sources::syslog::SyslogSourceConfig>()
+            .unwrap();
+        assert_eq!(src.max_frame.0, 64 << 10);
     }
 
     #[test]
     fn reports_bad_syslog_options() {
-        let e = crate::load_str(
+        let e = crate::load_test_config(
             r#"
 [sources.in]
 type = "syslog"
@@ -503,7 +341,6 @@ address = "udp://127.0.0.1:514"
 facility = "mial"
 framing = "octet-counting"
 "#,
-            "t.toml",
         )
         .unwrap_err();
         let e: Vec<String> = e.errors.iter().map(|e| e.to_string()).collect();

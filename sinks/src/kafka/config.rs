@@ -6,8 +6,9 @@
 //! `enable_idempotence`, and `librdkafka_options` (passed through as they are; secrets come
 //! from `${ENV}` and are never logged — see [`LibrdkafkaOptions`]).
 
-use crate::load::Decoder;
-use crate::{ByteSize, DurationValue, Encoding, Template, TlsConfig};
+use logwharf_config::{
+    ByteSize, ConfigTable, Decoder, DurationValue, Encoding, Template, TlsConfig,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -278,8 +279,10 @@ impl KafkaSinkConfig {
             librdkafka_options: LibrdkafkaOptions::default(),
         }
     }
+}
 
-    pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
+impl ConfigTable for KafkaSinkConfig {
+    fn validate(&self, d: &mut Decoder<'_>) {
         self.encoding
             .check(&[Encoding::Json, Encoding::Raw, Encoding::Docker], d);
         if self.brokers.is_empty() {
@@ -345,6 +348,15 @@ impl KafkaSinkConfig {
                 );
             }
         }
+    }
+}
+
+impl logwharf_collector::SinkConfig for KafkaSinkConfig {
+    fn build(
+        &self,
+        cx: logwharf_collector::SinkContext,
+    ) -> anyhow::Result<Box<dyn logwharf_collector::Sink>> {
+        Ok(Box::new(super::KafkaSink::new(&cx.name, self)?))
     }
 }
 

@@ -1,7 +1,6 @@
 //! `type = "console"`: events to stdout, one per line.
 
-use crate::load::Decoder;
-use crate::Encoding;
+use logwharf_config::{ConfigTable, Decoder, Encoding};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -18,8 +17,8 @@ impl Default for ConsoleConfig {
     }
 }
 
-impl ConsoleConfig {
-    pub(crate) fn validate(&self, d: &mut Decoder<'_>) {
+impl ConfigTable for ConsoleConfig {
+    fn validate(&self, d: &mut Decoder<'_>) {
         self.encoding.check(
             &[
                 Encoding::Json,
@@ -29,5 +28,14 @@ impl ConsoleConfig {
             ],
             d,
         );
+    }
+}
+
+impl logwharf_collector::SinkConfig for ConsoleConfig {
+    fn build(
+        &self,
+        cx: logwharf_collector::SinkContext,
+    ) -> anyhow::Result<Box<dyn logwharf_collector::Sink>> {
+        Ok(Box::new(super::ConsoleSink::new(&cx.name, self)))
     }
 }

@@ -106,6 +106,39 @@ impl Default for MultilineConfig {
     }
 }
 
+/// The enrichment keys both Docker sources take, declared once: which environment variables
+/// and labels become metadata and Docker-style extra attributes, the tag template, multiline
+/// merging. A source decodes them with [`crate::Decoder::decode_with_group`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct DockerMetaOptions {
+    /// Environment variables of the container to attach, by name (never the whole env).
+    pub env: NameList,
+    /// … and by pattern over the names.
+    pub env_regex: Option<Pattern>,
+    /// Labels attached as Docker-style extra attributes, by name (every label is in `labels`).
+    pub labels: NameList,
+    pub labels_regex: Option<Pattern>,
+    /// Docker tag template rendered once per container (`logwharf.tag` label overrides).
+    pub tag: Option<Template>,
+    /// Multiline merging; a container's `logwharf.multiline.start` label turns it on too.
+    pub multiline: MultilineConfig,
+}
+
+impl DockerMetaOptions {
+    /// The metadata service options these settings ask for, from the daemon at `host`.
+    pub fn enrich_options(&self, host: Option<String>) -> EnrichOptions {
+        EnrichOptions {
+            host,
+            env: self.env.0.clone(),
+            env_regex: self.env_regex.clone(),
+            labels: self.labels.0.clone(),
+            labels_regex: self.labels_regex.clone(),
+            tag: self.tag.clone(),
+        }
+    }
+}
+
 /// What the metadata service must know to build a container's record: the daemon, the env
 /// selection, Docker's extra-attribute options and the tag template. Sources with equal
 /// options share one service (one connection, one record per container).
@@ -134,11 +167,7 @@ impl EnrichOptions {
 }
 
 /// Records an error for every glob of `include` and `exclude` that does not compile.
-pub(crate) fn validate_globs(
-    include: &[String],
-    exclude: &[String],
-    d: &mut crate::load::Decoder<'_>,
-) {
+pub fn validate_globs(include: &[String], exclude: &[String], d: &mut crate::load::Decoder<'_>) {
     for (key, globs) in [("include", include), ("exclude", exclude)] {
         for g in globs {
             if let Err(e) = globset::Glob::new(g) {
@@ -149,7 +178,7 @@ pub(crate) fn validate_globs(
 }
 
 /// Records an error unless `host` is a form the Docker client understands.
-pub(crate) fn validate_host(host: Option<&str>, key: &[&str], d: &mut crate::load::Decoder<'_>) {
+pub fn validate_host(host: Option<&str>, key: &[&str], d: &mut crate::load::Decoder<'_>) {
     let Some(h) = host else { return };
     let ok = h.starts_with("unix://")
         || h.starts_with('/')
