@@ -3,7 +3,7 @@
 //! line per message (`facility.severity app-name msg`, control characters escaped by rsyslog),
 //! and stops it by pid.
 
-use super::{require, wait_until};
+use super::{command_runs, require, wait_until};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,13 +19,7 @@ pub struct Rsyslog {
 
 impl Rsyslog {
     pub fn available() -> bool {
-        Command::new("rsyslogd")
-            .arg("-v")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
+        command_runs("rsyslogd", "-v")
     }
 
     pub fn require() -> bool {
