@@ -181,45 +181,60 @@ impl Logwharf {
     /// ready for something: "connected to the Docker daemon", …). Panics with the log when it
     /// exits first or [`PATIENCE`] passes.
     pub fn wait_log(&mut self, needle: &str, n: usize) {
-        let end = Instant::now() + PATIENCE;
-        while self.log().matches(needle).count() < n {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!(
-                    "logwharf exited ({st}) before logging {needle:?}:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < end,
-                "logwharf did not log {needle:?} {n} time(s) within {PATIENCE:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.poll(
+            Duration::from_millis(50),
+            &format!("logging {needle:?}"),
+            |lw| {
+                if lw.log().matches(needle).count() >= n {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "logwharf did not log {needle:?} {n} time(s) within {PATIENCE:?}"
+                    ))
+                }
+            },
+        )
     }
 
     /// Waits until the metrics at `api` (`host:port`) show `name` (summed over the series
     /// with every label of `labels`) at `min` or more; returns that metrics text. Panics with
     /// the log when logwharf exits first or [`PATIENCE`] passes.
     pub fn wait_metric(&mut self, api: &str, name: &str, labels: &[&str], min: f64) -> String {
+        self.poll(
+            Duration::from_millis(100),
+            &format!("{name} reached {min}"),
+            |_| {
+                let text = http_get(api, "/metrics").unwrap_or_default();
+                if metric(&text, name, labels) >= min {
+                    Ok(text)
+                } else {
+                    Err(format!(
+                        "{name}{labels:?} did not reach {min} within {PATIENCE:?}:\n{text}\nlog"
+                    ))
+                }
+            },
+        )
+    }
+
+    /// Calls `probe` every `every` until it returns `Ok`. Panics with the log when logwharf
+    /// exits first ("before {what}"), or with the probe's last `Err` when [`PATIENCE`] passes.
+    fn poll<T>(
+        &mut self,
+        every: Duration,
+        what: &str,
+        mut probe: impl FnMut(&Self) -> Result<T, String>,
+    ) -> T {
         let end = Instant::now() + PATIENCE;
         loop {
-            let text = http_get(api, "/metrics").unwrap_or_default();
-            if metric(&text, name, labels) >= min {
-                return text;
-            }
+            let why = match probe(self) {
+                Ok(v) => return v,
+                Err(why) => why,
+            };
             if let Some(st) = self.child.try_wait().unwrap() {
-                panic!(
-                    "logwharf exited ({st}) before {name} reached {min}:\n{}",
-                    self.log()
-                );
+                panic!("logwharf exited ({st}) before {what}:\n{}", self.log());
             }
-            assert!(
-                Instant::now() < end,
-                "{name}{labels:?} did not reach {min} within {PATIENCE:?}:\n{text}\nlog:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            assert!(Instant::now() < end, "{why}:\n{}", self.log());
+            std::thread::sleep(every);
         }
     }
 }
