@@ -14,8 +14,14 @@ pub const MALFORMED_LINES: &str = "logwharf_malformed_lines_total";
 pub const PARTIAL_TRUNCATED: &str = "logwharf_partial_lines_truncated_total";
 /// Bytes skipped to resynchronise after garbage (NUL runs, torn writes).
 pub const SKIPPED_BYTES: &str = "logwharf_skipped_bytes_total";
-/// Bytes a source could not read because the file vanished first (labels: source, container).
+/// Bytes of a container's log one sink never got (labels: source, container, sink, `reason`:
+/// `rotated_away` — Docker deleted the file before logwharf could open it, or it was released
+/// over `hold_max_bytes` before that sink read it; `truncated` — the live file was cut below
+/// what that sink had read).
 pub const LOST_BYTES: &str = "logwharf_lost_bytes_total";
+/// Bytes of files Docker deleted that a json-file source still holds open because some sink
+/// has not delivered them yet (gauge; label: source).
+pub const HELD_BYTES: &str = "logwharf_held_bytes";
 /// Bytes written to a file but not yet acknowledged (gauge; labels: source, container).
 pub const CHECKPOINT_LAG_BYTES: &str = "logwharf_checkpoint_lag_bytes";
 /// Input a receiving source refused or could not read (labels: source, `kind`). fluent:

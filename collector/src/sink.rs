@@ -89,7 +89,13 @@ pub trait Sink: Send {
 pub struct SinkBatch {
     pub batch: Arc<Batch>,
     pub ack: AckToken,
-    pub(crate) _permit: Option<OwnedSemaphorePermit>,
+    pub(crate) _permit: Option<Permits>,
+}
+
+/// The buffer space one batch occupies: its events and its bytes.
+pub(crate) struct Permits {
+    pub(crate) _events: OwnedSemaphorePermit,
+    pub(crate) _bytes: OwnedSemaphorePermit,
 }
 
 impl SinkBatch {

@@ -3,6 +3,12 @@
 //! [`SourceOutput::send`]), runs each under its supervisor ([`crate::supervisor`]: restarts
 //! after errors and panics, reported in [`Health`]), and shuts down in order: stop sources,
 //! drain sinks, write the final checkpoints — all within one `shutdown_timeout`.
+//!
+//! A sink's buffer is bounded in events (`buffer.max_events`) and in message bytes
+//! (`buffer.max_bytes`, counted in KiB permits). A source that can read its input again (the
+//! json-file source) gives each sink its own stream with [`SourceOutput::only`], so that a
+//! full buffer stops only the reader of that sink; other sources send one batch to every sink
+//! and wait for the fullest.
 
 use crate::ack::{AckToken, OnDelivered};
 use crate::checkpoint::CheckpointStore;
@@ -26,12 +32,83 @@ use tokio::time::Instant;
 #[error("the pipeline is shutting down")]
 pub struct Closed;
 
+/// Message bytes per byte-budget permit.
+const BYTES_PER_PERMIT: usize = 1024;
+
+#[derive(Clone)]
 struct SinkTarget {
     name: Arc<str>,
     tx: mpsc::UnboundedSender<SinkBatch>,
     permits: Arc<Semaphore>,
     capacity: u32,
+    /// The byte budget, in KiB permits.
+    byte_permits: Arc<Semaphore>,
+    byte_capacity: u32,
     when_full: WhenFull,
+}
+
+impl SinkTarget {
+    fn new(
+        name: Arc<str>,
+        tx: mpsc::UnboundedSender<SinkBatch>,
+        buffer: &logwharf_config::sink::BufferConfig,
+    ) -> SinkTarget {
+        let capacity = buffer.max_events.clamp(1, u32::MAX as usize >> 4) as u32;
+        let byte_capacity = (buffer.max_bytes.0 as usize / BYTES_PER_PERMIT)
+            .clamp(1, u32::MAX as usize >> 4) as u32;
+        SinkTarget {
+            name,
+            tx,
+            permits: Arc::new(Semaphore::new(capacity as usize)),
+            capacity,
+            byte_permits: Arc::new(Semaphore::new(byte_capacity as usize)),
+            byte_capacity,
+            when_full: buffer.when_full,
+        }
+    }
+
+    /// Buffer space for a batch of `n` events and `bytes` message bytes: waits for it
+    /// (`block`), or `None` when it is not free now (`drop_newest`). A batch larger than the
+    /// whole buffer takes all of it.
+    async fn reserve(&self, n: usize, bytes: usize) -> Result<Option<Permits>, Closed> {
+        let want = (n as u32).clamp(1, self.capacity);
+        let want_bytes = (bytes.div_ceil(BYTES_PER_PERMIT) as u32).clamp(1, self.byte_capacity);
+        Ok(match self.when_full {
+            WhenFull::Block => {
+                let events = self
+                    .permits
+                    .clone()
+                    .acquire_many_owned(want)
+                    .await
+                    .map_err(|_| Closed)?;
+                let bytes = self
+                    .byte_permits
+                    .clone()
+                    .acquire_many_owned(want_bytes)
+                    .await
+                    .map_err(|_| Closed)?;
+                Some(Permits {
+                    _events: events,
+                    _bytes: bytes,
+                })
+            }
+            WhenFull::DropNewest => {
+                let events = self.permits.clone().try_acquire_many_owned(want).ok();
+                let bytes = self
+                    .byte_permits
+                    .clone()
+                    .try_acquire_many_owned(want_bytes)
+                    .ok();
+                match (events, bytes) {
+                    (Some(events), Some(bytes)) => Some(Permits {
+                        _events: events,
+                        _bytes: bytes,
+                    }),
+                    _ => None,
+                }
+            }
+        })
+    }
 }
 
 /// A source's connection to the sinks that read it. Cheap to clone (one per reader task).
@@ -39,12 +116,31 @@ struct SinkTarget {
 pub struct SourceOutput {
     source: Arc<str>,
     targets: Arc<[SinkTarget]>,
+    /// Whether sends count the source's event metrics (one view per sink counts only once).
+    counts: bool,
 }
 
 impl SourceOutput {
     /// The source's name.
     pub fn source(&self) -> &Arc<str> {
         &self.source
+    }
+
+    /// The names of the sinks that read this source, in order.
+    pub fn sinks(&self) -> Vec<Arc<str>> {
+        self.targets.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// This output narrowed to sink number `i` (of [`SourceOutput::sinks`]): a source that
+    /// reads its input once per sink sends through these, so that a sink that is down or slow
+    /// holds back only its own reader. Only the view of the first sink counts the source's
+    /// event metrics, so they do not grow with the number of sinks.
+    pub fn only(&self, i: usize) -> SourceOutput {
+        SourceOutput {
+            source: self.source.clone(),
+            targets: self.targets.get(i).cloned().into_iter().collect(),
+            counts: self.counts && i == 0,
+        }
     }
 
     /// Sends a batch to every sink that reads this source; `on_done` runs once every sink has
@@ -62,10 +158,12 @@ impl SourceOutput {
             return Ok(());
         }
         let bytes: usize = events.iter().map(Event::size).sum();
-        metrics::counter!(m::SOURCE_EVENTS, "source" => self.source.to_string())
-            .increment(events.len() as u64);
-        metrics::counter!(m::SOURCE_BYTES, "source" => self.source.to_string())
-            .increment(bytes as u64);
+        if self.counts {
+            metrics::counter!(m::SOURCE_EVENTS, "source" => self.source.to_string())
+                .increment(events.len() as u64);
+            metrics::counter!(m::SOURCE_BYTES, "source" => self.source.to_string())
+                .increment(bytes as u64);
+        }
         let n = events.len();
         let batch = Arc::new(Batch {
             source: self.source.clone(),
@@ -73,21 +171,9 @@ impl SourceOutput {
         });
         let token = AckToken::new(on_done);
         for t in self.targets.iter() {
-            let want = (n as u32).clamp(1, t.capacity);
-            let permit = match t.when_full {
-                WhenFull::Block => t
-                    .permits
-                    .clone()
-                    .acquire_many_owned(want)
-                    .await
-                    .map_err(|_| Closed)?,
-                WhenFull::DropNewest => match t.permits.clone().try_acquire_many_owned(want) {
-                    Ok(p) => p,
-                    Err(_) => {
-                        count_dropped(&t.name, &batch);
-                        continue;
-                    }
-                },
+            let Some(permit) = t.reserve(n, bytes).await? else {
+                count_dropped(&t.name, &batch);
+                continue;
             };
             let sb = SinkBatch {
                 batch: batch.clone(),
@@ -107,20 +193,31 @@ impl SourceOutput {
 
     /// An output to nowhere but the returned receiver, for source unit tests.
     pub fn for_test(source: &str, capacity: u32) -> (SourceOutput, SinkInput) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let t = SinkTarget {
-            name: "test".into(),
-            tx,
-            permits: Arc::new(Semaphore::new(capacity as usize)),
-            capacity,
-            when_full: WhenFull::Block,
-        };
+        let (out, mut inputs) = SourceOutput::for_test_sinks(source, &[("test", capacity)]);
+        (out, inputs.remove(0))
+    }
+
+    /// An output to several test sinks (name, buffer capacity in events), for source unit
+    /// tests.
+    pub fn for_test_sinks(source: &str, sinks: &[(&str, u32)]) -> (SourceOutput, Vec<SinkInput>) {
+        let mut targets = Vec::new();
+        let mut inputs = Vec::new();
+        for (name, capacity) in sinks {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let buffer = logwharf_config::sink::BufferConfig {
+                max_events: *capacity as usize,
+                ..Default::default()
+            };
+            targets.push(SinkTarget::new((*name).into(), tx, &buffer));
+            inputs.push(SinkInput::new((*name).into(), Queue::new(rx), None, None));
+        }
         (
             SourceOutput {
                 source: source.into(),
-                targets: Arc::new([t]),
+                targets: targets.into(),
+                counts: true,
             },
-            SinkInput::new("test".into(), Queue::new(rx), None, None),
+            inputs,
         )
     }
 }
@@ -188,7 +285,6 @@ impl Topology {
         let mut sink_tasks = Vec::new();
         for (name, sc, cx, sink) in sinks_built {
             let (tx, rx) = mpsc::unbounded_channel();
-            let capacity = sc.buffer.max_events.clamp(1, u32::MAX as usize >> 4) as u32;
             let name: Arc<str> = name.into();
             let matchers = sc
                 .inputs
@@ -199,16 +295,7 @@ impl Topology {
                         .compile_matcher()
                 })
                 .collect();
-            targets.push((
-                matchers,
-                SinkTarget {
-                    name: name.clone(),
-                    tx,
-                    permits: Arc::new(Semaphore::new(capacity as usize)),
-                    capacity,
-                    when_full: sc.buffer.when_full,
-                },
-            ));
+            targets.push((matchers, SinkTarget::new(name.clone(), tx, &sc.buffer)));
             let component = health.register(&format!("sinks.{name}"));
             let input = SupervisedInput::new(name.clone(), rx, component.clone());
             let factory = first_then(sink, {
@@ -226,13 +313,7 @@ impl Topology {
             let mine: Vec<SinkTarget> = targets
                 .iter()
                 .filter(|(ms, _)| ms.iter().any(|m| m.is_match(&name)))
-                .map(|(_, t)| SinkTarget {
-                    name: t.name.clone(),
-                    tx: t.tx.clone(),
-                    permits: t.permits.clone(),
-                    capacity: t.capacity,
-                    when_full: t.when_full,
-                })
+                .map(|(_, t)| t.clone())
                 .collect();
             if mine.is_empty() {
                 tracing::warn!(source = %name, "no sink reads this source; its events are discarded");
@@ -241,6 +322,7 @@ impl Topology {
             let out = SourceOutput {
                 source: name.clone(),
                 targets: mine.into(),
+                counts: true,
             };
             let context = {
                 let (name, shutdown, store) = (name.clone(), shutdown.clone(), store.clone());
@@ -346,19 +428,19 @@ mod tests {
         for (i, (capacity, when_full)) in specs.iter().enumerate() {
             let (tx, rx) = mpsc::unbounded_channel();
             let name: Arc<str> = format!("sink{i}").into();
-            targets.push(SinkTarget {
-                name: name.clone(),
-                tx,
-                permits: Arc::new(Semaphore::new(*capacity as usize)),
-                capacity: *capacity,
+            let buffer = logwharf_config::sink::BufferConfig {
+                max_events: *capacity as usize,
                 when_full: *when_full,
-            });
+                ..Default::default()
+            };
+            targets.push(SinkTarget::new(name.clone(), tx, &buffer));
             inputs.push(SinkInput::new(name, Queue::new(rx), None, None));
         }
         (
             SourceOutput {
                 source: "src".into(),
                 targets: targets.into(),
+                counts: true,
             },
             inputs,
         )

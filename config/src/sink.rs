@@ -3,6 +3,7 @@
 //! sinks crate.
 
 use crate::load::Decoder;
+use crate::ByteSize;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -49,6 +50,8 @@ pub struct BufferConfig {
     pub kind: BufferType,
     /// Events the buffer holds at most.
     pub max_events: usize,
+    /// Message bytes the buffer holds at most (one batch larger than this still passes, alone).
+    pub max_bytes: ByteSize,
     pub when_full: WhenFull,
 }
 
@@ -64,6 +67,7 @@ impl Default for BufferConfig {
         Self {
             kind: BufferType::Memory,
             max_events: 16_384,
+            max_bytes: ByteSize(256 << 20),
             when_full: WhenFull::Block,
         }
     }

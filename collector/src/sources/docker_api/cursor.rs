@@ -1,14 +1,11 @@
 //! A container's read position in its API log stream: the (timestamp ns, stream, hash) of the
 //! last line, since the API has no offsets. Re-attaching asks Docker for `since = timestamp`
 //! (inclusive) and [`Replay`] drops what the cursor shows was already read, keeping lines that
-//! share the timestamp on the other stream (vectordotdev/vector#19105). [`AckChain`] moves the
-//! checkpoint only to the end of the longest run of delivered batches.
+//! share the timestamp on the other stream (vectordotdev/vector#19105). The checkpoint moves
+//! only to the end of the longest run of delivered batches ([`crate::ack::ordered`]).
 
-use crate::checkpoint::CheckpointStore;
 use crate::event::Stream;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 /// The position just after one line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,69 +71,6 @@ impl Replay {
     }
 }
 
-struct ChainState {
-    next: u64,
-    /// seq → (checkpoint value after the batch, outcome once known)
-    pending: BTreeMap<u64, (Option<serde_json::Value>, Option<bool>)>,
-    failed: bool,
-}
-
-/// Writes a source's checkpoint value in batch order, only past delivered batches (acks from
-/// several sinks can settle out of order).
-#[derive(Clone)]
-pub(crate) struct AckChain {
-    store: Arc<CheckpointStore>,
-    key: String,
-    state: Arc<Mutex<ChainState>>,
-}
-
-impl AckChain {
-    pub fn new(store: Arc<CheckpointStore>, key: String) -> AckChain {
-        AckChain {
-            store,
-            key,
-            state: Arc::new(Mutex::new(ChainState {
-                next: 0,
-                pending: BTreeMap::new(),
-                failed: false,
-            })),
-        }
-    }
-
-    /// Registers a batch whose delivery makes `value` safe to checkpoint; returns its callback.
-    pub fn register(&self, value: Option<serde_json::Value>) -> crate::ack::OnDelivered {
-        let seq = {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let seq = s.next;
-            s.next += 1;
-            s.pending.insert(seq, (value, None));
-            seq
-        };
-        let me = self.clone();
-        Box::new(move |ok| me.settle(seq, ok))
-    }
-
-    fn settle(&self, seq: u64, ok: bool) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = s.pending.get_mut(&seq) {
-            e.1 = Some(ok);
-        }
-        while let Some((&first, (_, Some(_)))) = s.pending.iter().next() {
-            let Some((c, Some(ok))) = s.pending.remove(&first) else {
-                break;
-            };
-            if !ok {
-                s.failed = true;
-            }
-            if !s.failed {
-                if let Some(c) = c {
-                    self.store.set(&self.key, c);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,23 +87,5 @@ mod tests {
         assert!(!r.admit(&c(10, Stream::Stdout, "b"))); // the cursor's own line
         assert!(r.admit(&c(10, Stream::Stderr, "y"))); // same time, after: new
         assert!(r.admit(&c(11, Stream::Stdout, "c")));
-    }
-
-    #[test]
-    fn acks_advance_in_order_and_stop_at_a_failure() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(CheckpointStore::open(dir.path()).unwrap());
-        let chain = AckChain::new(store.clone(), "s/c".into());
-        let a = chain.register(Some(c(1, Stream::Stdout, "1").to_json()));
-        let b = chain.register(Some(c(2, Stream::Stdout, "2").to_json()));
-        let d = chain.register(Some(c(3, Stream::Stdout, "3").to_json()));
-        b(true);
-        assert_eq!(store.get("s/c"), None, "batch 1 is not delivered yet");
-        a(true);
-        assert_eq!(store.get("s/c"), Some(c(2, Stream::Stdout, "2").to_json()));
-        let e = chain.register(Some(c(4, Stream::Stdout, "4").to_json()));
-        d(false);
-        e(true);
-        assert_eq!(store.get("s/c"), Some(c(2, Stream::Stdout, "2").to_json()));
     }
 }

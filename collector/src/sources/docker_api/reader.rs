@@ -4,8 +4,9 @@
 //! and never past a line still held in a partial or multiline buffer.
 
 use super::config::StartAt;
-use super::cursor::{AckChain, Cursor, Replay};
+use super::cursor::{Cursor, Replay};
 use super::Shared;
+use crate::ack::ordered::OrderedAcks;
 use crate::backoff::Backoff;
 use crate::docker::logs::{self, Demux, Frame};
 use crate::event::{ContainerMeta, Event, EventFlags, Stream};
@@ -73,7 +74,7 @@ struct Reader {
     id: String,
     meta: Arc<ContainerMeta>,
     generation: u64,
-    chain: AckChain,
+    chain: Arc<OrderedAcks<serde_json::Value>>,
     /// The last consumed frame (read, not necessarily delivered).
     consumed: Option<Cursor>,
     seq: u64,
@@ -91,7 +92,7 @@ pub(super) async fn follow(shared: Arc<Shared>, meta: Arc<ContainerMeta>, stop: 
         .as_ref()
         .and_then(Cursor::from_json);
     let mut r = Reader {
-        chain: AckChain::new(shared.checkpoints.clone(), key),
+        chain: OrderedAcks::for_checkpoint(shared.checkpoints.clone(), key),
         generation: shared.service.generation(),
         streams: Default::default(),
         out: Vec::new(),
@@ -476,7 +477,7 @@ impl Reader {
             e.container = Some(self.meta.clone());
             e.attrs = self.meta.attrs.clone();
         }
-        let done = self.chain.register(self.safe_cursor().map(|c| c.to_json()));
+        let done = self.chain.track(self.safe_cursor().map(|c| c.to_json()));
         self.shared
             .out
             .send(events, Some(done))

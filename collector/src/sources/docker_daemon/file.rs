@@ -4,11 +4,12 @@
 
 use super::config::{DaemonReadFrom, DockerDaemonConfig};
 use super::line_event;
-use crate::sources::docker_api::cursor::AckChain;
+use crate::ack::ordered::OrderedAcks;
 use crate::sources::SourceContext;
 use serde_json::json;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 
 const READ_BYTES: usize = 256 << 10;
 /// A line longer than this is shipped in pieces.
@@ -17,7 +18,7 @@ const MAX_BATCH: usize = 1024;
 
 pub(super) async fn run(config: &DockerDaemonConfig, ctx: &SourceContext) -> anyhow::Result<()> {
     let key = format!("{}/file", ctx.name);
-    let chain = AckChain::new(ctx.checkpoints.clone(), key.clone());
+    let chain = OrderedAcks::for_checkpoint(ctx.checkpoints.clone(), key.clone());
     let saved = ctx.checkpoints.get(&key);
     let path = config.path.clone();
     let mut waiting_logged = false;
@@ -75,7 +76,7 @@ async fn tail(
     mut offset: u64,
     config: &DockerDaemonConfig,
     ctx: &SourceContext,
-    chain: &AckChain,
+    chain: &Arc<OrderedAcks<serde_json::Value>>,
 ) -> anyhow::Result<Tail> {
     f.seek(SeekFrom::Start(offset))?;
     let mut carry: Vec<u8> = Vec::new();
@@ -101,7 +102,7 @@ async fn tail(
             offset += start as u64;
             carry.drain(..start);
             for chunk in chunk_events(events) {
-                let done = chain.register(Some(json!({"dev": dev, "ino": ino, "offset": offset})));
+                let done = chain.track(Some(json!({"dev": dev, "ino": ino, "offset": offset})));
                 ctx.out
                     .send(chunk, Some(done))
                     .await

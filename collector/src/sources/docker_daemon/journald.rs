@@ -4,8 +4,8 @@
 
 use super::config::{DaemonReadFrom, DockerDaemonConfig};
 use super::line_event;
+use crate::ack::ordered::OrderedAcks;
 use crate::backoff::Backoff;
-use crate::sources::docker_api::cursor::AckChain;
 use crate::sources::SourceContext;
 use anyhow::Context;
 use futures_util::FutureExt;
@@ -17,7 +17,7 @@ const MAX_BATCH: usize = 1024;
 
 pub(super) async fn run(config: &DockerDaemonConfig, ctx: &SourceContext) -> anyhow::Result<()> {
     let key = format!("{}/journald", ctx.name);
-    let chain = AckChain::new(ctx.checkpoints.clone(), key.clone());
+    let chain = OrderedAcks::for_checkpoint(ctx.checkpoints.clone(), key.clone());
     let mut cursor: Option<String> = ctx
         .checkpoints
         .get(&key)
@@ -71,7 +71,7 @@ pub(super) async fn run(config: &DockerDaemonConfig, ctx: &SourceContext) -> any
                     }
                 }
             }
-            let done = chain.register(cursor.as_ref().map(|c| json!({ "cursor": c })));
+            let done = chain.track(cursor.as_ref().map(|c| json!({ "cursor": c })));
             ctx.out
                 .send(batch, Some(done))
                 .await

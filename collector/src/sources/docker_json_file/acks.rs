@@ -1,40 +1,50 @@
-//! From batch acknowledgements to a container's checkpoint.
+//! From batch acknowledgements to one sink's checkpoint of one container.
 //!
-//! Each batch a reader sends carries the [`ResumePoint`] that holds once it is delivered. The
-//! checkpoint may only move to the resume point of the longest *delivered prefix* of the
-//! batches sent: batch 3 delivered before batch 2 must wait for it, and a batch that was not
-//! delivered blocks the checkpoint for the rest of the run (a restart re-reads from there:
-//! at-least-once). The callbacks run on sink tasks and may outlive the reader (`--once`
-//! returns before the sinks finish), so they write the [`CheckpointStore`] themselves.
+//! Each batch a reader sends carries the [`ResumePoint`] that holds once it is delivered; the
+//! shared ordered tracker ([`OrderedAcks`]) moves the checkpoint only over the delivered
+//! prefix. Every sink has its own reader and so its own tracker, keyed
+//! `"<source>/<container id>/<sink>"`: a sink that lags holds back only its own checkpoint.
+//! Each commit is also told to the container's [`Hold`], which keeps rotated files open
+//! until every sink has delivered past them.
 
+use super::hold::Hold;
 use super::position::ResumePoint;
+use crate::ack::ordered::OrderedAcks;
 use crate::ack::OnDelivered;
 use crate::checkpoint::CheckpointStore;
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 pub struct AckTracker {
+    acks: Arc<OrderedAcks<ResumePoint>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     key: String,
-    container: String,
     store: Arc<CheckpointStore>,
     lag: metrics::Gauge,
-    inner: Mutex<Inner>,
+    /// The container's hold and this sink's index in it.
+    hold: Option<(Arc<Hold>, usize)>,
+    state: Mutex<State>,
 }
 
 #[derive(Default)]
-struct Inner {
-    /// Sequence number of `in_flight[0]`.
-    front_seq: u64,
-    /// Resume points of the batches sent and not yet part of the delivered prefix, with
-    /// whether each one has been delivered.
-    in_flight: VecDeque<(ResumePoint, bool)>,
+struct State {
     committed: Option<ResumePoint>,
-    /// A batch was not delivered: the checkpoint cannot pass it in this run.
-    blocked: bool,
-    /// The container is gone; its entry must not come back.
-    removed: bool,
     /// The newest file's order number and size, for the lag gauge.
     newest: Option<(u64, u64)>,
+}
+
+impl Shared {
+    fn commit(&self, r: ResumePoint) {
+        self.store.set(&self.key, r.to_saved().to_json());
+        if let Some((hold, sink)) = &self.hold {
+            hold.delivered(*sink, &r);
+        }
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        g.committed = Some(r);
+        update_lag(&self.lag, &g);
+    }
 }
 
 impl AckTracker {
@@ -46,104 +56,92 @@ impl AckTracker {
         lag: metrics::Gauge,
         committed: Option<ResumePoint>,
     ) -> Arc<AckTracker> {
-        Arc::new(AckTracker {
-            key,
-            container,
+        AckTracker::with_hold(store, key, container, lag, committed, None)
+    }
+
+    /// As [`AckTracker::new`], telling every commit to `hold` as sink number `sink`.
+    pub fn with_hold(
+        store: Arc<CheckpointStore>,
+        key: String,
+        container: String,
+        lag: metrics::Gauge,
+        committed: Option<ResumePoint>,
+        hold: Option<(Arc<Hold>, usize)>,
+    ) -> Arc<AckTracker> {
+        if let (Some((h, sink)), Some(c)) = (&hold, &committed) {
+            h.delivered(*sink, c);
+        }
+        let shared = Arc::new(Shared {
+            key: key.clone(),
             store,
             lag,
-            inner: Mutex::new(Inner {
+            hold,
+            state: Mutex::new(State {
                 committed,
-                ..Inner::default()
+                newest: None,
             }),
-        })
+        });
+        let s = shared.clone();
+        let acks = OrderedAcks::new(
+            move |r| s.commit(r),
+            move || {
+                tracing::warn!(
+                    container = %container,
+                    checkpoint = %key,
+                    "a batch of this container's lines was not delivered; this sink's checkpoint stays where it is for the rest of this run, so a restart reads those lines again"
+                )
+            },
+        );
+        Arc::new(AckTracker { acks, shared })
     }
 
     /// Registers a batch about to be sent whose delivery makes `resume` the checkpoint (once
     /// every batch before it is delivered too); returns the batch's callback.
-    pub fn track(self: &Arc<AckTracker>, resume: ResumePoint) -> OnDelivered {
-        let mut g = self.inner.lock().unwrap();
-        if g.blocked || g.removed {
-            return Box::new(|_| {});
-        }
-        let seq = g.front_seq + g.in_flight.len() as u64;
-        g.in_flight.push_back((resume, false));
-        let me = self.clone();
-        Box::new(move |delivered| me.settle(seq, delivered))
-    }
-
-    fn settle(&self, seq: u64, delivered: bool) {
-        let mut g = self.inner.lock().unwrap();
-        if g.blocked || g.removed || seq < g.front_seq {
-            return;
-        }
-        let i = (seq - g.front_seq) as usize;
-        if i >= g.in_flight.len() {
-            return;
-        }
-        if !delivered {
-            g.blocked = true;
-            g.in_flight.clear();
-            tracing::warn!(
-                container = %self.container,
-                checkpoint = ?g.committed.as_ref().map(|r| (r.file.name.as_str(), r.offset)),
-                "a batch of this container's lines was not delivered; its checkpoint stays where it is for the rest of this run, so a restart reads those lines again"
-            );
-            return;
-        }
-        g.in_flight[i].1 = true;
-        let mut advanced = None;
-        while g.in_flight.front().is_some_and(|(_, done)| *done) {
-            advanced = g.in_flight.pop_front().map(|(r, _)| r);
-            g.front_seq += 1;
-        }
-        if let Some(r) = advanced {
-            self.store.set(&self.key, r.to_saved().to_json());
-            g.committed = Some(r);
-            self.update_lag(&g);
-        }
+    pub fn track(&self, resume: ResumePoint) -> OnDelivered {
+        self.acks.track(Some(resume))
     }
 
     /// Makes `resume` the checkpoint at once: a position that needs no delivery (starting
     /// at the end of a file), so that a restart does not skip what is written meanwhile.
     pub fn commit_now(&self, resume: ResumePoint) {
-        let mut g = self.inner.lock().unwrap();
-        if g.removed {
-            return;
-        }
-        self.store.set(&self.key, resume.to_saved().to_json());
-        g.committed = Some(resume);
+        self.acks.with_lock(|stopped| {
+            if !stopped {
+                self.shared.commit(resume);
+            }
+        });
     }
 
     /// The newest file's size, for `logwharf_checkpoint_lag_bytes`.
     pub fn note_newest(&self, file_seq: u64, size: u64) {
-        let mut g = self.inner.lock().unwrap();
+        let mut g = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         g.newest = Some((file_seq, size));
-        self.update_lag(&g);
+        update_lag(&self.shared.lag, &g);
     }
 
-    fn update_lag(&self, g: &Inner) {
-        if let Some((seq, size)) = g.newest {
-            let lag = match &g.committed {
-                Some(c) if c.file.seq == seq => size.saturating_sub(c.offset),
-                // Acknowledged up to an older file: at least the whole newest file is behind.
-                _ => size,
-            };
-            self.lag.set(lag as f64);
-        }
-    }
-
-    /// The container is gone: drop its checkpoint for good.
+    /// The container is gone: drop this sink's checkpoint for good.
     pub fn remove(&self) {
-        let mut g = self.inner.lock().unwrap();
-        g.removed = true;
-        g.in_flight.clear();
-        self.store.remove(&self.key);
-        self.lag.set(0.0);
+        self.acks.stop();
+        self.acks.with_lock(|_| {
+            self.shared.store.remove(&self.shared.key);
+            self.shared.lag.set(0.0);
+        });
     }
 
-    /// The checkpointed position (what the store holds for this container).
+    /// The checkpointed position (what the store holds for this container and sink).
     pub fn committed(&self) -> Option<ResumePoint> {
-        self.inner.lock().unwrap().committed.clone()
+        let g = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        g.committed.clone()
+    }
+}
+
+fn update_lag(lag: &metrics::Gauge, g: &State) {
+    if let Some((seq, size)) = g.newest {
+        let behind = match &g.committed {
+            Some(c) if c.file.seq == seq => size.saturating_sub(c.offset),
+            // Acknowledged up to an older file: at least the whole newest file is behind.
+            _ => size,
+        };
+        lag.set(behind as f64);
     }
 }
 

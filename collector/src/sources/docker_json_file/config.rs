@@ -40,6 +40,9 @@ pub struct DockerJsonFileConfig {
     /// `multiline`), shared with the other Docker source.
     #[serde(skip)]
     pub docker: DockerMetaOptions,
+    /// Bytes of rotated files Docker has deleted that may be held open until every sink has
+    /// delivered them (over all containers); past it the oldest is released, counted as lost.
+    pub hold_max_bytes: ByteSize,
 }
 
 impl Default for DockerJsonFileConfig {
@@ -58,6 +61,7 @@ impl Default for DockerJsonFileConfig {
             docker_host: None,
             metadata_wait: DurationValue::from_millis(2000),
             docker: DockerMetaOptions::default(),
+            hold_max_bytes: ByteSize(1 << 30),
         }
     }
 }

@@ -145,6 +145,39 @@ impl OpenFile {
         })
     }
 
+    /// Another reader's view of a file held open elsewhere (the container's hold): a rotated
+    /// file, read from its start with a position of its own.
+    pub fn from_shared(
+        name: &str,
+        gz: bool,
+        dev: u64,
+        ino: u64,
+        fp: Option<Fingerprint>,
+        file: Arc<File>,
+        files_gauge: &metrics::Gauge,
+    ) -> OpenFile {
+        OpenFile {
+            name: name.to_string(),
+            rank: 1,
+            gz,
+            dev,
+            ino,
+            seq: 0,
+            read_pos: 0,
+            fp,
+            file,
+            decoder: None,
+            damaged: false,
+            ident: None,
+            _watched: Watched::new(files_gauge),
+        }
+    }
+
+    /// The descriptor, to share with another reader of the same file.
+    pub fn shared(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
     /// Reads at the current position into `dst`; 0 at the (current) end.
     pub fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
         let n = if self.gz {

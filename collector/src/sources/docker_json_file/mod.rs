@@ -1,15 +1,26 @@
 //! `type = "docker_json_file"`: tails Docker's json-file logs, `<root>/<id>/<id>-json.log`
-//! and their rotated siblings, one reader task per container.
+//! and their rotated siblings, one reader task per container *and sink*.
+//!
+//! Sinks progress independently. Docker's files are the buffer, so rather than reading a
+//! container once and making every sink wait for the slowest, every sink that reads the
+//! source gets its own reader of the container's files (sharing the page cache: a second
+//! reader of fresh data costs parsing, not disk), its own position and its own checkpoint. A
+//! sink that is down stops only its reader, which resumes from its own position when the sink
+//! comes back, after a restart too. What Docker rotates and deletes meanwhile is kept by the
+//! container's [`hold`], which opens every file as it appears and lets go once every sink's
+//! checkpoint is past it (bounded by `hold_max_bytes`).
 //!
 //! How the pieces fit:
 //! - [`discovery`] finds container directories (inotify + periodic rescan, id filters);
-//! - [`reader`] is a container's async task; it runs [`tailer`] on the blocking pool, which
-//!   holds the container's [`files`] (listed consistently by `listing`), follows rotation,
-//!   and turns lines into events (`lines`, with [`parser`] and [`partial`]) gathered in a
-//!   batch whose messages share one buffer (`batch`);
-//! - [`acks`] turns batch acknowledgements into the container's checkpoint, a
-//!   [`position::SavedPosition`] keyed `"<source>/<container id>"`, whose file is recognised
-//!   again by its [`fingerprint`].
+//! - [`reader`] is one (container, sink) async task; it runs [`tailer`] on the blocking pool,
+//!   which holds the container's [`files`] (listed consistently by `listing`), follows
+//!   rotation, and turns lines into events (`lines`, with [`parser`] and [`partial`]) gathered
+//!   in a batch whose messages share one buffer (`batch`);
+//! - [`acks`] turns batch acknowledgements into that sink's checkpoint, a
+//!   [`position::SavedPosition`] keyed `"<source>/<container id>/<sink>"`, whose file is
+//!   recognised again by its [`fingerprint`]. A checkpoint of an older version, keyed
+//!   `"<source>/<container id>"` (one position for every sink), becomes every sink's starting
+//!   position on upgrade.
 
 pub mod acks;
 mod batch;
@@ -17,6 +28,7 @@ pub mod config;
 pub mod discovery;
 pub mod files;
 pub mod fingerprint;
+pub mod hold;
 mod lines;
 mod listing;
 pub mod parser;
@@ -26,10 +38,12 @@ pub mod reader;
 pub mod tailer;
 
 use super::{Source, SourceContext};
+use crate::checkpoint::CheckpointStore;
 use crate::docker::{MetaHandle, MetadataService};
 use acks::AckTracker;
 pub use config::{DockerJsonFileConfig, ReadFrom};
 use discovery::{Found, IdFilter, Watcher};
+use hold::{Hold, HoldBudget};
 use position::SavedPosition;
 use reader::{Reader, ReaderControl};
 use std::collections::{HashMap, HashSet};
@@ -41,6 +55,10 @@ use tokio::task::JoinSet;
 
 /// After a reader failed to start (e.g. permissions), wait this long before trying again.
 const RETRY_FAILED_START: Duration = Duration::from_secs(30);
+/// How often a container's hold looks at its directory without being woken by inotify: often
+/// enough to open a rotated file before Docker deletes it (`max-file=2` at full speed rotates
+/// several times a second).
+const HOLD_POLL: Duration = Duration::from_millis(50);
 
 pub struct DockerJsonFile {
     config: DockerJsonFileConfig,
@@ -69,6 +87,7 @@ impl Source for DockerJsonFile {
             None
         };
         Runner {
+            budget: HoldBudget::new(&ctx.name, self.config.hold_max_bytes.0),
             service,
             metadata_wait: self.config.metadata_wait.0,
             multiline: self.config.docker.multiline.clone(),
@@ -91,12 +110,26 @@ impl Source for DockerJsonFile {
 }
 
 struct Running {
-    control: ReaderControl,
+    /// One per sink's reader (they share `removed` and `watched`).
+    controls: Vec<ReaderControl>,
+    /// Wakes the container's hold.
+    hold_wake: Arc<tokio::sync::Notify>,
     dir: PathBuf,
+}
+
+impl Running {
+    fn wake(&self) {
+        self.hold_wake.notify_one();
+        for c in &self.controls {
+            c.wake.notify_one();
+        }
+    }
 }
 
 /// The source's main task: discovery, and one reader task per container.
 struct Runner {
+    /// The source's `hold_max_bytes`, shared by the containers' holds.
+    budget: Arc<HoldBudget>,
     /// Container metadata for enrichment (`enrich = true`).
     service: Option<Arc<MetadataService>>,
     /// How long a container's first lines wait for its metadata.
@@ -204,9 +237,13 @@ impl Runner {
             .collect();
         for id in gone {
             if let Some(r) = self.readers.get(&id) {
-                if !r.control.removed.load(std::sync::atomic::Ordering::Acquire) {
+                if !r.controls[0]
+                    .removed
+                    .load(std::sync::atomic::Ordering::Acquire)
+                {
                     tracing::debug!(container = %id, "container directory removed");
-                    r.control.mark_removed();
+                    r.controls.iter().for_each(ReaderControl::mark_removed);
+                    r.hold_wake.notify_one();
                     let dir = r.dir.clone();
                     self.watcher.forget(&dir);
                 }
@@ -232,73 +269,136 @@ impl Runner {
     fn spawn_reader(&mut self, found: Found, start_at: StartAt, watched: bool) {
         let Found { id, dir, live_name } = found;
         let live_name = live_name.expect("only containers with a log are started");
-        let control = ReaderControl::default();
-        control
+        let sinks = self.ctx.out.sinks();
+        let store = self.ctx.checkpoints.clone();
+        migrate_checkpoint(&store, &self.ctx.name, &id, &sinks);
+        let first = ReaderControl::default();
+        first
             .watched
             .store(watched, std::sync::atomic::Ordering::Relaxed);
+        // Without any sink, one reader still follows the files (and discards).
+        let views: Vec<Option<usize>> = if sinks.is_empty() {
+            vec![None]
+        } else {
+            (0..sinks.len()).map(Some).collect()
+        };
+        let controls: Vec<ReaderControl> = views
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                if i == 0 {
+                    first.clone()
+                } else {
+                    first.sibling()
+                }
+            })
+            .collect();
+        let hold_wake = Arc::new(tokio::sync::Notify::new());
         self.readers.insert(
             id.clone(),
             Running {
-                control: control.clone(),
+                controls: controls.clone(),
+                hold_wake: hold_wake.clone(),
                 dir: dir.clone(),
             },
         );
-        let key = checkpoint_key(&self.ctx.name, &id);
-        let saved = self
-            .ctx
-            .checkpoints
-            .get(&key)
-            .and_then(|v| SavedPosition::from_json(&v));
-        let params = StartParams {
-            metrics: TailMetrics::new(&self.ctx.name, &id),
-            id: id.clone(),
-            dir,
-            live_name,
-            settings: self.settings.clone(),
-            saved,
-            start_at,
-        };
-        let lag = metrics::gauge!(crate::metrics::CHECKPOINT_LAG_BYTES, "source" => self.ctx.name.to_string(), "container" => id.clone());
-        let store = self.ctx.checkpoints.clone();
-        let (out, shutdown, once) = (
-            self.ctx.out.clone(),
-            self.ctx.shutdown.clone(),
-            self.ctx.once,
+        let hold = Hold::new(
+            &id,
+            dir.clone(),
+            &live_name,
+            sinks.len(),
+            self.budget.clone(),
         );
-        let meta = MetaHandle::new(self.service.clone(), &id);
+        let mut readers = Vec::new();
+        for (view, control) in views.into_iter().zip(controls) {
+            let (sink, out) = match view {
+                Some(i) => (sinks[i].clone(), self.ctx.out.only(i)),
+                None => (Arc::<str>::from(""), self.ctx.out.clone()),
+            };
+            let key = match view {
+                Some(_) => sink_checkpoint_key(&self.ctx.name, &id, &sink),
+                None => checkpoint_key(&self.ctx.name, &id),
+            };
+            let saved = store.get(&key).and_then(|v| SavedPosition::from_json(&v));
+            let params = StartParams {
+                metrics: TailMetrics::for_sink(&self.ctx.name, &id, &sink, view.unwrap_or(0) == 0),
+                id: id.clone(),
+                dir: dir.clone(),
+                live_name: live_name.clone(),
+                settings: self.settings.clone(),
+                saved,
+                start_at,
+                hold: view.map(|_| hold.clone()),
+                sink: sink.clone(),
+            };
+            let lag = metrics::gauge!(crate::metrics::CHECKPOINT_LAG_BYTES, "source" => self.ctx.name.to_string(), "container" => id.clone(), "sink" => sink.to_string());
+            readers.push(SinkReader {
+                params,
+                key,
+                lag,
+                out,
+                control,
+                hold_index: view,
+                meta: MetaHandle::new(self.service.clone(), &id),
+            });
+        }
+        let (shutdown, once) = (self.ctx.shutdown.clone(), self.ctx.once);
         let metadata_wait = self.metadata_wait;
         let multiline = self.multiline.clone();
         self.tasks.spawn(async move {
-            let started = tokio::task::spawn_blocking(move || ContainerTail::start(params)).await;
-            let (tail, commit_now) = match started {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::warn!(container = %id, error = %e, "cannot open the container's log; will try again later");
-                    return (id, false);
-                }
-                Err(e) => {
-                    tracing::error!(container = %id, error = %e, "opening the container's log panicked");
-                    return (id, false);
-                }
-            };
-            let tracker = AckTracker::new(store, key, id.clone(), lag, tail.resume_point());
-            if let Some(p) = commit_now {
-                tracker.commit_now(p);
+            // The hold looks first, so that it has every file the readers start from.
+            let h = hold.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || h.refresh()).await {
+                tracing::warn!(container = %id, error = %e, "cannot hold the container's log files open");
             }
-            tracing::debug!(container = %id, "reading container log");
-            Reader {
-                tail,
-                tracker,
-                out,
-                shutdown,
-                once,
-                control,
-                meta,
-                metadata_wait,
-                multiline,
+            let mut started = Vec::new();
+            for r in readers {
+                let SinkReader { params, key, lag, out, control, hold_index, meta } = r;
+                let opened = tokio::task::spawn_blocking(move || ContainerTail::start(params)).await;
+                let (tail, commit_now) = match opened {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::warn!(container = %id, error = %e, "cannot open the container's log; will try again later");
+                        return (id, false);
+                    }
+                    Err(e) => {
+                        tracing::error!(container = %id, error = %e, "opening the container's log panicked");
+                        return (id, false);
+                    }
+                };
+                let tracker = AckTracker::with_hold(
+                    store.clone(),
+                    key,
+                    id.clone(),
+                    lag,
+                    tail.resume_point(),
+                    hold_index.map(|i| (hold.clone(), i)),
+                );
+                if let Some(p) = commit_now {
+                    tracker.commit_now(p);
+                }
+                started.push(Reader {
+                    tail,
+                    tracker,
+                    out,
+                    shutdown: shutdown.clone(),
+                    once,
+                    control,
+                    meta,
+                    metadata_wait,
+                    multiline: multiline.clone(),
+                });
             }
-            .run()
-            .await;
+            tracing::debug!(container = %id, readers = started.len(), "reading container log");
+            let mut running = JoinSet::new();
+            for r in started {
+                running.spawn(r.run());
+            }
+            let readers_done = async { while running.join_next().await.is_some() {} };
+            tokio::select! {
+                _ = readers_done => {}
+                _ = hold_loop(hold, hold_wake, shutdown.clone()) => {}
+            }
             (id, true)
         });
     }
@@ -331,7 +431,7 @@ impl Runner {
                     .and_then(|n| n.to_str())
                     .and_then(|id| self.readers.get(id))
                 {
-                    Some(r) => r.control.wake.notify_one(),
+                    Some(r) => r.wake(),
                     None => rescan = true, // maybe its first log file
                 }
             }
@@ -344,7 +444,8 @@ impl Runner {
     fn prune_checkpoints(&self) {
         let prefix = format!("{}/", self.ctx.name);
         for (key, _) in self.ctx.checkpoints.with_prefix(&prefix) {
-            let id = &key[prefix.len()..];
+            let rest = &key[prefix.len()..];
+            let id = rest.split_once('/').map_or(rest, |(id, _sink)| id);
             if !is_container_dir(&self.root, id) {
                 tracing::info!(container = %id, "dropping the checkpoint of a container that no longer exists");
                 self.ctx.checkpoints.remove(&key);
@@ -357,9 +458,72 @@ fn is_container_dir(root: &Path, id: &str) -> bool {
     !id.is_empty() && !id.contains('/') && root.join(id).is_dir()
 }
 
-/// The checkpoint store key of a container.
+/// The checkpoint store key of a container as versions before per-sink positions wrote it
+/// (still used when no sink reads the source).
 pub fn checkpoint_key(source: &str, container: &str) -> String {
     format!("{source}/{container}")
+}
+
+/// The checkpoint store key of one sink's position in a container.
+pub fn sink_checkpoint_key(source: &str, container: &str, sink: &str) -> String {
+    format!("{source}/{container}/{sink}")
+}
+
+/// Upgrade: a container's checkpoint from before per-sink positions (every sink had delivered
+/// up to it) becomes the position of every sink that has none of its own yet. Done in the
+/// store in one step, so no flush sees the container without a position.
+fn migrate_checkpoint(store: &CheckpointStore, source: &str, id: &str, sinks: &[Arc<str>]) {
+    if sinks.is_empty() {
+        return;
+    }
+    let old = checkpoint_key(source, id);
+    let Some(v) = store.get(&old) else { return };
+    for sink in sinks {
+        let key = sink_checkpoint_key(source, id, sink);
+        if store.get(&key).is_none() {
+            store.set(&key, v.clone());
+        }
+    }
+    store.remove(&old);
+    tracing::info!(container = %id, sinks = sinks.len(), "carried the container's checkpoint over to every sink's own position");
+}
+
+/// One sink's reader of a container, before it starts.
+struct SinkReader {
+    params: StartParams,
+    key: String,
+    lag: metrics::Gauge,
+    out: crate::topology::SourceOutput,
+    control: ReaderControl,
+    /// The sink's number in the container's hold (`None`: no sink reads the source).
+    hold_index: Option<usize>,
+    meta: MetaHandle,
+}
+
+/// Keeps a container's hold looking at its directory: woken by inotify, or every
+/// [`HOLD_POLL`]. Runs until dropped (when the container's readers are done) or shutdown.
+async fn hold_loop(
+    hold: Arc<Hold>,
+    wake: Arc<tokio::sync::Notify>,
+    shutdown: crate::shutdown::Shutdown,
+) {
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(HOLD_POLL) => {}
+            _ = shutdown.wait() => return,
+        }
+        let h = hold.clone();
+        match tokio::task::spawn_blocking(move || h.refresh()).await {
+            Ok(Ok(())) => warned = false,
+            Ok(Err(e)) if !warned => {
+                warned = true;
+                tracing::warn!(error = %e, "cannot look at the container's log files to hold them; will retry");
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,16 @@ pub struct ReaderControl {
 }
 
 impl ReaderControl {
+    /// The control of another reader of the same container: its own wake-up, the same
+    /// removal and watch state.
+    pub fn sibling(&self) -> ReaderControl {
+        ReaderControl {
+            wake: Arc::new(Notify::new()),
+            removed: self.removed.clone(),
+            watched: self.watched.clone(),
+        }
+    }
+
     pub fn mark_removed(&self) {
         self.removed.store(true, Ordering::Release);
         self.wake.notify_one();

@@ -17,6 +17,7 @@ use super::batch::BatchBuilder;
 use super::config::DockerJsonFileConfig;
 use super::files::{OpenFile, Sibling};
 use super::fingerprint::read_full_at;
+use super::hold::{Held, Hold};
 use super::lines::{Counts, Lines, SLOT_STREAMS};
 use super::listing::{find_saved, open_siblings, Slot};
 use super::position::{ResumePoint, SavedPosition};
@@ -104,28 +105,43 @@ pub struct TailBatch {
     pub error: Option<io::Error>,
 }
 
-/// Per-container metric handles.
+/// Per-container (and per-sink) metric handles.
 pub struct TailMetrics {
     read_bytes: metrics::Counter,
     malformed: metrics::Counter,
     truncated: metrics::Counter,
     skipped: metrics::Counter,
+    /// `logwharf_lost_bytes_total{reason="rotated_away"}` of this reader's sink.
     pub lost: metrics::Counter,
+    /// `logwharf_lost_bytes_total{reason="truncated"}` of this reader's sink.
+    pub lost_truncated: metrics::Counter,
     rewritten: metrics::Counter,
     pub files: metrics::Gauge,
 }
 
 impl TailMetrics {
-    pub fn new(source: &str, container: &str) -> TailMetrics {
+    /// The metrics of the reader of `container` for `sink`. Every sink's reader reads the same
+    /// bytes; only the `primary` one counts what describes the input (bytes read, malformed
+    /// lines, …), so that those figures do not grow with the number of sinks.
+    pub fn for_sink(source: &str, container: &str, sink: &str, primary: bool) -> TailMetrics {
         let (s, c) = (source.to_string(), container.to_string());
+        let input = |name: &'static str| {
+            if primary {
+                metrics::counter!(name, "source" => s.clone(), "container" => c.clone())
+            } else {
+                metrics::Counter::noop()
+            }
+        };
+        let lost = |reason: &'static str| metrics::counter!(m::LOST_BYTES, "source" => s.clone(), "container" => c.clone(), "sink" => sink.to_string(), "reason" => reason);
         TailMetrics {
-            read_bytes: metrics::counter!(m::SOURCE_READ_BYTES, "source" => s.clone(), "container" => c.clone()),
-            malformed: metrics::counter!(m::MALFORMED_LINES, "source" => s.clone(), "container" => c.clone()),
-            truncated: metrics::counter!(m::PARTIAL_TRUNCATED, "source" => s.clone(), "container" => c.clone()),
-            skipped: metrics::counter!(m::SKIPPED_BYTES, "source" => s.clone(), "container" => c.clone()),
-            lost: metrics::counter!(m::LOST_BYTES, "source" => s.clone(), "container" => c.clone()),
-            rewritten: metrics::counter!(m::FILES_REWRITTEN, "source" => s.clone(), "container" => c),
-            files: metrics::gauge!(m::FILES_WATCHED, "source" => s),
+            read_bytes: input(m::SOURCE_READ_BYTES),
+            malformed: input(m::MALFORMED_LINES),
+            truncated: input(m::PARTIAL_TRUNCATED),
+            skipped: input(m::SKIPPED_BYTES),
+            rewritten: input(m::FILES_REWRITTEN),
+            lost: lost("rotated_away"),
+            lost_truncated: lost("truncated"),
+            files: metrics::gauge!(m::FILES_WATCHED, "source" => s.clone()),
         }
     }
 
@@ -136,6 +152,7 @@ impl TailMetrics {
             truncated: metrics::Counter::noop(),
             skipped: metrics::Counter::noop(),
             lost: metrics::Counter::noop(),
+            lost_truncated: metrics::Counter::noop(),
             rewritten: metrics::Counter::noop(),
             files: metrics::Gauge::noop(),
         }
@@ -151,6 +168,10 @@ pub struct StartParams {
     pub metrics: TailMetrics,
     pub saved: Option<SavedPosition>,
     pub start_at: StartAt,
+    /// The container's hold (files Docker deleted that some sink still needs), if any.
+    pub hold: Option<Arc<Hold>>,
+    /// The sink this reader reads for (named in loss warnings).
+    pub sink: Arc<str>,
 }
 
 pub struct ContainerTail {
@@ -159,6 +180,8 @@ pub struct ContainerTail {
     live_name: String,
     settings: TailSettings,
     metrics: TailMetrics,
+    hold: Option<Arc<Hold>>,
+    sink: Arc<str>,
     /// The file being read; `None` only while the container has no file at all.
     current: Option<OpenFile>,
     /// Newer files, opened and waiting their turn (the last one is the live file).
@@ -210,6 +233,8 @@ impl ContainerTail {
             live_name: p.live_name,
             settings: p.settings,
             metrics: p.metrics,
+            hold: p.hold,
+            sink: p.sink,
             current: None,
             queue: VecDeque::new(),
             rb: ReadBuf::default(),
@@ -544,6 +569,7 @@ impl ContainerTail {
             true,
         )?;
         let mut slots = listing.slots;
+        let mut held = None;
         let newer = match newest {
             None => slots,
             Some(n) => {
@@ -553,9 +579,23 @@ impl ContainerTail {
                 match at {
                     Some(i) => slots.split_off(i + 1),
                     None => {
-                        if slots.iter().any(|s| matches!(s, Slot::Open(_))) {
+                        // Docker deleted files after ours: the hold may still have them.
+                        let listed: Vec<(u64, u64)> = slots
+                            .iter()
+                            .filter_map(|s| match s {
+                                Slot::Open(f) => Some((f.dev, f.ino)),
+                                Slot::Vanished(_) => None,
+                            })
+                            .collect();
+                        let fp = n.fp.or_else(|| n.current_fingerprint().ok().flatten());
+                        held = self
+                            .hold
+                            .as_ref()
+                            .and_then(|h| h.after(n.dev, n.ino, fp, &listed, &self.metrics.files));
+                        if held.is_none() && !listed.is_empty() {
                             tracing::warn!(
                                 container = %self.id,
+                                sink = %self.sink,
                                 file = %n.name,
                                 "log file was rotated away and deleted before logwharf looked again; rotated files in between may have been lost (Docker rotates faster than logwharf reads: raise max-size/max-file)"
                             );
@@ -565,8 +605,24 @@ impl ContainerTail {
                 }
             }
         };
-        self.count_lost(&listing.lost);
-        let newer = self.adopt(newer);
+        let lost: Vec<Sibling> = match &self.hold {
+            Some(h) => listing
+                .lost
+                .into_iter()
+                .filter(|v| !h.knows(v.ino))
+                .collect(),
+            None => listing.lost,
+        };
+        self.count_lost(&lost);
+        let mut files = Vec::new();
+        for h in held.into_iter().flatten() {
+            match h {
+                Held::Open(f) => files.push(Slot::Open(f)),
+                Held::Released { name, bytes } => self.count_released(&name, bytes),
+            }
+        }
+        files.extend(newer);
+        let newer = self.adopt(files);
         let found = !newer.is_empty();
         if found {
             tracing::debug!(container = %self.id, files = newer.len(), "log rotated");
@@ -592,11 +648,24 @@ impl ContainerTail {
         out
     }
 
+    /// A file the hold released over `hold_max_bytes` before this reader got to it.
+    fn count_released(&self, name: &str, bytes: u64) {
+        self.metrics.lost.increment(bytes);
+        tracing::warn!(
+            container = %self.id,
+            sink = %self.sink,
+            file = %name,
+            bytes,
+            "a rotated log file Docker deleted was released over hold_max_bytes before this sink read it; its lines are lost for this sink (raise hold_max_bytes, or max-size/max-file)"
+        );
+    }
+
     fn count_lost(&self, lost: &[Sibling]) {
         for v in lost {
             self.metrics.lost.increment(v.size);
             tracing::warn!(
                 container = %self.id,
+                sink = %self.sink,
                 file = %v.name,
                 bytes = v.size,
                 "a rotated log file was deleted before logwharf could open it; its lines are lost (Docker rotates faster than logwharf reads: raise max-size/max-file)"

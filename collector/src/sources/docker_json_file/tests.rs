@@ -152,7 +152,7 @@ fn deliver(batches: Vec<SinkBatch>) {
 
 fn saved_offset(store: &CheckpointStore, id: &str) -> Option<u64> {
     store
-        .get(&checkpoint_key("src", id))
+        .get(&sink_checkpoint_key("src", id, "test"))
         .and_then(|v| SavedPosition::from_json(&v))
         .map(|p| p.offset)
 }
@@ -529,7 +529,9 @@ async fn real_docker_restart_resumes_inside_a_compressed_file() {
     first.shutdown.trigger();
     first.task.await.unwrap().unwrap();
     store.flush().unwrap();
-    let saved = SavedPosition::from_json(&store.get(&checkpoint_key("src", &id)).unwrap()).unwrap();
+    let saved =
+        SavedPosition::from_json(&store.get(&sink_checkpoint_key("src", &id, "test")).unwrap())
+            .unwrap();
 
     // Down while Docker rotates the checkpointed file away and compresses it.
     docker(&["wait", &id]);
@@ -589,4 +591,149 @@ fn docker_available() -> bool {
         eprintln!("\n*** SKIPPED: no dockerd with image {image}; run scripts/testbed ***\n");
     }
     ok
+}
+
+fn run_sinks(
+    config: DockerJsonFileConfig,
+    store: Arc<CheckpointStore>,
+    sinks: &[(&str, u32)],
+    once: bool,
+) -> (
+    Vec<SinkInput>,
+    Shutdown,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let (out, inputs) = SourceOutput::for_test_sinks("src", sinks);
+    let shutdown = Shutdown::new();
+    let ctx = SourceContext {
+        name: "src".into(),
+        out,
+        shutdown: shutdown.clone(),
+        checkpoints: store,
+        once,
+    };
+    let src: Box<dyn Source> = Box::new(DockerJsonFile::new(config).unwrap());
+    (inputs, shutdown, tokio::spawn(src.run(ctx)))
+}
+
+/// Docker's rotation with `max-file=2`: `.1` deleted, the live file becomes `.1`.
+fn rotate(r: &Root, id: &str) {
+    let dir = r.root.join(id);
+    let live = dir.join(format!("{id}-json.log"));
+    let one = dir.join(format!("{id}-json.log.1"));
+    let _ = fs::remove_file(&one);
+    fs::rename(&live, &one).unwrap();
+    fs::write(&live, b"").unwrap();
+}
+
+#[tokio::test]
+async fn a_stalled_sink_slows_no_other_and_catches_up_through_deleted_files() {
+    let r = Root::new();
+    let store = r.store();
+    // Sink "slow" takes 100 events, then nobody reads it; sink "fast" is read all along.
+    let (mut inputs, shutdown, task) = run_sinks(
+        r.config(),
+        store.clone(),
+        &[("slow", 100), ("fast", 1 << 20)],
+        false,
+    );
+    let mut fast = inputs.remove(1);
+    let mut slow = inputs.remove(0);
+    let mut got_fast = Vec::new();
+    for round in 0..4 {
+        r.lines("ccc", round * 300..(round + 1) * 300);
+        let b = receive(&mut fast, 300, Duration::from_secs(10)).await;
+        got_fast.extend(texts(&events_of(&b)));
+        deliver(b);
+        // Let the hold see the file before the next rotation deletes it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rotate(&r, "ccc");
+    }
+    let want: Vec<String> = (0..1200).map(|i| format!("ccc {i}")).collect();
+    assert_eq!(got_fast, want, "the fast sink has everything, in order");
+    // Docker has deleted the first two files by now; the slow sink still gets every line.
+    let mut got_slow = Vec::new();
+    while got_slow.len() < want.len() {
+        let b = receive(&mut slow, 1, Duration::from_secs(10)).await;
+        got_slow.extend(texts(&events_of(&b)));
+        deliver(b); // frees the space in its buffer
+    }
+    assert_eq!(got_slow, want, "the slow sink catches up, in order");
+    let keys: Vec<String> = store
+        .with_prefix("src/")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        ["src/ccc/fast", "src/ccc/slow"],
+        "one checkpoint per sink"
+    );
+    shutdown.trigger();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_checkpoint_of_the_previous_format_becomes_every_sinks_position() {
+    let r = Root::new();
+    r.lines("ddd", 0..10);
+    let store = r.store();
+    deliver(once_batches(&r, store.clone()).await);
+    // What the previous version wrote: one position per container.
+    let v = store
+        .get(&sink_checkpoint_key("src", "ddd", "test"))
+        .unwrap();
+    store.remove(&sink_checkpoint_key("src", "ddd", "test"));
+    store.set(&checkpoint_key("src", "ddd"), v);
+    r.lines("ddd", 10..13);
+    let (inputs, _shutdown, task) = run_sinks(
+        r.config(),
+        store.clone(),
+        &[("a", 1 << 20), ("b", 1 << 20)],
+        true,
+    );
+    for mut input in inputs {
+        let mut events = Vec::new();
+        while let Some(b) = input.recv().await {
+            events.extend(b.batch.events.iter().cloned());
+            b.into_parts().1.delivered();
+        }
+        assert_eq!(
+            texts(&events),
+            ["ddd 10", "ddd 11", "ddd 12"],
+            "nothing twice, nothing skipped"
+        );
+    }
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        store.get(&checkpoint_key("src", "ddd")),
+        None,
+        "the old entry is gone"
+    );
+    assert_eq!(
+        saved_offset_of(&store, "ddd", "a"),
+        Some(file_len(&r, "ddd"))
+    );
+    assert_eq!(
+        saved_offset_of(&store, "ddd", "b"),
+        Some(file_len(&r, "ddd"))
+    );
+}
+
+fn saved_offset_of(store: &CheckpointStore, id: &str, sink: &str) -> Option<u64> {
+    store
+        .get(&sink_checkpoint_key("src", id, sink))
+        .and_then(|v| SavedPosition::from_json(&v))
+        .map(|p| p.offset)
+}
+
+/// `--once` with the single test sink; the batches, not yet delivered.
+async fn once_batches(r: &Root, store: Arc<CheckpointStore>) -> Vec<SinkBatch> {
+    let mut run = run(r.config(), store, true);
+    let mut got = Vec::new();
+    while let Some(b) = run.input.recv().await {
+        got.push(b);
+    }
+    run.task.await.unwrap().unwrap();
+    got
 }

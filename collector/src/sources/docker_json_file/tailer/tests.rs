@@ -113,6 +113,8 @@ impl Container {
             metrics: TailMetrics::noop(),
             saved,
             start_at,
+            hold: None,
+            sink: "test".into(),
         })
         .unwrap()
     }

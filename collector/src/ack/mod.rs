@@ -6,6 +6,9 @@
 //! dropped without either — a sink that failed, or was stopped at the shutdown deadline —
 //! counts as *not delivered*. When the last token of a batch is gone, the source's
 //! [`OnDelivered`] callback runs once with the outcome; only `true` may advance a checkpoint.
+//! [`ordered::OrderedAcks`] turns those outcomes into checkpoints, in batch order.
+
+pub mod ordered;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
