@@ -17,7 +17,7 @@ use crate::health::Health;
 use crate::inflight::{Queue, SupervisedInput};
 use crate::metrics as m;
 use crate::shutdown::Shutdown;
-use crate::sink::{SinkBatch, SinkContext, SinkInput};
+use crate::sink::{Permits, SinkBatch, SinkContext, SinkInput};
 use crate::sources::SourceContext;
 use crate::supervisor::{supervise_sink, supervise_source};
 use crate::Config;
