@@ -152,6 +152,8 @@ fn tail_once(dir: &Path) {
         metrics: TailMetrics::noop(),
         saved: None,
         start_at: StartAt::Beginning,
+        hold: None,
+        sink: "bench".into(),
     })
     .unwrap();
     let mut n = 0;

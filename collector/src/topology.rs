@@ -498,6 +498,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_byte_budget_stops_the_source_too() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let buffer = logwharf_config::sink::BufferConfig {
+            max_bytes: logwharf_config::ByteSize(8 << 10),
+            ..Default::default()
+        };
+        let out = SourceOutput {
+            source: "src".into(),
+            targets: Arc::new([SinkTarget::new("s".into(), tx, &buffer)]),
+            counts: true,
+        };
+        let mut input = SinkInput {
+            name: "s".into(),
+            rx,
+        };
+        let big = |n: usize| -> Vec<Event> {
+            (0..n)
+                .map(|i| Event::new(i as i64, Stream::Stdout, Bytes::from(vec![b'x'; 1024])))
+                .collect()
+        };
+        // Far below max_events, but 6 KiB of the 8 KiB budget.
+        out.send(big(6), None).await.unwrap();
+        let blocked = tokio::time::timeout(Duration::from_millis(100), out.send(big(4), None));
+        assert!(
+            blocked.await.is_err(),
+            "send waits while the bytes do not fit"
+        );
+        drop(input.recv().await.unwrap());
+        tokio::time::timeout(Duration::from_secs(1), out.send(big(4), None))
+            .await
+            .expect("space freed")
+            .unwrap();
+        // A batch larger than the whole budget still passes, alone.
+        drop(input.recv().await.unwrap());
+        tokio::time::timeout(Duration::from_secs(1), out.send(big(20), None))
+            .await
+            .expect("an oversized batch takes the whole buffer")
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn drop_newest_drops_when_full_and_lets_the_source_move_on() {
         let (out, mut inputs) = output(&[(4, WhenFull::DropNewest), (100, WhenFull::Block)]);
         out.send(events(4), None).await.unwrap();

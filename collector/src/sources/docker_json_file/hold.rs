@@ -24,6 +24,10 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often the hold lists the directory in full even when the live file did not change.
+const FULL_LOOK: Duration = Duration::from_secs(1);
 
 /// The source-wide budget of held deleted bytes, and its gauge `logwharf_held_bytes{source}`.
 pub struct HoldBudget {
@@ -75,8 +79,10 @@ struct Entry {
 }
 
 impl Entry {
+    /// Is the file with this inode the one we hold (or its copy)? Only while we hold it: a
+    /// released file's inode number is free for Docker's next file.
     fn is(&self, dev: u64, ino: u64) -> bool {
-        (self.dev, self.ino) == (dev, ino)
+        (self.file.is_some() && (self.dev, self.ino) == (dev, ino))
             || self.copy.as_ref().is_some_and(|c| (c.0, c.1) == (dev, ino))
     }
 
@@ -108,6 +114,8 @@ struct State {
     delivered: Vec<Option<(u64, u64, Option<Fingerprint>)>>,
     /// This container's share of the budget.
     held: u64,
+    /// When the directory was last listed in full.
+    listed_at: Option<Instant>,
 }
 
 impl Hold {
@@ -127,6 +135,7 @@ impl Hold {
                 entries: VecDeque::new(),
                 delivered: vec![None; sinks],
                 held: 0,
+                listed_at: None,
             }),
         })
     }
@@ -138,6 +147,22 @@ impl Hold {
     /// Looks at the directory (blocking): opens files that appeared, notes which ones Docker
     /// deleted, lets go of what every sink has, and keeps to the budget.
     pub fn refresh(&self) -> io::Result<()> {
+        // Docker deletes files only when it rotates, which replaces the live file; between
+        // rotations (most wake-ups: every write wakes us) a stat of the live path is enough.
+        // A full look now and then catches compression (`.1` → `.1.gz`, then `.1` deleted).
+        {
+            let mut g = self.lock();
+            let live = std::fs::metadata(self.dir.join(&self.live_name)).ok();
+            let same = match (live, g.entries.back()) {
+                (Some(md), Some(e)) => !e.gz && (md.dev(), md.ino()) == (e.dev, e.ino),
+                _ => false,
+            };
+            if same && g.listed_at.is_some_and(|t| t.elapsed() < FULL_LOOK) {
+                self.drop_delivered(&mut g);
+                return Ok(());
+            }
+            g.listed_at = Some(Instant::now());
+        }
         let listing = open_siblings(
             &self.dir,
             &self.live_name,
@@ -251,10 +276,9 @@ impl Hold {
     /// Whether the hold has (or had) the file with inode `ino` (a file a reader's listing saw
     /// vanish is then not lost: [`Hold::after`] hands it over).
     pub fn knows(&self, ino: u64) -> bool {
-        self.lock()
-            .entries
-            .iter()
-            .any(|e| e.ino == ino || e.copy.as_ref().is_some_and(|c| c.1 == ino))
+        self.lock().entries.iter().any(|e| {
+            (e.file.is_some() && e.ino == ino) || e.copy.as_ref().is_some_and(|c| c.1 == ino)
+        })
     }
 
     /// The files after a reader's newest one (`dev`, `ino`, `fp`) that the directory no longer
