@@ -94,6 +94,8 @@ impl Entry {
 
 /// What [`Hold::after`] hands a reader: a held file to read, or one released before the
 /// reader got to it.
+// A handful per rotation, each moved once: not worth boxing (as `listing::Slot`).
+#[allow(clippy::large_enum_variant)]
 pub enum Held {
     Open(OpenFile),
     Released { name: String, bytes: u64 },
