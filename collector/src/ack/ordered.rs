@@ -134,11 +134,13 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn tracker() -> (
+    type Recorded = (
         Arc<OrderedAcks<u32>>,
         Arc<Mutex<Vec<u32>>>,
         Arc<AtomicUsize>,
-    ) {
+    );
+
+    fn tracker() -> Recorded {
         let commits = Arc::new(Mutex::new(Vec::new()));
         let blocked = Arc::new(AtomicUsize::new(0));
         let (c, b) = (commits.clone(), blocked.clone());
