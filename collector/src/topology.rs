@@ -509,10 +509,7 @@ mod tests {
             targets: Arc::new([SinkTarget::new("s".into(), tx, &buffer)]),
             counts: true,
         };
-        let mut input = SinkInput {
-            name: "s".into(),
-            rx,
-        };
+        let mut input = SinkInput::new("s".into(), Queue::new(rx), None, None);
         let big = |n: usize| -> Vec<Event> {
             (0..n)
                 .map(|i| Event::new(i as i64, Stream::Stdout, Bytes::from(vec![b'x'; 1024])))
