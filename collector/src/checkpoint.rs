@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub mod per_sink;
+
 const FILE_NAME: &str = "checkpoints.json";
 
 pub struct CheckpointStore {

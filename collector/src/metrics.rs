@@ -81,11 +81,17 @@ pub const COMPONENT_RESTARTS: &str = "logwharf_component_restarts_total";
 
 /// Reconnections to the Docker daemon (label: host).
 pub const DOCKER_RECONNECTS: &str = "logwharf_docker_reconnects_total";
-/// Docker API log streams (re)attached (labels: source, reason = start|watchdog|error).
+/// Docker API log streams (re)attached (labels: source, sink, reason =
+/// start|watchdog|error|eof|backpressure).
 pub const DOCKER_STREAM_ATTACHES: &str = "logwharf_docker_stream_attaches_total";
 /// Docker API log frames that could not be parsed and were passed on raw (labels: source, container).
 pub const DOCKER_BAD_FRAMES: &str = "logwharf_docker_bad_frames_total";
-/// Lines skipped after a re-attach because the cursor shows they were already read.
+/// Lines skipped after a re-attach because the cursor shows they were already read (labels:
+/// source, sink).
 pub const DOCKER_REPLAY_SKIPPED: &str = "logwharf_docker_replay_skipped_total";
+/// Re-attached Docker API streams that no longer had the line at their cursor (labels: source,
+/// container, sink): Docker rotated it away before that sink's stream read past it, and lines
+/// after it may be gone too — how many, the API cannot say (no offsets, no sizes).
+pub const DOCKER_STREAM_GAPS: &str = "logwharf_docker_stream_gaps_total";
 /// Events merged into a preceding multiline event (label: source).
 pub const MULTILINE_MERGED: &str = "logwharf_multiline_merged_lines_total";

@@ -1,20 +1,23 @@
 //! `type = "docker_api"`: the Docker Engine API as a source. Follows the metadata service's
-//! containers and runs one reader task per container whose logs are not tailed from json-file
-//! (log driver `local`, `journald`, … or every container of a remote daemon), started on
+//! containers and streams the logs of those not tailed from json-file (log driver `local`,
+//! `journald`, … or every container of a remote daemon): one reader task per container *and
+//! sink* ([`per_sink`]: sinks progress independently, each from its own cursor), started on
 //! `start`, ended when the container's stream ends (`die`) or on `destroy`. With
 //! `events = true`, container start/die/oom/kill become structured log events.
 
 pub mod config;
 pub(crate) mod cursor;
+mod per_sink;
 mod reader;
 
 use super::{Source, SourceContext};
-use crate::checkpoint::CheckpointStore;
+use crate::checkpoint::{self, CheckpointStore};
 use crate::docker::{ContainerEvent, EventKind, MetaChange, MetadataService};
 use crate::event::{ContainerMeta, Event, Stream};
 use crate::topology::SourceOutput;
 use crate::untrusted::{clean_str, PeerContainer};
 use bytes::Bytes;
+use per_sink::EventFanout;
 pub use config::{DockerApiConfig, StreamSelection};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::collections::HashMap;
@@ -30,6 +33,9 @@ pub use cursor::Cursor;
 /// (the `docker_json_file` source tails it), none (nothing to read), and the drivers that
 /// deliver to logwharf's own receivers (streaming them too would duplicate every line).
 const NOT_STREAMED: &[&str] = &["json-file", "none", "syslog", "fluentd"];
+
+/// At shutdown, how long queued lifecycle events may wait for a sink's room.
+const EVENTS_GRACE: Duration = Duration::from_secs(2);
 
 pub struct DockerApi {
     config: DockerApiConfig,
@@ -85,6 +91,8 @@ struct Supervisor {
     exclude: GlobSet,
     remote: bool,
     tasks: HashMap<String, Task>,
+    /// Lifecycle events to the sinks (`events = true`).
+    events: Option<EventFanout>,
 }
 
 impl Supervisor {
@@ -125,7 +133,7 @@ impl Supervisor {
         }
         tracing::debug!(container = %meta.id, name = ?meta.name, driver = ?meta.log_driver, "streaming container logs through the API");
         let stop = CancellationToken::new();
-        let handle = tokio::spawn(reader::follow(
+        let handle = tokio::spawn(per_sink::follow_container(
             self.shared.clone(),
             meta.clone(),
             stop.clone(),
@@ -157,11 +165,9 @@ impl Supervisor {
 
     async fn on_event(&mut self, ev: ContainerEvent, meta: Option<Arc<ContainerMeta>>) {
         let selected = meta.as_ref().is_none_or(|m| self.selected(m));
-        if self.shared.config.events && selected {
+        if let Some(fan) = self.events.as_ref().filter(|_| selected) {
             if let Some(e) = lifecycle_event(&ev, meta.as_ref()) {
-                if self.shared.out.send(vec![e], None).await.is_err() {
-                    return;
-                }
+                fan.send(e);
             }
         }
         match ev.kind {
@@ -175,9 +181,11 @@ impl Supervisor {
                     t.stop.cancel();
                     let _ = (&mut t.handle).await;
                 }
-                self.shared
-                    .checkpoints
-                    .remove(&format!("{}/{}", self.shared.source, ev.id));
+                checkpoint::per_sink::remove_input(
+                    &self.shared.checkpoints,
+                    &self.shared.source,
+                    &ev.id,
+                );
             }
             _ => {}
         }
@@ -242,7 +250,13 @@ impl Source for DockerApi {
             config: self.config.clone(),
             once: ctx.once,
         });
+        let events_stop = CancellationToken::new();
+        let _stop_events = events_stop.clone().drop_guard();
         let mut sup = Supervisor {
+            events: self
+                .config
+                .events
+                .then(|| EventFanout::new(&shared.out, events_stop.clone())),
             shared,
             include: self.include,
             exclude: self.exclude,
@@ -259,6 +273,9 @@ impl Source for DockerApi {
             }
             sup.reconcile();
             sup.wait_all().await;
+            if let Some(fan) = sup.events.take() {
+                fan.close().await;
+            }
             return Ok(());
         }
         if service.wait_ready(Duration::from_secs(5)).await {
@@ -281,6 +298,12 @@ impl Source for DockerApi {
             }
         }
         sup.stop_all().await;
+        // Lifecycle events already queued go out to the sinks that take them within a grace
+        // period; what a sink without room still owes then is dropped (they have no
+        // checkpoint to be read again from).
+        if let Some(fan) = sup.events.take() {
+            let _ = tokio::time::timeout(EVENTS_GRACE, fan.close()).await;
+        }
         Ok(())
     }
 }

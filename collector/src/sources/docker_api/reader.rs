@@ -1,17 +1,20 @@
-//! One container's API log stream, from attach to the container's end: demultiplexing,
-//! de-duplication after a re-attach ([`Replay`]), partial-line reassembly, multiline merging,
-//! batching, the inactivity watchdog, and checkpoints that only move past delivered lines —
-//! and never past a line still held in a partial or multiline buffer.
+//! One sink's API log stream of one container ([`super::per_sink`]), from attach to the
+//! container's end: demultiplexing, de-duplication after a re-attach ([`Replay`], which also
+//! notices when Docker no longer has the cursor's line), partial-line reassembly, multiline
+//! merging, batching, the inactivity watchdog, letting go of the stream while the sink takes
+//! nothing, and checkpoints that only move past delivered lines — and never past a line still
+//! held in a partial or multiline buffer.
 
 use super::config::StartAt;
-use super::cursor::{Cursor, Replay};
+use super::cursor::{Cursor, Replay, Seen};
 use super::Shared;
 use crate::ack::ordered::OrderedAcks;
 use crate::backoff::Backoff;
-use crate::docker::logs::{self, Demux, Frame};
+use crate::docker::logs::{self, Demux, Frame, LogStream};
 use crate::event::{ContainerMeta, Event, EventFlags, Stream};
 use crate::metrics as m;
 use crate::multiline::{Merged, Multiline};
+use crate::topology::SourceOutput;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use std::sync::Arc;
@@ -56,6 +59,8 @@ enum Attach {
     Watchdog,
     Error,
     Eof,
+    /// The sink took nothing for `inactivity_timeout`: the stream was let go meanwhile.
+    Backpressure,
 }
 
 impl Attach {
@@ -65,12 +70,27 @@ impl Attach {
             Attach::Watchdog => "watchdog",
             Attach::Error => "error",
             Attach::Eof => "eof",
+            Attach::Backpressure => "backpressure",
         }
     }
 }
 
+/// One sink's share of the source: its output, and where its position is kept.
+pub(super) struct View {
+    pub out: SourceOutput,
+    pub sink: Arc<str>,
+    /// The checkpoint key of this sink's position in the container.
+    pub key: String,
+    /// Whether this view counts the per-container metrics that do not depend on the sink
+    /// (so that they do not grow with the number of sinks).
+    pub counts: bool,
+}
+
 struct Reader {
     shared: Arc<Shared>,
+    out: SourceOutput,
+    sink: Arc<str>,
+    counts: bool,
     id: String,
     meta: Arc<ContainerMeta>,
     generation: u64,
@@ -79,13 +99,25 @@ struct Reader {
     consumed: Option<Cursor>,
     seq: u64,
     streams: [StreamState; 2],
-    out: Vec<Event>,
+    /// Events ready to send.
+    pending: Vec<Event>,
 }
 
-/// Follows `id` until the container ends (or `stop`); everything read is sent.
-pub(super) async fn follow(shared: Arc<Shared>, meta: Arc<ContainerMeta>, stop: CancellationToken) {
+/// Follows the container for one sink until it ends (or `stop`); everything read is sent to
+/// that sink.
+pub(super) async fn follow(
+    shared: Arc<Shared>,
+    meta: Arc<ContainerMeta>,
+    stop: CancellationToken,
+    view: View,
+) {
     let id = meta.id.clone();
-    let key = format!("{}/{}", shared.source, id);
+    let View {
+        out,
+        sink,
+        key,
+        counts,
+    } = view;
     let consumed = shared
         .checkpoints
         .get(&key)
@@ -93,9 +125,12 @@ pub(super) async fn follow(shared: Arc<Shared>, meta: Arc<ContainerMeta>, stop: 
         .and_then(Cursor::from_json);
     let mut r = Reader {
         chain: OrderedAcks::for_checkpoint(shared.checkpoints.clone(), key),
+        out,
+        sink,
+        counts,
         generation: shared.service.generation(),
         streams: Default::default(),
-        out: Vec::new(),
+        pending: Vec::new(),
         seq: 0,
         consumed,
         id,
@@ -104,7 +139,7 @@ pub(super) async fn follow(shared: Arc<Shared>, meta: Arc<ContainerMeta>, stop: 
     };
     r.setup_multiline();
     if let Err(e) = r.run(&stop).await {
-        tracing::debug!(container = %r.id, error = %format!("{e:#}"), "log reader stopped");
+        tracing::debug!(container = %r.id, sink = %r.sink, error = %format!("{e:#}"), "log reader stopped");
     }
 }
 
@@ -154,9 +189,9 @@ impl Reader {
                 }
             };
             let version = crate::docker::api_version_of(&docker);
-            metrics::counter!(m::DOCKER_STREAM_ATTACHES, "source" => self.shared.source.to_string(), "reason" => reason.as_str()).increment(1);
-            tracing::debug!(container = %self.id, reason = reason.as_str(), since, "attaching to the log stream");
-            let mut stream = match logs::open(
+            metrics::counter!(m::DOCKER_STREAM_ATTACHES, "source" => self.shared.source.to_string(), "sink" => self.sink.to_string(), "reason" => reason.as_str()).increment(1);
+            tracing::debug!(container = %self.id, sink = %self.sink, reason = reason.as_str(), since, "attaching to the log stream");
+            let stream = match logs::open(
                 self.shared.service.host(),
                 &version,
                 &self.id,
@@ -189,6 +224,8 @@ impl Reader {
                     }
                 }
             };
+            // `None` once let go while the sink takes nothing (see `send_holding`).
+            let mut stream = Some(stream);
             let mut replay = Replay::new(self.consumed.clone());
             let mut demux = Demux::new(self.meta.tty);
             let mut idle_since = Instant::now();
@@ -201,28 +238,37 @@ impl Reader {
                     _ = tokio::time::sleep_until(wake) => {
                         let now = Instant::now();
                         self.flush_expired(now);
-                        self.send().await?;
+                        self.send_holding(&mut stream, inactivity, stop).await?;
+                        if stream.is_none() {
+                            reason = Attach::Backpressure;
+                            break None;
+                        }
                         if now >= idle_since + inactivity {
                             reason = Attach::Watchdog;
                             break None;
                         }
                         continue;
                     }
-                    c = stream.next_chunk() => c,
+                    c = stream.as_mut().expect("open while looping").next_chunk() => c,
                 };
                 match chunk {
                     Some(Ok(data)) => {
-                        idle_since = Instant::now();
                         backoff.reset();
                         self.feed(&mut demux, &mut replay, &data);
                         // Take whatever else is already here before sending: fewer, larger batches.
-                        while self.out.len() < cfg.batch_max_events {
-                            match stream.next_chunk().now_or_never() {
+                        while self.pending.len() < cfg.batch_max_events {
+                            match stream.as_mut().and_then(|s| s.next_chunk().now_or_never()) {
                                 Some(Some(Ok(more))) => self.feed(&mut demux, &mut replay, &more),
                                 _ => break,
                             }
                         }
-                        self.send().await?;
+                        self.send_holding(&mut stream, inactivity, stop).await?;
+                        // Time spent waiting for the sink is not Docker's silence.
+                        idle_since = Instant::now();
+                        if stream.is_none() {
+                            reason = Attach::Backpressure;
+                            break None;
+                        }
                     }
                     None => {
                         if let Some(f) = demux.finish() {
@@ -260,13 +306,16 @@ impl Reader {
                     }
                 }
                 Attach::Watchdog => {
-                    tracing::debug!(container = %self.id, "log stream silent; re-attaching from the cursor");
+                    tracing::debug!(container = %self.id, sink = %self.sink, "log stream silent; re-attaching from the cursor");
+                }
+                Attach::Backpressure => {
+                    tracing::debug!(container = %self.id, sink = %self.sink, "the sink takes lines again; re-attaching from its cursor");
                 }
                 Attach::Start => {}
             }
         }
         self.flush_all();
-        self.send().await?;
+        self.send(stop).await?;
         Ok(())
     }
 
@@ -285,8 +334,10 @@ impl Reader {
                 None => break,
                 Some(Ok(f)) => self.frame(f, replay),
                 Some(Err(e)) => {
-                    metrics::counter!(m::DOCKER_BAD_FRAMES, "source" => self.shared.source.to_string(), "container" => self.id.clone()).increment(1);
-                    tracing::warn!(container = %self.id, error = %e, "malformed API log stream; its buffered bytes were dropped and the stream is re-read from the cursor");
+                    if self.counts {
+                        metrics::counter!(m::DOCKER_BAD_FRAMES, "source" => self.shared.source.to_string(), "container" => self.id.clone()).increment(1);
+                    }
+                    tracing::warn!(container = %self.id, sink = %self.sink, error = %e, "malformed API log stream; its buffered bytes were dropped and the stream is re-read from the cursor");
                     break;
                 }
             }
@@ -296,11 +347,15 @@ impl Reader {
     fn frame(&mut self, f: Frame, replay: &mut Replay) {
         let cursor = f.time_ns.map(|t| Cursor::of(t, f.stream, &f.message));
         if let Some(c) = &cursor {
-            if !replay.admit(c) {
-                metrics::counter!(m::DOCKER_REPLAY_SKIPPED, "source" => self.shared.source.to_string()).increment(1);
-                return;
+            match replay.admit(c) {
+                Seen::Old => {
+                    metrics::counter!(m::DOCKER_REPLAY_SKIPPED, "source" => self.shared.source.to_string(), "sink" => self.sink.to_string()).increment(1);
+                    return;
+                }
+                Seen::AfterGap => self.gap(c),
+                Seen::New => {}
             }
-        } else {
+        } else if self.counts {
             metrics::counter!(m::DOCKER_BAD_FRAMES, "source" => self.shared.source.to_string(), "container" => self.id.clone()).increment(1);
         }
         self.seq += 1;
@@ -361,9 +416,23 @@ impl Reader {
         self.line(idx, event, Span { first }, now);
     }
 
+    /// The re-attached stream went past the cursor's time without its line: Docker no longer
+    /// has it. Said once per occurrence; how much is gone the API cannot tell.
+    fn gap(&self, first: &Cursor) {
+        metrics::counter!(m::DOCKER_STREAM_GAPS, "source" => self.shared.source.to_string(), "container" => self.id.clone(), "sink" => self.sink.to_string()).increment(1);
+        let since = self.consumed.as_ref().map_or(0, |c| c.time_ns);
+        tracing::warn!(
+            container = %self.id,
+            sink = %self.sink,
+            cursor_time_ns = since,
+            oldest_time_ns = first.time_ns,
+            "Docker no longer has this sink's last delivered line (its log was rotated away meanwhile): lines written between these times may be lost, how many the API cannot say"
+        );
+    }
+
     /// A whole line: through the multiline merger, if any, into the outgoing batch.
     fn line(&mut self, idx: usize, event: Event, span: Span, now: Instant) {
-        if event.flags.contains(EventFlags::TRUNCATED) {
+        if event.flags.contains(EventFlags::TRUNCATED) && self.counts {
             metrics::counter!(m::PARTIAL_TRUNCATED, "source" => self.shared.source.to_string(), "container" => self.id.clone()).increment(1);
         }
         match self.streams[idx].multiline.as_mut() {
@@ -372,17 +441,17 @@ impl Reader {
                 ml.push(event, span, now, &mut merged);
                 self.take_merged(merged);
             }
-            None => self.out.push(event),
+            None => self.pending.push(event),
         }
     }
 
     fn take_merged(&mut self, merged: Vec<Merged<Span>>) {
         for mg in merged {
-            if mg.lines > 1 {
+            if mg.lines > 1 && self.counts {
                 metrics::counter!(m::MULTILINE_MERGED, "source" => self.shared.source.to_string())
                     .increment(mg.lines as u64 - 1);
             }
-            self.out.push(mg.event);
+            self.pending.push(mg.event);
         }
     }
 
@@ -460,9 +529,33 @@ impl Reader {
         }
     }
 
-    /// Sends what is ready, enriched with the container's current record.
-    async fn send(&mut self) -> anyhow::Result<()> {
-        if self.out.is_empty() {
+    /// Sends what is ready, holding Docker's stream open for at most `limit` while the sink
+    /// has no room: then the stream is let go (`None`), so that Docker neither keeps a stalled
+    /// follower nor is trusted to keep its place across rotations; the caller re-attaches
+    /// from the cursor, re-reading Docker's files, once the send is through.
+    async fn send_holding(
+        &mut self,
+        stream: &mut Option<LogStream>,
+        limit: Duration,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (id, sink) = (self.id.clone(), self.sink.clone());
+        let send = self.send(stop);
+        tokio::pin!(send);
+        tokio::select! {
+            r = &mut send => return r,
+            _ = tokio::time::sleep(limit) => {}
+        }
+        if stream.take().is_some() {
+            tracing::debug!(container = %id, sink = %sink, "the sink takes nothing: let go of the log stream until it does");
+        }
+        send.await
+    }
+
+    /// Sends what is ready, enriched with the container's current record. Waits while the
+    /// sink has no room, unless `stop`.
+    async fn send(&mut self, stop: &CancellationToken) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
             return Ok(());
         }
         let g = self.shared.service.generation();
@@ -472,17 +565,18 @@ impl Reader {
                 self.meta = m;
             }
         }
-        let mut events = std::mem::take(&mut self.out);
+        let mut events = std::mem::take(&mut self.pending);
         for e in &mut events {
             e.container = Some(self.meta.clone());
             e.attrs = self.meta.attrs.clone();
         }
         let done = self.chain.track(self.safe_cursor().map(|c| c.to_json()));
-        self.shared
-            .out
-            .send(events, Some(done))
-            .await
-            .map_err(|e| anyhow::anyhow!(e))
+        tokio::select! {
+            biased;
+            r = self.out.send(events, Some(done)) => r.map_err(|e| anyhow::anyhow!(e)),
+            // Not delivered: the checkpoint stays before it, so the next run reads it again.
+            _ = stop.cancelled() => Err(anyhow::anyhow!("stopped while the sink had no room")),
+        }
     }
 }
 

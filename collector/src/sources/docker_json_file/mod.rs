@@ -38,7 +38,7 @@ pub mod reader;
 pub mod tailer;
 
 use super::{Source, SourceContext};
-use crate::checkpoint::CheckpointStore;
+use crate::checkpoint::{per_sink, CheckpointStore};
 use crate::docker::{MetaHandle, MetadataService};
 use acks::AckTracker;
 pub use config::{DockerJsonFileConfig, ReadFrom};
@@ -461,31 +461,18 @@ fn is_container_dir(root: &Path, id: &str) -> bool {
 /// The checkpoint store key of a container as versions before per-sink positions wrote it
 /// (still used when no sink reads the source).
 pub fn checkpoint_key(source: &str, container: &str) -> String {
-    format!("{source}/{container}")
+    per_sink::input_key(source, container)
 }
 
 /// The checkpoint store key of one sink's position in a container.
 pub fn sink_checkpoint_key(source: &str, container: &str, sink: &str) -> String {
-    format!("{source}/{container}/{sink}")
+    per_sink::sink_key(source, container, sink)
 }
 
 /// Upgrade: a container's checkpoint from before per-sink positions (every sink had delivered
-/// up to it) becomes the position of every sink that has none of its own yet. Done in the
-/// store in one step, so no flush sees the container without a position.
+/// up to it) becomes the position of every sink that has none of its own yet.
 fn migrate_checkpoint(store: &CheckpointStore, source: &str, id: &str, sinks: &[Arc<str>]) {
-    if sinks.is_empty() {
-        return;
-    }
-    let old = checkpoint_key(source, id);
-    let Some(v) = store.get(&old) else { return };
-    for sink in sinks {
-        let key = sink_checkpoint_key(source, id, sink);
-        if store.get(&key).is_none() {
-            store.set(&key, v.clone());
-        }
-    }
-    store.remove(&old);
-    tracing::info!(container = %id, sinks = sinks.len(), "carried the container's checkpoint over to every sink's own position");
+    per_sink::carry_over(store, source, id, sinks);
 }
 
 /// One sink's reader of a container, before it starts.
