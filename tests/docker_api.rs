@@ -1,8 +1,8 @@
 //! End-to-end: the real `logwharf` binary against the real Docker daemon (scripts/testbed):
 //! metadata on every line, the tag compared with Docker's own syslog driver output, rename
 //! mid-run, the `local` driver through the API stream (once), TTY containers, a dockerd restart
-//! while logwharf runs, a Java stack trace merged by a label pattern, and bad input (no daemon,
-//! a bad label regex).
+//! while logwharf runs, a Java stack trace merged by a label pattern, bad input (no daemon,
+//! a bad label regex), and a dead syslog server that holds up no other sink's stream (issue 13).
 
 mod common;
 
@@ -718,4 +718,124 @@ fn remove_leftover(name: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// The syslog sink's numbers, in the order rsyslog wrote them.
+fn syslog_numbers(rs: &common::rsyslog::Rsyslog) -> Vec<u64> {
+    rs.lines("local0")
+        .iter()
+        .filter_map(|(_, _, m)| std::str::from_utf8(m).ok()?.trim().parse().ok())
+        .collect()
+}
+
+/// The file sink's numbers, in order.
+fn file_numbers(t: &TestDir) -> Vec<u64> {
+    messages(&json_lines(&out(t)))
+        .iter()
+        .filter_map(|m| m.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_dead_syslog_server_holds_up_no_api_stream_and_gets_every_line_from_its_own_cursor() {
+    use common::rsyslog::Rsyslog;
+    let _daemon = daemon_shared();
+    if !docker::require() || !Rsyslog::require() {
+        return;
+    }
+    const N: u64 = 20_000;
+    let t = TestDir::new("api-iso");
+    let port = free_port();
+    // ≈0.8 MB in the local driver's files: rotated (and compressed) seven times, all kept.
+    let c = Container::create(
+        "lw-api-iso-1",
+        &[
+            "--log-driver",
+            "local",
+            "--log-opt",
+            "max-size=100k",
+            "--log-opt",
+            "max-file=10",
+        ],
+        &format!("seq 1 {N}"),
+    );
+    // The syslog sink's buffer is small, so its stream stalls at once and, after
+    // inactivity_timeout (2s), is let go until the server is back.
+    let cfg = t.config(&format!(
+        r#"checkpoint_interval = "1s"
+shutdown_timeout = "3s"
+{}
+[sinks.sys]
+type = "syslog"
+inputs = ["api"]
+address = "tcp://127.0.0.1:{port}"
+facility = "local0"
+format = "rfc5424"
+buffer = {{ max_events = 500 }}
+"#,
+        api_config("lw-api-iso-", "")
+    ));
+    let mut lw = Logwharf::start(&cfg, &[]);
+    lw.wait_log(docker::CONNECTED, 1);
+    let began = std::time::Instant::now();
+    c.start();
+    assert_eq!(c.wait(), 0);
+    let all = |got: &[u64]| got.len() as u64 >= N;
+    let file_ok = wait_until(PATIENCE, || all(&file_numbers(&t)));
+    let file_took = began.elapsed();
+    assert!(
+        file_ok,
+        "the file sink has {} of {N} lines while the syslog server is down; log:\n{}",
+        file_numbers(&t).len(),
+        lw.log()
+    );
+    assert_eq!(
+        file_numbers(&t),
+        (1..=N).collect::<Vec<_>>(),
+        "file sink: every line once, in order"
+    );
+    // The syslog sink's stream was let go, not kept open by a stalled reader.
+    lw.wait_log("let go of the log stream", 1);
+    // A restart while the syslog sink still has nothing: each sink resumes from its own
+    // checkpoint (the file sink's is at the end, the syslog sink's at the start); the syslog
+    // sink stalls again and lets go again; once the server is up, its stream re-reads
+    // Docker's (rotated, compressed) files from its cursor with `since`.
+    lw.terminate();
+    let mut lw = Logwharf::start(&cfg, &[]);
+    lw.wait_log("let go of the log stream", 1);
+    let rs = Rsyslog::start(t.path(), port);
+    let sys_ok = wait_until(PATIENCE, || all(&syslog_numbers(&rs)));
+    let m = lw.wait_metric(
+        &t.api_addr(),
+        "logwharf_docker_stream_attaches_total",
+        &["sink=\"sys\"", "reason=\"backpressure\""],
+        1.0,
+    );
+    assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
+    let got = syslog_numbers(&rs);
+    assert!(
+        sys_ok,
+        "rsyslog got {} of {N} lines; log:\n{}",
+        got.len(),
+        lw.log()
+    );
+    assert_eq!(
+        got,
+        (1..=N).collect::<Vec<_>>(),
+        "syslog: every line once, in order"
+    );
+    assert_eq!(
+        file_numbers(&t).len() as u64,
+        N,
+        "the restart shipped nothing twice to the file sink"
+    );
+    assert_eq!(metric(&m, "logwharf_lost_bytes_total", &[]), 0.0);
+    assert_eq!(metric(&m, "logwharf_docker_stream_gaps_total", &[]), 0.0);
+    let attaches: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("logwharf_docker_stream_attaches_total{"))
+        .collect();
+    eprintln!(
+        "api isolation: the file sink had all {N} lines {file_took:?} after the container started, with the syslog server down; then rsyslog got all {N}, in order; after the restart: {attaches:#?}"
+    );
 }

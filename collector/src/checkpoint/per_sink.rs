@@ -38,7 +38,12 @@ pub fn carry_over(store: &CheckpointStore, source: &str, input: &str, sinks: &[A
         }
     }
     store.remove(&old);
-    tracing::info!(source, input, sinks = sinks.len(), "carried the checkpoint over to every sink's own position");
+    tracing::info!(
+        source,
+        input,
+        sinks = sinks.len(),
+        "carried the checkpoint over to every sink's own position"
+    );
     true
 }
 
@@ -72,7 +77,10 @@ mod tests {
         assert_eq!(s.get("src/abc/a"), Some(json!({"pos": 1})));
         assert_eq!(s.get("src/abc/b"), Some(json!({"pos": 7})));
         assert_eq!(s.get("src/abc"), None);
-        assert!(!carry_over(&s, "src", "abc", &sinks), "nothing left to carry");
+        assert!(
+            !carry_over(&s, "src", "abc", &sinks),
+            "nothing left to carry"
+        );
         assert_eq!(s.get("src/abc/a"), Some(json!({"pos": 1})));
     }
 
@@ -87,15 +95,27 @@ mod tests {
     #[test]
     fn remove_input_forgets_only_that_input() {
         let (_d, s) = store();
-        for k in ["src/abc", "src/abc/a", "src/abc/b", "src/abcd/a", "other/abc/a"] {
+        for k in [
+            "src/abc",
+            "src/abc/a",
+            "src/abc/b",
+            "src/abcd/a",
+            "other/abc/a",
+        ] {
             s.set(k, json!(1));
         }
         remove_input(&s, "src", "abc");
-        let left: Vec<String> = ["src/abc", "src/abc/a", "src/abc/b", "src/abcd/a", "other/abc/a"]
-            .into_iter()
-            .filter(|k| s.get(k).is_some())
-            .map(String::from)
-            .collect();
+        let left: Vec<String> = [
+            "src/abc",
+            "src/abc/a",
+            "src/abc/b",
+            "src/abcd/a",
+            "other/abc/a",
+        ]
+        .into_iter()
+        .filter(|k| s.get(k).is_some())
+        .map(String::from)
+        .collect();
         assert_eq!(left, vec!["src/abcd/a", "other/abc/a"]);
     }
 }

@@ -17,10 +17,10 @@ use crate::event::{ContainerMeta, Event, Stream};
 use crate::topology::SourceOutput;
 use crate::untrusted::{clean_str, PeerContainer};
 use bytes::Bytes;
-use per_sink::EventFanout;
 pub use config::{DockerApiConfig, StreamSelection};
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use std::collections::HashMap;
+use per_sink::EventFanout;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -33,6 +33,9 @@ pub use cursor::Cursor;
 /// (the `docker_json_file` source tails it), none (nothing to read), and the drivers that
 /// deliver to logwharf's own receivers (streaming them too would duplicate every line).
 const NOT_STREAMED: &[&str] = &["json-file", "none", "syslog", "fluentd"];
+
+/// How often ended readers are forgotten (and containers started meanwhile streamed again).
+const REAP_EVERY: Duration = Duration::from_secs(1);
 
 /// At shutdown, how long queued lifecycle events may wait for a sink's room.
 const EVENTS_GRACE: Duration = Duration::from_secs(2);
@@ -91,6 +94,9 @@ struct Supervisor {
     exclude: GlobSet,
     remote: bool,
     tasks: HashMap<String, Task>,
+    /// Containers that started again while their reader was ending: streamed anew once it
+    /// has ended (see `reap`).
+    restarted: HashSet<String>,
     /// Lifecycle events to the sinks (`events = true`).
     events: Option<EventFanout>,
 }
@@ -129,8 +135,11 @@ impl Supervisor {
             .get(&meta.id)
             .is_some_and(|t| !t.handle.is_finished())
         {
+            // It may be on its way out (it saw the container stopped): look again once it ends.
+            self.restarted.insert(meta.id.clone());
             return;
         }
+        self.restarted.remove(&meta.id);
         tracing::debug!(container = %meta.id, name = ?meta.name, driver = ?meta.log_driver, "streaming container logs through the API");
         let stop = CancellationToken::new();
         let handle = tokio::spawn(per_sink::follow_container(
@@ -139,6 +148,28 @@ impl Supervisor {
             stop.clone(),
         ));
         self.tasks.insert(meta.id.clone(), Task { handle, stop });
+    }
+
+    /// Forgets ended readers; streams again the containers that started while theirs ended.
+    fn reap(&mut self) {
+        self.tasks.retain(|_, t| !t.handle.is_finished());
+        let again: Vec<String> = self
+            .restarted
+            .iter()
+            .filter(|id| !self.tasks.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in again {
+            self.restarted.remove(&id);
+            if let Some(meta) = self
+                .shared
+                .service
+                .get(&id)
+                .filter(|_| self.shared.service.is_running(&id))
+            {
+                self.spawn(meta);
+            }
+        }
     }
 
     fn reconcile(&mut self) {
@@ -262,6 +293,7 @@ impl Source for DockerApi {
             exclude: self.exclude,
             remote,
             tasks: HashMap::new(),
+            restarted: HashSet::new(),
         };
         if ctx.once {
             if !service.wait_ready(Duration::from_secs(30)).await {
@@ -281,11 +313,11 @@ impl Source for DockerApi {
         if service.wait_ready(Duration::from_secs(5)).await {
             sup.reconcile();
         }
-        let mut reap = tokio::time::interval(Duration::from_secs(5));
+        let mut reap = tokio::time::interval(REAP_EVERY);
         loop {
             tokio::select! {
                 _ = ctx.shutdown.wait() => break,
-                _ = reap.tick() => sup.tasks.retain(|_, t| !t.handle.is_finished()),
+                _ = reap.tick() => sup.reap(),
                 c = changes.recv() => match c {
                     Ok(MetaChange::Event(ev, meta)) => sup.on_event(ev, meta).await,
                     Ok(MetaChange::Resynced) => sup.reconcile(),

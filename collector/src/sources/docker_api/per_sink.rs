@@ -103,7 +103,11 @@ impl EventFanout {
     pub fn send(&self, e: Event) {
         for (sink, q) in &self.queues {
             if let Err(mpsc::error::TrySendError::Full(e)) = q.try_send(e.clone()) {
-                let container = e.container.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+                let container = e
+                    .container
+                    .as_ref()
+                    .map(|c| c.id.clone())
+                    .unwrap_or_default();
                 metrics::counter!(m::BUFFER_DROPPED, "sink" => sink.to_string(), "container" => container.clone()).increment(1);
                 tracing::warn!(sink = %sink, container = %container, queued = EVENT_QUEUE, "the sink takes nothing and owes this many container lifecycle events: dropped the newest");
             }
@@ -142,7 +146,11 @@ mod tests {
             let got = store.get(k).as_ref().and_then(Cursor::from_json);
             assert_eq!(got.as_ref(), Some(&old), "{k} starts where every sink was");
         }
-        assert_eq!(store.get("api/abc"), None, "the old key is gone once carried over");
+        assert_eq!(
+            store.get("api/abc"),
+            None,
+            "the old key is gone once carried over"
+        );
         assert_eq!(
             v.iter().map(|v| v.counts).collect::<Vec<_>>(),
             [true, false]
@@ -156,7 +164,10 @@ mod tests {
         let again = views(&out, &store, "abc");
         assert_eq!(again.len(), 2);
         assert_eq!(
-            store.get("api/abc/sys").as_ref().and_then(Cursor::from_json),
+            store
+                .get("api/abc/sys")
+                .as_ref()
+                .and_then(Cursor::from_json),
             Some(Cursor::of(5, Stream::Stdout, b"x"))
         );
     }
@@ -165,7 +176,10 @@ mod tests {
     fn without_sinks_one_view_keeps_the_per_container_key() {
         let d = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(d.path()).unwrap();
-        store.set("api/abc", serde_json::json!({"time_ns": 1, "stream": "stdout", "hash": "0"}));
+        store.set(
+            "api/abc",
+            serde_json::json!({"time_ns": 1, "stream": "stdout", "hash": "0"}),
+        );
         let (out, _) = SourceOutput::for_test_sinks("api", &[]);
         let v = views(&out, &store, "abc");
         assert_eq!(v.len(), 1);

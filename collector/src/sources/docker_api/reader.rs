@@ -61,6 +61,22 @@ enum Attach {
     Eof,
     /// The sink took nothing for `inactivity_timeout`: the stream was let go meanwhile.
     Backpressure,
+    /// `since` missed the cursor's line: everything Docker has is read again ([`Rewind`]).
+    Rewind,
+}
+
+/// Docker's `since` is not to be trusted to return every line from that time on: the `local`
+/// driver of Docker 20.10 skips whole rotated files for some `since` values. So when a
+/// re-attached stream goes past the cursor's time without the cursor's line, the stream is
+/// re-read once from the start of what Docker has (`since = 0`, the lines up to the cursor
+/// skipped as already read); only if the line is missing from that too is it a gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rewind {
+    No,
+    /// This attach missed the cursor's line: stop reading it, read everything.
+    Wanted,
+    /// This attach reads everything Docker has.
+    Reading,
 }
 
 impl Attach {
@@ -71,6 +87,7 @@ impl Attach {
             Attach::Error => "error",
             Attach::Eof => "eof",
             Attach::Backpressure => "backpressure",
+            Attach::Rewind => "rewind",
         }
     }
 }
@@ -99,6 +116,7 @@ struct Reader {
     consumed: Option<Cursor>,
     seq: u64,
     streams: [StreamState; 2],
+    rewind: Rewind,
     /// Events ready to send.
     pending: Vec<Event>,
 }
@@ -131,6 +149,7 @@ pub(super) async fn follow(
         generation: shared.service.generation(),
         streams: Default::default(),
         pending: Vec::new(),
+        rewind: Rewind::No,
         seq: 0,
         consumed,
         id,
@@ -166,7 +185,8 @@ impl Reader {
         let shared = self.shared.clone();
         let cfg = &shared.config;
         let inactivity = cfg.inactivity_timeout.0;
-        let follow = !self.shared.once;
+        // Off for `once`, and for the last read after the container stopped (see `Attach::Eof`).
+        let mut follow = !self.shared.once;
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let mut reason = Attach::Start;
         let mut since = match (&self.consumed, cfg.start_at) {
@@ -180,6 +200,13 @@ impl Reader {
             }
             if let Some(c) = &self.consumed {
                 since = c.time_ns;
+            }
+            self.rewind = match self.rewind {
+                Rewind::Wanted => Rewind::Reading,
+                _ => Rewind::No,
+            };
+            if self.rewind == Rewind::Reading {
+                since = 0;
             }
             let Some(docker) = self.shared.service.client() else {
                 // The daemon is down: wait for the service to reconnect.
@@ -256,11 +283,16 @@ impl Reader {
                         backoff.reset();
                         self.feed(&mut demux, &mut replay, &data);
                         // Take whatever else is already here before sending: fewer, larger batches.
-                        while self.pending.len() < cfg.batch_max_events {
+                        while self.pending.len() < cfg.batch_max_events
+                            && self.rewind != Rewind::Wanted
+                        {
                             match stream.as_mut().and_then(|s| s.next_chunk().now_or_never()) {
                                 Some(Some(Ok(more))) => self.feed(&mut demux, &mut replay, &more),
                                 _ => break,
                             }
+                        }
+                        if self.rewind == Rewind::Wanted {
+                            break None;
                         }
                         self.send_holding(&mut stream, inactivity, stop).await?;
                         // Time spent waiting for the sink is not Docker's silence.
@@ -287,10 +319,27 @@ impl Reader {
             if stop.is_cancelled() {
                 break;
             }
+            if self.rewind == Rewind::Wanted {
+                reason = Attach::Rewind;
+            }
             match reason {
                 Attach::Eof => {
-                    if !follow || !self.still_running().await {
-                        break;
+                    if !follow {
+                        // Read to the end. Started again meanwhile (`docker restart`, or its
+                        // first start while this reader looked at it created): follow it.
+                        if self.shared.once || !self.still_running().await {
+                            break;
+                        }
+                        follow = true;
+                        continue;
+                    }
+                    if !self.still_running().await {
+                        // Docker ends a follower at the container's exit even when it has not
+                        // sent everything yet (a follower behind by thousands of lines stops
+                        // there): one more read from the cursor, without `follow`, goes to the
+                        // real end of the files.
+                        follow = false;
+                        continue;
                     }
                     // The stream ended but the container runs (a daemon restart): re-attach.
                     tokio::select! {
@@ -310,6 +359,9 @@ impl Reader {
                 }
                 Attach::Backpressure => {
                     tracing::debug!(container = %self.id, sink = %self.sink, "the sink takes lines again; re-attaching from its cursor");
+                }
+                Attach::Rewind => {
+                    tracing::info!(container = %self.id, sink = %self.sink, since, "Docker's stream from the cursor's time did not have the cursor's line; reading everything Docker has and skipping up to the cursor");
                 }
                 Attach::Start => {}
             }
@@ -332,7 +384,12 @@ impl Reader {
         loop {
             match demux.next_frame() {
                 None => break,
-                Some(Ok(f)) => self.frame(f, replay),
+                Some(Ok(f)) => {
+                    self.frame(f, replay);
+                    if self.rewind == Rewind::Wanted {
+                        break; // the rest is read again from the start
+                    }
+                }
                 Some(Err(e)) => {
                     if self.counts {
                         metrics::counter!(m::DOCKER_BAD_FRAMES, "source" => self.shared.source.to_string(), "container" => self.id.clone()).increment(1);
@@ -350,6 +407,10 @@ impl Reader {
             match replay.admit(c) {
                 Seen::Old => {
                     metrics::counter!(m::DOCKER_REPLAY_SKIPPED, "source" => self.shared.source.to_string(), "sink" => self.sink.to_string()).increment(1);
+                    return;
+                }
+                Seen::AfterGap if self.rewind == Rewind::No => {
+                    self.rewind = Rewind::Wanted;
                     return;
                 }
                 Seen::AfterGap => self.gap(c),
