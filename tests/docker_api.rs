@@ -839,3 +839,86 @@ buffer = {{ max_events = 500 }}
         "api isolation: the file sink had all {N} lines {file_took:?} after the container started, with the syslog server down; then rsyslog got all {N}, in order; after the restart: {attaches:#?}"
     );
 }
+
+/// FNV-1a 64, hex: the hash a docker_api cursor keeps of its line.
+fn fnv1a_hex(b: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &c in b {
+        h ^= c as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[test]
+fn an_old_per_container_cursor_becomes_every_sinks_position_and_nothing_is_shipped_twice() {
+    let _daemon = daemon_shared();
+    if !docker::require() {
+        return;
+    }
+    const N: u64 = 20_000;
+    const DONE: u64 = 10_000;
+    let t = TestDir::new("api-upgrade");
+    let c = Container::create(
+        "lw-api-upgrade-1",
+        &[
+            "--log-driver",
+            "local",
+            "--log-opt",
+            "max-size=100k",
+            "--log-opt",
+            "max-file=10",
+        ],
+        &format!("seq 1 {N}"),
+    );
+    c.start();
+    assert_eq!(c.wait(), 0);
+    // The checkpoint a version before per-sink cursors wrote after delivering line DONE:
+    // `<source>/<container>` = {time_ns, stream, hash} of that line.
+    let logs = docker_cmd(&["logs", "-t", &c.id]);
+    let ts = logs
+        .lines()
+        .find(|l| l.ends_with(&format!(" {DONE}")))
+        .and_then(|l| l.split(' ').next())
+        .expect("the line in docker logs")
+        .to_string();
+    let time_ns: i64 = Command::new("date")
+        .args(["-d", &ts, "+%s%N"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().parse().unwrap())
+        .unwrap();
+    let key = format!("api/{}", c.id);
+    let data = t.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let old = serde_json::json!({"version": 1, "checkpoints": {
+        key.clone(): {"time_ns": time_ns, "stream": "stdout", "hash": fnv1a_hex(DONE.to_string().as_bytes())}
+    }});
+    std::fs::write(data.join("checkpoints.json"), old.to_string()).unwrap();
+    let cfg = t.config(&format!(
+        "{}\n[sinks.second]\ntype = \"file\"\ninputs = [\"api\"]\npath = \"{{dir}}/second.log\"\nencoding = \"json\"\n",
+        api_config("lw-api-upgrade-", "")
+    ));
+    let log = run_once(&cfg);
+    let want: Vec<u64> = (DONE + 1..=N).collect();
+    assert_eq!(file_numbers(&t), want, "first sink; log:\n{log}");
+    let second: Vec<u64> = messages(&json_lines(&t.path().join("second.log")))
+        .iter()
+        .filter_map(|m| m.parse().ok())
+        .collect();
+    assert_eq!(second, want, "second sink; log:\n{log}");
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(data.join("checkpoints.json")).unwrap()).unwrap();
+    let cps = &saved["checkpoints"];
+    assert!(cps.get(&key).is_none(), "old key carried over: {cps}");
+    for sink in ["out", "second"] {
+        assert!(
+            cps[format!("{key}/{sink}")]["time_ns"].as_i64() > Some(time_ns),
+            "{sink}'s own cursor moved on: {cps}"
+        );
+    }
+    eprintln!(
+        "upgrade: both sinks resumed after line {DONE} from the old per-container cursor; Docker's since {} the cursor's line (rewind: {})",
+        if log.contains("did not have the cursor's line") { "missed" } else { "had" },
+        log.contains("reading everything Docker has")
+    );
+}
