@@ -38,6 +38,17 @@ enum Command {
         #[arg(long, requires = "once")]
         api: bool,
     },
+    /// Write a logwharf config that ships every container's log the way daemon.json's
+    /// logging driver does (syslog, fluentd, awslogs, json-file, local), then the change to
+    /// make in daemon.json. 0 when written, 2 when the file cannot be read or translated.
+    ImportDaemonJson {
+        /// Docker's daemon config.
+        #[arg(default_value = "/etc/docker/daemon.json")]
+        file: PathBuf,
+        /// Write the config here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Check a config file and exit: 0 when valid, 2 with every error listed.
     Validate {
         #[arg(short, long)]
@@ -54,6 +65,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
+        Command::ImportDaemonJson { file, output } => import_daemon_json(&file, output.as_deref()),
         Command::Validate { config, connect } => match find_and_load(config.as_deref()) {
             Ok((c, origin)) => {
                 println!(
@@ -204,4 +216,37 @@ async fn watch_signals(shutdown: Shutdown) {
             std::process::exit(130);
         }
     }
+}
+
+fn import_daemon_json(file: &Path, output: Option<&Path>) -> ExitCode {
+    let origin = file.display().to_string();
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{origin}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match logwharf::import::import(&text, &origin) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match output {
+        None => print!("{config}"),
+        Some(out) => {
+            if let Err(e) = std::fs::write(out, &config) {
+                eprintln!("{}: {e}", out.display());
+                return ExitCode::from(2);
+            }
+            eprintln!(
+                "wrote {}; check it with `logwharf validate -c {}`",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Lifecycle events a sink that takes nothing can owe before more are dropped (and counted).
 const EVENT_QUEUE: usize = 4096;
@@ -57,12 +58,10 @@ pub(super) async fn follow_container(
 ) {
     let mut readers = JoinSet::new();
     for view in views(&shared.out, &shared.checkpoints, &meta.id) {
-        readers.spawn(reader::follow(
-            shared.clone(),
-            meta.clone(),
-            stop.clone(),
-            view,
-        ));
+        // Children of the container's span, as the json-file source's readers are.
+        readers.spawn(
+            reader::follow(shared.clone(), meta.clone(), stop.clone(), view).in_current_span(),
+        );
     }
     while readers.join_next().await.is_some() {}
 }
@@ -82,18 +81,21 @@ impl EventFanout {
         for (i, sink) in out.sinks().into_iter().enumerate() {
             let (tx, mut rx) = mpsc::channel::<Event>(EVENT_QUEUE);
             let (view, stop) = (out.only(i), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let e = tokio::select! {
-                        e = rx.recv() => match e { Some(e) => e, None => return },
-                        _ = stop.cancelled() => return,
-                    };
-                    tokio::select! {
-                        r = view.send(vec![e], None) => if r.is_err() { return },
-                        _ = stop.cancelled() => return,
+            tasks.push(tokio::spawn(
+                async move {
+                    loop {
+                        let e = tokio::select! {
+                            e = rx.recv() => match e { Some(e) => e, None => return },
+                            _ = stop.cancelled() => return,
+                        };
+                        tokio::select! {
+                            r = view.send(vec![e], None) => if r.is_err() { return },
+                            _ = stop.cancelled() => return,
+                        }
                     }
                 }
-            }));
+                .in_current_span(),
+            ));
             queues.push((sink, tx));
         }
         EventFanout { queues, tasks }
