@@ -20,7 +20,7 @@ use bytes::Bytes;
 pub use config::{DockerApiConfig, StreamSelection};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use per_sink::EventFanout;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -35,8 +35,8 @@ pub use cursor::Cursor;
 /// deliver to logwharf's own receivers (streaming them too would duplicate every line).
 const NOT_STREAMED: &[&str] = &["json-file", "none", "syslog", "fluentd"];
 
-/// How often ended readers are forgotten (and containers started meanwhile streamed again).
-const REAP_EVERY: Duration = Duration::from_secs(1);
+/// How often ended readers are forgotten.
+const REAP_EVERY: Duration = Duration::from_secs(5);
 
 /// At shutdown, how long queued lifecycle events may wait for a sink's room.
 const EVENTS_GRACE: Duration = Duration::from_secs(2);
@@ -95,9 +95,6 @@ struct Supervisor {
     exclude: GlobSet,
     remote: bool,
     tasks: HashMap<String, Task>,
-    /// Containers that started again while their reader was ending: streamed anew once it
-    /// has ended (see `reap`).
-    restarted: HashSet<String>,
     /// Lifecycle events to the sinks (`events = true`).
     events: Option<EventFanout>,
 }
@@ -127,50 +124,49 @@ impl Supervisor {
         }
     }
 
+    /// Streams the container unless its readers run already.
     fn spawn(&mut self, meta: Arc<ContainerMeta>) {
+        if self.wants(&meta)
+            && self
+                .tasks
+                .get(&meta.id)
+                .is_none_or(|t| t.handle.is_finished())
+        {
+            self.launch(meta, None);
+        }
+    }
+
+    /// The container (re)started: its readers may still run, on their way out after seeing
+    /// it stopped, so the new ones start once those have ended.
+    fn started(&mut self, meta: Arc<ContainerMeta>) {
         if !self.wants(&meta) {
             return;
         }
-        if self
+        let before = self
             .tasks
-            .get(&meta.id)
-            .is_some_and(|t| !t.handle.is_finished())
-        {
-            // It may be on its way out (it saw the container stopped): look again once it ends.
-            self.restarted.insert(meta.id.clone());
-            return;
-        }
-        self.restarted.remove(&meta.id);
+            .remove(&meta.id)
+            .filter(|t| !t.handle.is_finished());
+        self.launch(meta, before);
+    }
+
+    fn launch(&mut self, meta: Arc<ContainerMeta>, after: Option<Task>) {
         tracing::debug!(container = %meta.id, name = ?meta.name, driver = ?meta.log_driver, "streaming container logs through the API");
         let stop = CancellationToken::new();
         let span = tracing::info_span!("container", id = %meta.short_id());
+        let (shared, m, st) = (self.shared.clone(), meta.clone(), stop.clone());
         let handle = tokio::spawn(
-            per_sink::follow_container(self.shared.clone(), meta.clone(), stop.clone())
-                .instrument(span),
+            async move {
+                if let Some(mut before) = after {
+                    tokio::select! {
+                        _ = &mut before.handle => {}
+                        _ = st.cancelled() => return, // dropping `before` stops it
+                    }
+                }
+                per_sink::follow_container(shared, m, st).await
+            }
+            .instrument(span),
         );
         self.tasks.insert(meta.id.clone(), Task { handle, stop });
-    }
-
-    /// Forgets ended readers; streams again the containers that started while theirs ended.
-    fn reap(&mut self) {
-        self.tasks.retain(|_, t| !t.handle.is_finished());
-        let again: Vec<String> = self
-            .restarted
-            .iter()
-            .filter(|id| !self.tasks.contains_key(*id))
-            .cloned()
-            .collect();
-        for id in again {
-            self.restarted.remove(&id);
-            if let Some(meta) = self
-                .shared
-                .service
-                .get(&id)
-                .filter(|_| self.shared.service.is_running(&id))
-            {
-                self.spawn(meta);
-            }
-        }
     }
 
     fn reconcile(&mut self) {
@@ -205,7 +201,7 @@ impl Supervisor {
         match ev.kind {
             EventKind::Start => {
                 if let Some(m) = meta {
-                    self.spawn(m);
+                    self.started(m);
                 }
             }
             EventKind::Destroy => {
@@ -294,7 +290,6 @@ impl Source for DockerApi {
             exclude: self.exclude,
             remote,
             tasks: HashMap::new(),
-            restarted: HashSet::new(),
         };
         if ctx.once {
             if !service.wait_ready(Duration::from_secs(30)).await {
@@ -318,7 +313,7 @@ impl Source for DockerApi {
         loop {
             tokio::select! {
                 _ = ctx.shutdown.wait() => break,
-                _ = reap.tick() => sup.reap(),
+                _ = reap.tick() => sup.tasks.retain(|_, t| !t.handle.is_finished()),
                 c = changes.recv() => match c {
                     Ok(MetaChange::Event(ev, meta)) => sup.on_event(ev, meta).await,
                     Ok(MetaChange::Resynced) => sup.reconcile(),
