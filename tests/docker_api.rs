@@ -223,12 +223,14 @@ fn local_driver_lines_arrive_once_through_the_api_and_json_file_containers_are_l
         return;
     }
     let t = TestDir::new("api-local");
-    // A pause longer than inactivity_timeout (2 s) makes the watchdog re-attach mid-stream.
-    // (6 s failed once here: lines after the pause did not arrive; see the note on issue 13.)
+    // A pause longer than inactivity_timeout (2 s) makes the watchdog re-attach mid-stream,
+    // even when the stream was attached a second or two late on a loaded machine (a 3 s pause
+    // left too little room there). (6 s failed once, before the re-attach re-read everything
+    // when Docker's `since` missed the cursor's line: lines after the pause did not arrive.)
     let c = Container::create(
         "lw-api-local-a",
         &["--log-driver", "local"],
-        "seq 1 3000; seq 1 100 >&2; sleep 3; seq 3001 4000; exit 7",
+        "seq 1 3000; seq 1 100 >&2; sleep 5; seq 3001 4000; exit 7",
     );
     let jf = Container::create("lw-api-local-jsonfile", &[], "seq 1 10");
     let cfg = t.config(&api_config("lw-api-local-", "events = true"));

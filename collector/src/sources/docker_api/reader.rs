@@ -337,7 +337,11 @@ impl Reader {
                         // Docker ends a follower at the container's exit even when it has not
                         // sent everything yet (a follower behind by thousands of lines stops
                         // there): one more read from the cursor, without `follow`, goes to the
-                        // real end of the files.
+                        // real end of the files. (Not for a container that never wrote: one
+                        // created, not started yet, whose start event starts new readers.)
+                        if self.seq == 0 {
+                            break;
+                        }
                         follow = false;
                         continue;
                     }
