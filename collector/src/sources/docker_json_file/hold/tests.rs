@@ -58,6 +58,7 @@ impl Dir {
                 fp: Fingerprint::of_plain(&f, true).unwrap().unwrap(),
             }),
             offset: 0,
+            time_ns: None,
         }
     }
 }

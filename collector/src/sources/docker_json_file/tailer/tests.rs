@@ -333,6 +333,7 @@ fn startup_from_a_checkpoint_inside_a_compressed_sibling() {
         fp: fp.crc,
         fp_len: fp.len,
         offset,
+        ..SavedPosition::default()
     };
     drop(live);
     c.rotate(true); // .2.gz = 0..10, .1.gz = 10..20
@@ -373,6 +374,7 @@ fn checkpointed_file_gone_reads_everything_present() {
         fp: 12345,
         fp_len: 10,
         offset: 100,
+        ..SavedPosition::default()
     };
     c.rotate(false);
     c.append(&lines(5..10));
