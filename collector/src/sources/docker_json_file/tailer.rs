@@ -223,7 +223,8 @@ impl ContainerTail {
 
     /// Opens a container's files and positions the reader: at the checkpoint when one
     /// matches a present file (older files are skipped, newer ones read from 0), else per
-    /// `start_at`. Returns a position to checkpoint at once, if any (a start at the end).
+    /// `start_at`. Returns a position to checkpoint at once, if any (where reading starts
+    /// without a checkpoint, or after a gap).
     pub fn start(p: StartParams) -> io::Result<(ContainerTail, Option<ResumePoint>)> {
         let meta = Arc::new(ContainerMeta::from_id(p.id.clone()));
         let mut tail = ContainerTail {
@@ -297,6 +298,11 @@ impl ContainerTail {
             (None, StartAt::Beginning) => {
                 tail.queue = tail.adopt(slots).into();
                 tail.current = tail.queue.pop_front();
+                // A checkpoint from the start, before anything is delivered: a sink that gets
+                // nothing before a restart still finds out what Docker deleted meanwhile.
+                if let Some(f) = tail.current.as_mut().filter(|f| f.fp.is_some()) {
+                    commit_now = Some(ResumePoint::at(f.identity(&[]).clone(), 0));
+                }
             }
             (None, StartAt::End) => {
                 let live = match slots.pop() {
