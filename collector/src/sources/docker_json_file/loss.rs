@@ -69,9 +69,7 @@ pub struct LossCounters {
 
 impl LossCounters {
     pub fn new(source: &str, container: &str, sink: &str) -> LossCounters {
-        let counter = |name: &'static str, r: LossReason| {
-            metrics::counter!(name, "source" => source.to_string(), "container" => container.to_string(), "sink" => sink.to_string(), "reason" => r.label())
-        };
+        let counter = |name: &'static str, r: LossReason| metrics::counter!(name, "source" => source.to_string(), "container" => container.to_string(), "sink" => sink.to_string(), "reason" => r.label());
         LossCounters {
             bytes: LossReason::ALL.map(|r| counter(m::LOST_BYTES, r)),
             gaps: LossReason::ALL.map(|r| counter(m::LOST_GAPS, r)),
@@ -173,12 +171,12 @@ impl StoppedGap {
         let bytes = self.bytes;
         if self.exact {
             tracing::warn!(
-                container, sink, from = %from, to = %to, bytes, file = %self.file, offset = self.offset,
+                container = %container, sink = %sink, from = %from, to = %to, bytes, file = %self.file, offset = self.offset,
                 "lines lost while logwharf was not running: Docker rotated and deleted the checkpointed log file before this sink had read it; exactly {bytes} bytes of log between {from} and {to} are gone for this sink"
             );
         } else {
             tracing::warn!(
-                container, sink, from = %from, to = %to, bytes, file = %self.file, offset = self.offset,
+                container = %container, sink = %sink, from = %from, to = %to, bytes, file = %self.file, offset = self.offset,
                 "lines lost while logwharf was not running: Docker rotated and deleted the checkpointed log file before this sink had read it; at least {bytes} bytes of log between {from} and {to} are gone for this sink (rotated files Docker created and deleted meanwhile, unseen, are not counted: their number is unknowable; keep logwharf running, or raise max-size/max-file)"
             );
         }
@@ -191,7 +189,12 @@ mod tests {
     use crate::sources::docker_json_file::fingerprint::Fingerprint;
     use crate::sources::docker_json_file::position::LaterFile;
 
-    fn saved(offset: u64, size: Option<u64>, complete: bool, later: Vec<LaterFile>) -> SavedPosition {
+    fn saved(
+        offset: u64,
+        size: Option<u64>,
+        complete: bool,
+        later: Vec<LaterFile>,
+    ) -> SavedPosition {
         SavedPosition {
             file: "c-json.log".into(),
             fp: 1,
@@ -253,7 +256,11 @@ mod tests {
             later(4, 3_000, false),
         ];
         // The oldest file present is one logwharf knew: nothing unseen in between.
-        let g = StoppedGap::assess(&saved(1_000, Some(10_070), true, chain.clone()), &[fp(3), fp(4)], M);
+        let g = StoppedGap::assess(
+            &saved(1_000, Some(10_070), true, chain.clone()),
+            &[fp(3), fp(4)],
+            M,
+        );
         assert_eq!(g.bytes, 9_070 + 10_040);
         assert!(g.exact);
         assert_eq!(g.later_gone, 1);

@@ -111,7 +111,11 @@ mod tests {
         );
         let d = tempfile::tempdir().unwrap();
         assert_eq!(RotationLimits::read(d.path()), RotationLimits::default());
-        std::fs::write(d.path().join("hostconfig.json"), hc("json-file").to_string()).unwrap();
+        std::fs::write(
+            d.path().join("hostconfig.json"),
+            hc("json-file").to_string(),
+        )
+        .unwrap();
         assert_eq!(RotationLimits::read(d.path()).max_size, Some(20_000));
     }
 }

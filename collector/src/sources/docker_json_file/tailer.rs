@@ -280,8 +280,7 @@ impl ContainerTail {
                             Slot::Vanished(_) => None,
                         })
                         .collect();
-                    let gap =
-                        StoppedGap::assess(&saved, &present, RotationLimits::read(&tail.dir));
+                    let gap = StoppedGap::assess(&saved, &present, RotationLimits::read(&tail.dir));
                     tail.metrics
                         .loss
                         .gap(LossReason::DeletedWhileStopped, gap.bytes);

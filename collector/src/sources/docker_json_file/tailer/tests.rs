@@ -814,7 +814,10 @@ fn files_docker_deleted_while_stopped_are_counted_once_from_the_checkpoint() {
     let mut t = c.start();
     assert_eq!(drain(&mut t).len(), 10);
     let mut saved = t.resume_point().unwrap().to_saved();
-    assert!(saved.time_ns.is_some(), "the last line's time is checkpointed");
+    assert!(
+        saved.time_ns.is_some(),
+        "the last line's time is checkpointed"
+    );
     // What the hold records into the checkpoint: the live file's size as last seen.
     saved.size = Some(fs::metadata(c.path("")).unwrap().len());
     let offset = saved.offset;
@@ -832,7 +835,11 @@ fn files_docker_deleted_while_stopped_are_counted_once_from_the_checkpoint() {
     let lost = t.losses();
     assert_eq!(lost.gaps(LossReason::DeletedWhileStopped), 1);
     let known = lost.bytes(LossReason::DeletedWhileStopped);
-    assert_eq!(known, 3_000 - offset, "the file reached max-size before Docker rotated it");
+    assert_eq!(
+        known,
+        3_000 - offset,
+        "the file reached max-size before Docker rotated it"
+    );
     let record = line("line 99").len() as u64;
     assert!(
         x_final - offset >= known && x_final - offset - known < record,
