@@ -206,3 +206,141 @@ encoding = "docker"
         first_left - 1 - x_last
     );
 }
+
+/// The json-file bytes of each line the file sink wrote (its `docker` encoding writes Docker's
+/// own bytes).
+fn file_line_bytes(path: &Path) -> Vec<(u64, u64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| (record(l.as_bytes()).0, l.len() as u64 + 1))
+        .collect()
+}
+
+#[test]
+fn for_a_sink_that_lagged_what_the_hold_saw_makes_the_count_exact() {
+    if !docker::require() {
+        return;
+    }
+    const PHASE1: u64 = 600; // ≈2.3 files of 20k: Docker rotates twice while logwharf runs
+    const ALL: u64 = 900; // then ≈23 KB more while it is stopped: one rotation
+    let t = TestDir::new("loss-lagging");
+    let c = Container::create(
+        "lw-e2e-loss-lagging",
+        &["--log-opt", "max-size=20k", "--log-opt", "max-file=2"],
+        &format!(
+            "seq 1 {PHASE1}; while [ ! -e /go ]; do sleep 0.05; done; seq {} {ALL}",
+            PHASE1 + 1
+        ),
+    );
+    // A syslog sink whose server never answers: it delivers nothing, and the container's
+    // hold keeps the files Docker deletes for it (and records their sizes).
+    let cfg = t.config(&format!(
+        r#"
+checkpoint_interval = "1s"
+shutdown_timeout = "2s"
+[sources.containers]
+type = "docker_json_file"
+include = ["{}*"]
+[sinks.file]
+type = "file"
+inputs = ["containers"]
+path = "{{dir}}/out/file.log"
+encoding = "docker"
+[sinks.sys]
+type = "syslog"
+inputs = ["containers"]
+address = "tcp://127.0.0.1:{}"
+facility = "local0"
+format = "rfc5424"
+"#,
+        c.id,
+        free_port()
+    ));
+    let out = t.path().join("out").join("file.log");
+    let api = t.api_addr();
+    let mut lw = Logwharf::start(&cfg, &[]);
+    c.start();
+    assert!(
+        wait_until(PATIENCE, || file_lines(&out).len() as u64 >= PHASE1),
+        "the file sink did not get the first {PHASE1} lines; log:\n{}",
+        lw.log()
+    );
+    // The hold has the file Docker deleted, for the syslog sink.
+    lw.wait_metric(&api, "logwharf_held_bytes", &[], 1.0);
+    // Two rotations so far: the live file is the third.
+    let live = c.dir().join(format!("{}-json.log", c.id));
+    let third_first = record(
+        std::fs::read(&live)
+            .unwrap()
+            .split(|&b| b == b'\n')
+            .next()
+            .unwrap(),
+    )
+    .0;
+    assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
+
+    let go = Command::new("docker")
+        .args(["exec", &c.id, "sh", "-c", ": > /go"])
+        .status()
+        .unwrap();
+    assert!(go.success());
+    assert_eq!(c.wait(), 0);
+    let oldest = std::fs::read(c.dir().join(format!("{}-json.log.1", c.id))).unwrap();
+    assert_eq!(
+        record(oldest.split(|&b| b == b'\n').next().unwrap()).0,
+        third_first,
+        "one rotation while stopped: the file that was live is the oldest left"
+    );
+
+    let mut lw = Logwharf::start(&cfg, &[]);
+    let m = lw.wait_metric(
+        &api,
+        "logwharf_lost_gaps_total",
+        &["sink=\"sys\"", "reason=\"deleted_while_stopped\""],
+        1.0,
+    );
+    assert!(
+        wait_until(PATIENCE, || file_lines(&out).last().map(|l| l.0)
+            == Some(ALL)),
+        "the file sink never got line {ALL}; log:\n{}",
+        lw.log()
+    );
+    lw.wait_log("lines lost while logwharf was not running", 1);
+    assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
+
+    // The syslog sink lost the two files before the one left: lines 1..third_first, whose
+    // json-file bytes the file sink wrote.
+    let got: Vec<u64> = file_lines(&out).iter().map(|l| l.0).collect();
+    assert_eq!(
+        got,
+        (1..=ALL).collect::<Vec<_>>(),
+        "the file sink lost nothing"
+    );
+    let gone: u64 = file_line_bytes(&out)
+        .iter()
+        .filter(|(n, _)| *n < third_first)
+        .map(|(_, b)| b)
+        .sum();
+    let lost = metric(
+        &m,
+        "logwharf_lost_bytes_total",
+        &["sink=\"sys\"", "reason=\"deleted_while_stopped\""],
+    ) as u64;
+    eprintln!(
+        "the syslog sink lost lines 1..{third_first} ({gone} json-file bytes) while logwharf was stopped; counted {lost}"
+    );
+    assert_eq!(lost, gone, "exactly the bytes of the files Docker deleted");
+    assert_eq!(
+        metric(&m, "logwharf_lost_bytes_total", &["sink=\"file\""]),
+        0.0
+    );
+    let log = lw.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("lines lost while logwharf was not running"))
+        .unwrap();
+    assert!(
+        warning.contains("sink=sys") && warning.contains(&format!("exactly {gone} bytes")),
+        "{warning}"
+    );
+}

@@ -105,6 +105,10 @@ pub struct TailBatch {
     pub newest_size: Option<(u64, u64)>,
     /// An I/O error stopped this batch early; what was read before it is in `events`.
     pub error: Option<io::Error>,
+    /// Without a checkpoint, once the first file has an identity: its start, to checkpoint
+    /// at once — so that a sink that gets nothing before a restart still has a position, and
+    /// finds out what Docker deleted meanwhile.
+    pub start: Option<ResumePoint>,
 }
 
 /// Per-container (and per-sink) metric handles.
@@ -194,6 +198,9 @@ pub struct ContainerTail {
     /// A gap found at startup, counted already, warned about with the first line found after
     /// it (the end of its window).
     pending_gap: Option<StoppedGap>,
+    /// Without a checkpoint: the first file's order number, until its start is checkpointed
+    /// ([`TailBatch::start`]).
+    first_seq: Option<u64>,
 }
 
 /// Bytes read and not yet consumed: `buf[start..end]`, where `buf[0..end]` are the file bytes
@@ -243,6 +250,7 @@ impl ContainerTail {
             next_seq: 0,
             counts_total: Counts::default(),
             pending_gap: None,
+            first_seq: None,
         };
         // The files wanted are those after the checkpointed one, or all of them.
         let anchor = p.saved.as_ref().map(SavedPosition::fingerprint);
@@ -297,11 +305,8 @@ impl ContainerTail {
             (None, StartAt::Beginning) => {
                 tail.queue = tail.adopt(slots).into();
                 tail.current = tail.queue.pop_front();
-                // A checkpoint from the start, before anything is delivered: a sink that gets
-                // nothing before a restart still finds out what Docker deleted meanwhile.
-                if let Some(f) = tail.current.as_mut().filter(|f| f.fp.is_some()) {
-                    commit_now = Some(ResumePoint::at(f.identity(&[]).clone(), 0));
-                }
+                // Checkpointed from the start, before anything is delivered (see `start`).
+                tail.first_seq = Some(tail.current.as_ref().map_or(0, |f| f.seq));
             }
             (None, StartAt::End) => {
                 let live = match slots.pop() {
@@ -325,6 +330,24 @@ impl ContainerTail {
     /// The container id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The start of the first file, once it has an identity (once: see [`TailBatch::start`]).
+    fn start_point(&mut self) -> Option<ResumePoint> {
+        let first = self.first_seq?;
+        let file = match (&self.last_end, &self.current) {
+            (Some(e), _) if e.file.seq == first => Some(e.file.clone()),
+            (_, Some(c)) if c.seq == first => c.ident().cloned(),
+            // Past the first file without an identity for it (it had no line): nothing before
+            // the current file can be skipped, so no start is checkpointed.
+            (_, Some(c)) if c.seq > first => {
+                self.first_seq = None;
+                None
+            }
+            _ => None,
+        }?;
+        self.first_seq = None;
+        Some(ResumePoint::at(file, 0))
     }
 
     /// What this reader's sink lost so far, by reason.
@@ -394,7 +417,9 @@ impl ContainerTail {
                 g.warn(&self.id, &self.sink, events.first().map(|e| e.time_ns));
             }
         }
+        let start = self.start_point();
         TailBatch {
+            start,
             events,
             resume,
             idle,

@@ -861,3 +861,27 @@ fn files_docker_deleted_while_stopped_are_counted_once_from_the_checkpoint() {
     assert_eq!(again.losses(), LossTotals::default());
     assert_eq!(texts(&drain(&mut again)), names(a..b + 5));
 }
+
+#[test]
+fn without_a_checkpoint_the_first_files_start_is_checkpointed_once_it_has_a_line() {
+    let c = Container::new();
+    c.append("");
+    let mut t = c.start();
+    let b = batch(&mut t);
+    assert!(b.start.is_none(), "no line yet: no identity");
+    c.append(&lines(0..3));
+    let b = batch(&mut t);
+    let start = b.start.expect("the start of the first file");
+    assert_eq!(start.offset, 0);
+    assert_eq!(
+        Some(start.file.fp),
+        Fingerprint::of_plain(&fs::File::open(c.path("")).unwrap(), false).unwrap()
+    );
+    assert_eq!(texts(&b.events), names(0..3));
+    c.append(&lines(3..4));
+    assert!(batch(&mut t).start.is_none(), "once");
+    // With a checkpoint, reading starts there: nothing to checkpoint at once.
+    let (mut t, commit) = c.start_with(Some(start.to_saved()), StartAt::Beginning, small());
+    assert!(commit.is_none());
+    assert!(batch(&mut t).start.is_none());
+}
