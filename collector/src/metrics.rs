@@ -17,8 +17,13 @@ pub const SKIPPED_BYTES: &str = "logwharf_skipped_bytes_total";
 /// Bytes of a container's log one sink never got (labels: source, container, sink, `reason`:
 /// `rotated_away` — Docker deleted the file before logwharf could open it, or it was released
 /// over `hold_max_bytes` before that sink read it; `truncated` — the live file was cut below
-/// what that sink had read).
+/// what that sink had read; `deleted_while_stopped` — Docker rotated the sink's checkpointed
+/// file away and deleted it while logwharf was not running: the bytes known lost, a lower
+/// bound unless the warning says "exactly").
 pub const LOST_BYTES: &str = "logwharf_lost_bytes_total";
+/// Times lines of a container were lost for one sink (labels as `logwharf_lost_bytes_total`):
+/// each is one warning, and counts even when the bytes cannot be known.
+pub const LOST_GAPS: &str = "logwharf_lost_gaps_total";
 /// Bytes of files Docker deleted that a json-file source still holds open because some sink
 /// has not delivered them yet (gauge; label: source).
 pub const HELD_BYTES: &str = "logwharf_held_bytes";

@@ -31,10 +31,12 @@ pub mod fingerprint;
 pub mod hold;
 mod lines;
 mod listing;
+pub mod loss;
 pub mod parser;
 pub mod partial;
 pub mod position;
 pub mod reader;
+pub mod rotation;
 pub mod tailer;
 
 use super::{Source, SourceContext};
@@ -60,6 +62,8 @@ const RETRY_FAILED_START: Duration = Duration::from_secs(30);
 /// enough to open a rotated file before Docker deletes it (`max-file=2` at full speed rotates
 /// several times a second).
 const HOLD_POLL: Duration = Duration::from_millis(50);
+/// How often at most the sinks' checkpoints are re-written with what the hold saw.
+const RESTAMP: Duration = Duration::from_millis(100);
 
 pub struct DockerJsonFile {
     config: DockerJsonFileConfig,
@@ -355,6 +359,7 @@ impl Runner {
                 tracing::warn!(container = %id, error = %e, "cannot hold the container's log files open");
             }
             let mut started = Vec::new();
+            let mut trackers = Vec::new();
             for r in readers {
                 let SinkReader { params, key, lag, out, control, hold_index, meta } = r;
                 let span = tracing::Span::current();
@@ -378,9 +383,11 @@ impl Runner {
                     tail.resume_point(),
                     hold_index.map(|i| (hold.clone(), i)),
                 );
-                if let Some(p) = commit_now {
-                    tracker.commit_now(p);
+                match commit_now {
+                    Some(p) => tracker.commit_now(p),
+                    None => tracker.restamp(), // with what the hold sees now
                 }
+                trackers.push(tracker.clone());
                 started.push(Reader {
                     tail,
                     tracker,
@@ -401,8 +408,10 @@ impl Runner {
             let readers_done = async { while running.join_next().await.is_some() {} };
             tokio::select! {
                 _ = readers_done => {}
-                _ = hold_loop(hold, hold_wake, shutdown.clone()) => {}
+                _ = hold_loop(hold, hold_wake, shutdown.clone(), trackers.clone()) => {}
             }
+            // The last sizes the hold saw, for a restart (a no-op for a removed container).
+            trackers.iter().for_each(|t| t.restamp());
             (id, true)
         }.instrument(span));
     }
@@ -505,13 +514,17 @@ struct SinkReader {
 }
 
 /// Keeps a container's hold looking at its directory: woken by inotify, or every
-/// [`HOLD_POLL`]. Runs until dropped (when the container's readers are done) or shutdown.
+/// [`HOLD_POLL`]; each sink's checkpoint learns what it saw. Runs until dropped (when the
+/// container's readers are done) or shutdown.
 async fn hold_loop(
     hold: Arc<Hold>,
     wake: Arc<tokio::sync::Notify>,
     shutdown: crate::shutdown::Shutdown,
+    trackers: Vec<Arc<AckTracker>>,
 ) {
     let mut warned = false;
+    let mut stale = false;
+    let mut stamped = Instant::now();
     loop {
         tokio::select! {
             _ = wake.notified() => {}
@@ -520,7 +533,15 @@ async fn hold_loop(
         }
         let h = hold.clone();
         match tokio::task::spawn_blocking(move || h.refresh()).await {
-            Ok(Ok(())) => warned = false,
+            Ok(Ok(changed)) => {
+                warned = false;
+                // Every write changes the live file's size: re-written at most every RESTAMP.
+                stale |= changed;
+                if stale && stamped.elapsed() >= RESTAMP {
+                    trackers.iter().for_each(|t| t.restamp());
+                    (stale, stamped) = (false, Instant::now());
+                }
+            }
             Ok(Err(e)) if !warned => {
                 warned = true;
                 tracing::warn!(error = %e, "cannot look at the container's log files to hold them; will retry");

@@ -127,6 +127,9 @@ impl Reader {
                 tracker.note_newest(seq, size);
             }
             let mut batch = batch;
+            if let Some(p) = batch.start.take() {
+                tracker.commit_now(p);
+            }
             if !meta.current().enabled() {
                 batch.events.clear(); // label logwharf.enable=false: read and checkpoint, ship nothing
             }
