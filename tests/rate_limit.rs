@@ -96,7 +96,10 @@ encoding = "json"
     assert_eq!(numbers(&limited_out), every, "the limited container");
     assert_eq!(numbers(&free_out), every, "the unlimited container");
     assert_eq!(metric(&text, "logwharf_lost_bytes_total", &[]), 0.0);
-    assert_eq!(metric(&text, "logwharf_buffer_dropped_events_total", &[]), 0.0);
+    assert_eq!(
+        metric(&text, "logwharf_buffer_dropped_events_total", &[]),
+        0.0
+    );
 
     let (limited_done, free_done) = (limited_done.unwrap(), free_done.unwrap());
     let bytes = json_file_bytes(&limited);

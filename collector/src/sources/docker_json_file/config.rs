@@ -94,7 +94,10 @@ impl ConfigTable for DockerJsonFileConfig {
             d.error(&["read_buffer_bytes"], "must be at least 4k");
         }
         if self.rate_limit.is_some_and(|r| r.0 == 0) {
-            d.error(&["rate_limit"], "must be more than 0 (leave it out for no limit)");
+            d.error(
+                &["rate_limit"],
+                "must be more than 0 (leave it out for no limit)",
+            );
         }
     }
 }

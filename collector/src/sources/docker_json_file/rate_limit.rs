@@ -37,7 +37,10 @@ pub fn container_limit(meta: &ContainerMeta, default: Option<u64>) -> Result<Opt
         return Ok(default);
     };
     let v = v.trim();
-    if ["off", "none", "unlimited"].iter().any(|w| v.eq_ignore_ascii_case(w)) {
+    if ["off", "none", "unlimited"]
+        .iter()
+        .any(|w| v.eq_ignore_ascii_case(w))
+    {
         return Ok(None);
     }
     let n = ByteSize::parse(v)?.0;

@@ -115,7 +115,10 @@ impl Reader {
             // One atomic load per batch; a new record (rename, late metadata) after a change.
             let record = meta.current();
             tail.set_meta(record);
-            tail.set_read_block(rate.update(record, tokio::time::Instant::now()).map_or(full_block, |b| b.min(full_block)));
+            tail.set_read_block(
+                rate.update(record, tokio::time::Instant::now())
+                    .map_or(full_block, |b| b.min(full_block)),
+            );
             if let Some(d) = rate.delay(tokio::time::Instant::now()) {
                 // Over the limit: the file keeps the lines until the bucket allows reading on.
                 tokio::select! {
@@ -124,7 +127,9 @@ impl Reader {
                 }
             }
             let read_before = tail.counts_total.read;
+            let span = tracing::Span::current();
             let joined = tokio::task::spawn_blocking(move || {
+                let _in = span.enter();
                 let batch = tail.next_batch(flush, Instant::now());
                 (tail, batch)
             })
@@ -137,7 +142,10 @@ impl Reader {
                     return;
                 }
             };
-            rate.spend(tail.counts_total.read - read_before, tokio::time::Instant::now());
+            rate.spend(
+                tail.counts_total.read - read_before,
+                tokio::time::Instant::now(),
+            );
             if let Some((seq, size)) = batch.newest_size {
                 tracker.note_newest(seq, size);
             }

@@ -39,7 +39,11 @@ async fn the_bucket_holds_one_second_and_charges_debt() {
     let mut b = TokenBucket::new(1000, t0);
     assert_eq!(b.wait(t0), Duration::ZERO, "starts full");
     b.spend(1000, t0);
-    assert_eq!(b.wait(t0), Duration::ZERO, "the burst is one second's worth");
+    assert_eq!(
+        b.wait(t0),
+        Duration::ZERO,
+        "the burst is one second's worth"
+    );
     b.spend(500, t0);
     assert_eq!(b.wait(t0), Duration::from_millis(500), "debt is waited for");
     tokio::time::advance(Duration::from_millis(200)).await;
@@ -83,7 +87,11 @@ async fn the_label_overrides_the_source_and_a_new_record_is_looked_at_again() {
     l.update(&meta(Some("off")), now);
     assert_eq!(l.rate(), None, "the label lifts the source's limit");
     l.update(&meta(Some("not a rate")), now);
-    assert_eq!(l.rate(), Some(1 << 20), "a bad label: the source's limit applies");
+    assert_eq!(
+        l.rate(),
+        Some(1 << 20),
+        "a bad label: the source's limit applies"
+    );
 
     let mut unlimited = RateLimiter::new(None, "s", "c1", "sink", false);
     unlimited.update(&meta(Some("512k")), now);
