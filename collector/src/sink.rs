@@ -90,6 +90,9 @@ pub struct SinkBatch {
     pub batch: Arc<Batch>,
     pub ack: AckToken,
     pub(crate) _permit: Option<Permits>,
+    /// The sender's flow: the sink takes batches round-robin between flows
+    /// ([`crate::flows`]).
+    pub(crate) flow: u64,
 }
 
 /// The buffer space one batch occupies: its events and its bytes.
@@ -105,6 +108,7 @@ impl SinkBatch {
             batch: Arc::new(batch),
             ack,
             _permit: None,
+            flow: 0,
         }
     }
 

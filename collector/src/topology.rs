@@ -119,7 +119,13 @@ pub struct SourceOutput {
     targets: Arc<[SinkTarget]>,
     /// Whether sends count the source's event metrics (one view per sink counts only once).
     counts: bool,
+    /// The flow its batches belong to in the sinks' buffers: every [`SourceOutput::only`]
+    /// view is a flow of its own, served round-robin with the others ([`crate::flows`]).
+    flow: u64,
 }
+
+/// Flow ids of [`SourceOutput::only`] views (0: a source's own output).
+static NEXT_FLOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl SourceOutput {
     /// The source's name.
@@ -135,12 +141,15 @@ impl SourceOutput {
     /// This output narrowed to sink number `i` (of [`SourceOutput::sinks`]): a source that
     /// reads its input once per sink sends through these, so that a sink that is down or slow
     /// holds back only its own reader. Only the view of the first sink counts the source's
-    /// event metrics, so they do not grow with the number of sinks.
+    /// event metrics, so they do not grow with the number of sinks. Each view is a flow of its
+    /// own: the sink takes the views' batches in turn, so a reader with a backlog does not
+    /// make the others wait behind all of it.
     pub fn only(&self, i: usize) -> SourceOutput {
         SourceOutput {
             source: self.source.clone(),
             targets: self.targets.get(i).cloned().into_iter().collect(),
             counts: self.counts && i == 0,
+            flow: NEXT_FLOW.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -180,6 +189,7 @@ impl SourceOutput {
                 batch: batch.clone(),
                 ack: token.share(),
                 _permit: Some(permit),
+                flow: self.flow,
             };
             if let Err(mpsc::error::SendError(lost)) = t.tx.send(sb) {
                 // The sink task has stopped (it logged why). Its copy stays unsettled, so the
@@ -217,6 +227,7 @@ impl SourceOutput {
                 source: source.into(),
                 targets: targets.into(),
                 counts: true,
+                flow: 0,
             },
             inputs,
         )
@@ -326,6 +337,7 @@ impl Topology {
                 source: name.clone(),
                 targets: mine.into(),
                 counts: true,
+                flow: 0,
             };
             let context = {
                 let (name, shutdown, store) = (name.clone(), shutdown.clone(), store.clone());
@@ -443,6 +455,7 @@ mod tests {
                 source: "src".into(),
                 targets: targets.into(),
                 counts: true,
+                flow: 0,
             },
             inputs,
         )
@@ -510,6 +523,7 @@ mod tests {
             source: "src".into(),
             targets: Arc::new([SinkTarget::new("s".into(), tx, &buffer)]),
             counts: true,
+            flow: 0,
         };
         let mut input = SinkInput::new("s".into(), Queue::new(rx), None, None);
         let big = |n: usize| -> Vec<Event> {
