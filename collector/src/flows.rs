@@ -88,4 +88,27 @@ mod tests {
         );
         assert!(f.is_empty());
     }
+
+    #[tokio::test]
+    async fn a_reader_with_a_backlog_does_not_hold_back_another_readers_batch() {
+        let (out, mut inputs) =
+            crate::topology::SourceOutput::for_test_sinks("s", &[("sink", 1000)]);
+        let (noisy, quiet) = (out.only(0), out.only(0));
+        let line = |m: &'static str| vec![Event::new(0, Stream::Stdout, bytes::Bytes::from(m))];
+        for _ in 0..10 {
+            noisy.send(line("noisy"), None).await.unwrap();
+        }
+        quiet.send(line("quiet"), None).await.unwrap();
+        let input = &mut inputs[0];
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let sb = input.recv().await.unwrap();
+            got.push(sb.batch.events[0].message.clone());
+        }
+        assert_eq!(
+            got,
+            ["noisy", "quiet", "noisy"],
+            "the quiet batch's turn comes second"
+        );
+    }
 }
