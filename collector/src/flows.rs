@@ -52,6 +52,7 @@ mod tests {
     use super::*;
     use crate::ack::AckToken;
     use crate::event::{Batch, Event, Stream};
+    use std::time::Duration;
 
     fn sb(flow: u64, tag: &str) -> SinkBatch {
         let mut sb = SinkBatch::detached(
@@ -110,5 +111,22 @@ mod tests {
             ["noisy", "quiet", "noisy"],
             "the quiet batch's turn comes second"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_holds_at_most_half_the_buffer_so_another_finds_room_at_once() {
+        let (out, mut inputs) = crate::topology::SourceOutput::for_test_sinks("s", &[("sink", 10)]);
+        let (noisy, quiet) = (out.only(0), out.only(0));
+        let line = || vec![Event::new(0, Stream::Stdout, bytes::Bytes::from("x"))];
+        for _ in 0..5 {
+            noisy.send(line(), None).await.unwrap();
+        }
+        // Paused clock: the timeout fires only once nothing else can run.
+        let sixth = tokio::time::timeout(Duration::from_secs(1), noisy.send(line(), None));
+        assert!(sixth.await.is_err(), "the noisy reader's half is full");
+        quiet.send(line(), None).await.unwrap();
+        drop(inputs[0].recv().await.unwrap());
+        noisy.send(line(), None).await.unwrap();
+        assert!(inputs[0].try_recv().is_some());
     }
 }

@@ -99,6 +99,8 @@ pub struct SinkBatch {
 pub(crate) struct Permits {
     pub(crate) _events: OwnedSemaphorePermit,
     pub(crate) _bytes: OwnedSemaphorePermit,
+    /// The sending reader's share of the buffer, if it has one.
+    pub(crate) _share: Option<Box<Permits>>,
 }
 
 impl SinkBatch {

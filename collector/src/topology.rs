@@ -8,7 +8,9 @@
 //! (`buffer.max_bytes`, counted in KiB permits). A source that can read its input again (the
 //! json-file source) gives each sink its own stream with [`SourceOutput::only`], so that a
 //! full buffer stops only the reader of that sink; other sources send one batch to every sink
-//! and wait for the fullest.
+//! and wait for the fullest. Such a view may fill at most half of a `block` buffer, and the
+//! sink takes the views' batches in turn ([`crate::flows`]): a container with a backlog does
+//! not make the others' lines wait behind all of it.
 
 use crate::ack::{AckToken, OnDelivered};
 use crate::checkpoint::CheckpointStore;
@@ -36,45 +38,37 @@ pub struct Closed;
 /// Message bytes per byte-budget permit.
 const BYTES_PER_PERMIT: usize = 1024;
 
+/// Buffer space in events and in KiB of message bytes.
 #[derive(Clone)]
-struct SinkTarget {
-    name: Arc<str>,
-    tx: mpsc::UnboundedSender<SinkBatch>,
+struct Budget {
     permits: Arc<Semaphore>,
     capacity: u32,
     /// The byte budget, in KiB permits.
     byte_permits: Arc<Semaphore>,
     byte_capacity: u32,
-    when_full: WhenFull,
 }
 
-impl SinkTarget {
-    fn new(
-        name: Arc<str>,
-        tx: mpsc::UnboundedSender<SinkBatch>,
-        buffer: &logwharf_config::sink::BufferConfig,
-    ) -> SinkTarget {
-        let capacity = buffer.max_events.clamp(1, u32::MAX as usize >> 4) as u32;
-        let byte_capacity = (buffer.max_bytes.0 as usize / BYTES_PER_PERMIT)
-            .clamp(1, u32::MAX as usize >> 4) as u32;
-        SinkTarget {
-            name,
-            tx,
+impl Budget {
+    fn new(capacity: u32, byte_capacity: u32) -> Budget {
+        Budget {
             permits: Arc::new(Semaphore::new(capacity as usize)),
             capacity,
             byte_permits: Arc::new(Semaphore::new(byte_capacity as usize)),
             byte_capacity,
-            when_full: buffer.when_full,
         }
     }
 
-    /// Buffer space for a batch of `n` events and `bytes` message bytes: waits for it
-    /// (`block`), or `None` when it is not free now (`drop_newest`). A batch larger than the
-    /// whole buffer takes all of it.
-    async fn reserve(&self, n: usize, bytes: usize) -> Result<Option<Permits>, Closed> {
+    /// Room for `n` events of `bytes`: waited for (`block`), or `None` when it is not free now
+    /// (`drop_newest`). A batch larger than the whole budget takes all of it.
+    async fn reserve(
+        &self,
+        n: usize,
+        bytes: usize,
+        when_full: WhenFull,
+    ) -> Result<Option<Permits>, Closed> {
         let want = (n as u32).clamp(1, self.capacity);
         let want_bytes = (bytes.div_ceil(BYTES_PER_PERMIT) as u32).clamp(1, self.byte_capacity);
-        Ok(match self.when_full {
+        Ok(match when_full {
             WhenFull::Block => {
                 let events = self
                     .permits
@@ -91,6 +85,7 @@ impl SinkTarget {
                 Some(Permits {
                     _events: events,
                     _bytes: bytes,
+                    _share: None,
                 })
             }
             WhenFull::DropNewest => {
@@ -104,11 +99,70 @@ impl SinkTarget {
                     (Some(events), Some(bytes)) => Some(Permits {
                         _events: events,
                         _bytes: bytes,
+                        _share: None,
                     }),
                     _ => None,
                 }
             }
         })
+    }
+}
+
+#[derive(Clone)]
+struct SinkTarget {
+    name: Arc<str>,
+    tx: mpsc::UnboundedSender<SinkBatch>,
+    /// The sink's whole buffer.
+    buffer: Budget,
+    /// A [`SourceOutput::only`] view's share of it: half, so that one reader with a backlog
+    /// never holds the whole buffer and another reader's batch finds room at once (and is then
+    /// next in line: [`crate::flows`]). Taken before the buffer's own permits.
+    share: Option<Budget>,
+    when_full: WhenFull,
+}
+
+impl SinkTarget {
+    fn new(
+        name: Arc<str>,
+        tx: mpsc::UnboundedSender<SinkBatch>,
+        buffer: &logwharf_config::sink::BufferConfig,
+    ) -> SinkTarget {
+        let capacity = buffer.max_events.clamp(1, u32::MAX as usize >> 4) as u32;
+        let byte_capacity = (buffer.max_bytes.0 as usize / BYTES_PER_PERMIT)
+            .clamp(1, u32::MAX as usize >> 4) as u32;
+        SinkTarget {
+            name,
+            tx,
+            buffer: Budget::new(capacity, byte_capacity),
+            share: None,
+            when_full: buffer.when_full,
+        }
+    }
+
+    /// The same sink, for one reader: with a share of its own (`block` buffers; a
+    /// `drop_newest` buffer drops only when it is full, as it says).
+    fn shared(&self) -> SinkTarget {
+        let b = &self.buffer;
+        SinkTarget {
+            share: (self.when_full == WhenFull::Block)
+                .then(|| Budget::new((b.capacity / 2).max(1), (b.byte_capacity / 2).max(1))),
+            ..self.clone()
+        }
+    }
+
+    /// Buffer space for a batch of `n` events and `bytes` message bytes: waits for it
+    /// (`block`), or `None` when it is not free now (`drop_newest`). A batch larger than the
+    /// whole buffer takes all of it.
+    async fn reserve(&self, n: usize, bytes: usize) -> Result<Option<Permits>, Closed> {
+        let share = match &self.share {
+            Some(s) => match s.reserve(n, bytes, self.when_full).await? {
+                Some(p) => Some(Box::new(p)),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let permits = self.buffer.reserve(n, bytes, self.when_full).await?;
+        Ok(permits.map(|p| Permits { _share: share, ..p }))
     }
 }
 
@@ -147,7 +201,12 @@ impl SourceOutput {
     pub fn only(&self, i: usize) -> SourceOutput {
         SourceOutput {
             source: self.source.clone(),
-            targets: self.targets.get(i).cloned().into_iter().collect(),
+            targets: self
+                .targets
+                .get(i)
+                .map(SinkTarget::shared)
+                .into_iter()
+                .collect(),
             counts: self.counts && i == 0,
             flow: NEXT_FLOW.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
