@@ -35,6 +35,7 @@ pub mod loss;
 pub mod parser;
 pub mod partial;
 pub mod position;
+pub mod rate_limit;
 pub mod reader;
 pub mod rotation;
 pub mod tailer;
@@ -47,6 +48,7 @@ pub use config::{DockerJsonFileConfig, ReadFrom};
 use discovery::{Found, IdFilter, Watcher};
 use hold::{Hold, HoldBudget};
 use position::SavedPosition;
+use rate_limit::RateLimiter;
 use reader::{Reader, ReaderControl};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -96,6 +98,7 @@ impl Source for DockerJsonFile {
             service,
             metadata_wait: self.config.metadata_wait.0,
             multiline: self.config.docker.multiline.clone(),
+            rate_limit: self.config.rate_limit.map(|r| r.0),
             root: self.config.root.clone(),
             read_from: self.config.read_from,
             rescan_every: self.config.rescan_interval.0.max(Duration::from_millis(10)),
@@ -141,6 +144,8 @@ struct Runner {
     metadata_wait: Duration,
     /// Multiline merging options.
     multiline: logwharf_config::docker::MultilineConfig,
+    /// The source's `rate_limit` (bytes per second per container).
+    rate_limit: Option<u64>,
     root: PathBuf,
     read_from: ReadFrom,
     rescan_every: Duration,
@@ -337,7 +342,15 @@ impl Runner {
                 sink: sink.clone(),
             };
             let lag = metrics::gauge!(crate::metrics::CHECKPOINT_LAG_BYTES, "source" => self.ctx.name.to_string(), "container" => id.clone(), "sink" => sink.to_string());
+            let rate = RateLimiter::new(
+                self.rate_limit,
+                &self.ctx.name,
+                &id,
+                &sink,
+                view.unwrap_or(0) == 0,
+            );
             readers.push(SinkReader {
+                rate,
                 params,
                 key,
                 lag,
@@ -361,7 +374,7 @@ impl Runner {
             let mut started = Vec::new();
             let mut trackers = Vec::new();
             for r in readers {
-                let SinkReader { params, key, lag, out, control, hold_index, meta } = r;
+                let SinkReader { params, key, lag, out, control, hold_index, meta, rate } = r;
                 let span = tracing::Span::current();
                 let opened = tokio::task::spawn_blocking(move || span.in_scope(|| ContainerTail::start(params))).await;
                 let (tail, commit_now) = match opened {
@@ -398,6 +411,7 @@ impl Runner {
                     meta,
                     metadata_wait,
                     multiline: multiline.clone(),
+                    rate,
                 });
             }
             tracing::debug!(container = %id, readers = started.len(), "reading container log");
@@ -511,6 +525,7 @@ struct SinkReader {
     /// The sink's number in the container's hold (`None`: no sink reads the source).
     hold_index: Option<usize>,
     meta: MetaHandle,
+    rate: RateLimiter,
 }
 
 /// Keeps a container's hold looking at its directory: woken by inotify, or every

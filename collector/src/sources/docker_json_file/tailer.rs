@@ -429,6 +429,16 @@ impl ContainerTail {
         }
     }
 
+    /// Bytes asked for per read call; a rate-limited reader sets fewer (`rate_limit`), so
+    /// that its batches follow its rate.
+    pub fn read_block(&self) -> usize {
+        self.settings.read_buffer_bytes
+    }
+
+    pub fn set_read_block(&mut self, bytes: usize) {
+        self.settings.read_buffer_bytes = bytes.max(4096);
+    }
+
     /// Gives back memory held for reading while the reader waits for more.
     pub fn release_idle_memory(&mut self) {
         let keep = self.rb.end - self.rb.start;
