@@ -556,9 +556,13 @@ mod tests {
             sources: &[],
             sinks: &[],
         };
-        let e = load_str("data_dir = \"/x\"\n# a comment \u{1} here\n", "t.toml", &registry)
-            .err()
-            .unwrap();
+        let e = load_str(
+            "data_dir = \"/x\"\n# a comment \u{1} here\n",
+            "t.toml",
+            &registry,
+        )
+        .err()
+        .unwrap();
         assert_eq!(e.errors.len(), 1);
         assert_eq!(e.errors[0].line, Some(2));
         assert_eq!(

@@ -667,7 +667,8 @@ fn call<'a>(f: Func, mut a: Vec<Value<'a>>) -> Value<'a> {
                 return Value::Str(Cow::Owned(src));
             }
             // Capped: Go's strings.Repeat would panic on a count this large.
-            let count = |v: &Value| (v.as_int().unwrap_or(0).max(0) as u64).min(MAX_PAD as u64) as usize;
+            let count =
+                |v: &Value| (v.as_int().unwrap_or(0).max(0) as u64).min(MAX_PAD as u64) as usize;
             let (pre, suf) = (count(&a[1]), count(&a[2]));
             Value::Str(Cow::Owned(format!(
                 "{}{src}{}",

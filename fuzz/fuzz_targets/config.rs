@@ -14,8 +14,8 @@ use libfuzzer_sys::fuzz_target;
 use logwharf_collector::sources::SourceConfig;
 use logwharf_config::address::{ForwardAddress, ForwardAuth, SyslogAddress};
 use logwharf_config::{
-    decode_component, BatchConfig, ByteSize, ComponentType, ConfigTable, Decoder,
-    DurationValue, Encoding, Registry, Template, TlsConfig,
+    decode_component, BatchConfig, ByteSize, ComponentType, ConfigTable, Decoder, DurationValue,
+    Encoding, Registry, Template, TlsConfig,
 };
 use serde::Deserialize;
 use std::fmt::Debug;
@@ -72,8 +72,12 @@ struct ForwardLike {
 
 impl ConfigTable for ForwardLike {}
 
-fn sink<T: ConfigTable + Debug + Send + Sync + 'static>(name: &'static str) -> ComponentType<AnySink> {
-    fn decode<T: ConfigTable + Debug + Send + Sync + 'static>(d: &mut Decoder<'_>) -> Option<Arc<AnySink>> {
+fn sink<T: ConfigTable + Debug + Send + Sync + 'static>(
+    name: &'static str,
+) -> ComponentType<AnySink> {
+    fn decode<T: ConfigTable + Debug + Send + Sync + 'static>(
+        d: &mut Decoder<'_>,
+    ) -> Option<Arc<AnySink>> {
         decode_component(d, |c: T| Arc::new(c) as Arc<AnySink>)
     }
     ComponentType {
@@ -100,7 +104,11 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let lines = text.lines().count().max(1);
             for err in &e.errors {
-                assert!(!err.message.is_empty(), "an error without a message at {}", err.path);
+                assert!(
+                    !err.message.is_empty(),
+                    "an error without a message at {}",
+                    err.path
+                );
                 if let Some(l) = err.line {
                     assert!(l >= 1 && l <= lines + 1, "line {l} of {lines}: {err}");
                 }

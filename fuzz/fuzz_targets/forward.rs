@@ -33,13 +33,21 @@ const MAX_LINE: usize = 1024;
 fn check(events: &[Event]) {
     for ev in events {
         if let Some(c) = &ev.container {
-            assert!(c.id.is_empty() || is_container_id(c.id.as_bytes()), "id {:?}", c.id);
+            assert!(
+                c.id.is_empty() || is_container_id(c.id.as_bytes()),
+                "id {:?}",
+                c.id
+            );
             if let Some(n) = &c.name {
                 assert!(!n.chars().any(char::is_control), "name {n:?}");
             }
         }
         if ev.flags.contains(EventFlags::TRUNCATED) {
-            assert!(ev.message.len() <= MAX_LINE, "joined {} bytes", ev.message.len());
+            assert!(
+                ev.message.len() <= MAX_LINE,
+                "joined {} bytes",
+                ev.message.len()
+            );
         }
     }
 }
@@ -62,7 +70,10 @@ fn stream(data: &[u8]) {
     while !rest.is_empty() {
         match value_len(&rest, MAX_MESSAGE) {
             Ok(n) => {
-                assert!(n > 0 && n <= rest.len() && n <= MAX_MESSAGE, "value_len {n}");
+                assert!(
+                    n > 0 && n <= rest.len() && n <= MAX_MESSAGE,
+                    "value_len {n}"
+                );
                 let frame = rest.split_to(n);
                 if d.decode(&frame, &mut out).is_err() {
                     break;

@@ -29,8 +29,15 @@ struct Slot {
 }
 
 fn check(j: &Joined, pending: &[u8], cap: usize, shipped: &mut usize) {
-    assert!(j.message.len() <= cap, "joined {} > cap {cap}", j.message.len());
-    assert!(pending.starts_with(&j.message), "joined text is not its chunks");
+    assert!(
+        j.message.len() <= cap,
+        "joined {} > cap {cap}",
+        j.message.len()
+    );
+    assert!(
+        pending.starts_with(&j.message),
+        "joined text is not its chunks"
+    );
     if !j.flags.contains(EventFlags::TRUNCATED) {
         assert_eq!(&j.message[..], pending, "an uncut line lost bytes");
     }
@@ -75,7 +82,11 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let msg_len = out.len() - mark;
-        assert!(msg_len <= line.len(), "decoded {msg_len} bytes from a {}-byte line", line.len());
+        assert!(
+            msg_len <= line.len(),
+            "decoded {msg_len} bytes from a {}-byte line",
+            line.len()
+        );
         let s = &mut slots[match rec.stream {
             Stream::Stdout => 0,
             Stream::Stderr => 1,
@@ -122,5 +133,9 @@ fuzz_target!(|data: &[u8]| {
         }
         assert!(s.asm.is_idle());
     }
-    assert!(shipped <= file.len(), "shipped {shipped} bytes of {}", file.len());
+    assert!(
+        shipped <= file.len(),
+        "shipped {shipped} bytes of {}",
+        file.len()
+    );
 });

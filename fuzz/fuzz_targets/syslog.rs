@@ -24,7 +24,11 @@ fn frames(max: usize, reads: &[&[u8]]) -> Vec<Result<Frame, FrameError>> {
     for r in reads {
         buf.extend_from_slice(r);
         f.decode(&mut buf, &mut |x| out.push(x));
-        assert!(buf.len() <= max.max(9), "{} bytes buffered, max_frame {max}", buf.len());
+        assert!(
+            buf.len() <= max.max(9),
+            "{} bytes buffered, max_frame {max}",
+            buf.len()
+        );
     }
     f.finish(&mut buf, &mut |x| out.push(x));
     assert!(buf.is_empty());
@@ -33,16 +37,25 @@ fn frames(max: usize, reads: &[&[u8]]) -> Vec<Result<Frame, FrameError>> {
 
 fn check_fast_path(text: &str) {
     let Some(fast) = fast_5424(text) else { return };
-    let slow = syslog_loose::parse_message_with_year(text, |_| 2026, syslog_loose::Variant::RFC5424);
+    let slow =
+        syslog_loose::parse_message_with_year(text, |_| 2026, syslog_loose::Variant::RFC5424);
     if fast.time_ns.is_none() {
         return; // a NILVALUE timestamp, which syslog_loose does not take (see parse.rs)
     }
     assert_eq!(Some(fast.facility), slow.facility, "{text:?}");
     assert_eq!(Some(fast.severity), slow.severity, "{text:?}");
-    assert_eq!(fast.time_ns, slow.timestamp.and_then(|t| t.timestamp_nanos_opt()), "{text:?}");
+    assert_eq!(
+        fast.time_ns,
+        slow.timestamp.and_then(|t| t.timestamp_nanos_opt()),
+        "{text:?}"
+    );
     assert_eq!(fast.hostname, slow.hostname, "{text:?}");
     assert_eq!(fast.appname, slow.appname, "{text:?}");
-    assert_eq!(fast.procid.map(syslog_loose::ProcId::from), slow.procid, "{text:?}");
+    assert_eq!(
+        fast.procid.map(syslog_loose::ProcId::from),
+        slow.procid,
+        "{text:?}"
+    );
     assert_eq!(fast.msgid, slow.msgid, "{text:?}");
     assert_eq!(fast.msg, slow.msg, "{text:?}");
 }
@@ -56,7 +69,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole, cut, "framing depends on how the stream was read");
     let mut total = 0;
     for f in whole.into_iter().flatten() {
-        assert!(f.data.len() <= max, "frame of {} bytes, max_frame {max}", f.data.len());
+        assert!(
+            f.data.len() <= max,
+            "frame of {} bytes, max_frame {max}",
+            f.data.len()
+        );
         total += f.data.len();
         let (ev, _) = parse_frame(&f.data, "127.0.0.1:514", NOW);
         for k in ["hostname", "appname", "procid", "msgid"] {

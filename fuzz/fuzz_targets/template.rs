@@ -24,8 +24,12 @@ fn text(b: Option<&[u8]>) -> Option<String> {
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.split(|&b| b == 0);
     let Some(t) = parts.next() else { return };
-    let Ok(t) = std::str::from_utf8(t) else { return };
-    let Ok(template) = Template::parse(t) else { return };
+    let Ok(t) = std::str::from_utf8(t) else {
+        return;
+    };
+    let Ok(template) = Template::parse(t) else {
+        return;
+    };
     let meta = ContainerMeta {
         id: text(parts.next()).unwrap_or_default(),
         name: text(parts.next()),
@@ -34,7 +38,8 @@ fuzz_target!(|data: &[u8]| {
         labels: parts
             .filter_map(|l| {
                 let l = String::from_utf8_lossy(l);
-                l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
             })
             .collect(),
         ..Default::default()
@@ -66,7 +71,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(s.starts_with(dir), "{path:?} is not under {dir:?}");
         let below = Path::new(&s[dir.len()..]);
         assert!(
-            below.components().all(|c| matches!(c, Component::Normal(_))),
+            below
+                .components()
+                .all(|c| matches!(c, Component::Normal(_))),
             "{path:?} leaves {dir:?}"
         );
     }

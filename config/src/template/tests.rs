@@ -146,10 +146,15 @@ fn render_with_filters_values_not_the_template_text() {
 fn printf_widths_and_pad_counts_are_bounded() {
     let huge = "9".repeat(40);
     assert_eq!(
-        r(&format!("{{{{printf \"%{huge}d|%.{huge}s|%1000001s\" 1 \"ab\" \"c\"}}}}")),
+        r(&format!(
+            "{{{{printf \"%{huge}d|%.{huge}s|%1000001s\" 1 \"ab\" \"c\"}}}}"
+        )),
         "%!(BADWIDTH)1|%!(BADPREC)ab|%!(BADWIDTH)c"
     );
-    assert_eq!(r("{{printf \"%5d|%-3s|%.1s\" 7 \"a\" \"xyz\"}}"), "    7|a  |x");
+    assert_eq!(
+        r("{{printf \"%5d|%-3s|%.1s\" 7 \"a\" \"xyz\"}}"),
+        "    7|a  |x"
+    );
     let padded = r("{{pad \"x\" 999999999999 2}}");
     assert_eq!(padded.len(), 1_000_000 + 1 + 2);
     assert_eq!(r("{{pad \"x\" 2 1}}"), "  x ");

@@ -510,7 +510,10 @@ mod tests {
         let mut r = Reader::new(&v, 1 << 20);
         assert!(matches!(r.json(0), Err(MpError::Invalid(_))));
         let arr = [0x81, 0x91, 0x01, 0x01];
-        assert!(matches!(Reader::new(&arr, 100).json(0), Err(MpError::Invalid(_))));
+        assert!(matches!(
+            Reader::new(&arr, 100).json(0),
+            Err(MpError::Invalid(_))
+        ));
         let scalar = [0x81, 0x07, 0x01, 0x81, 0xc0, 0x01];
         assert_eq!(
             Reader::new(&scalar, 100).json(0).unwrap().to_string(),
