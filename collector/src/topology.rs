@@ -26,6 +26,7 @@ use logwharf_config::WhenFull;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// The sinks' buffers were closed: the pipeline is shutting down.
 #[derive(Debug, thiserror::Error)]
@@ -302,9 +303,11 @@ impl Topology {
                 let inner = sc.inner.clone();
                 move || inner.build(cx.clone())
             });
+            // Every log line of the sink's task (and of what it awaits) names the sink.
+            let span = tracing::info_span!("sink", r#type = sc.type_name, name = %name);
             sink_tasks.push((
                 name,
-                tokio::spawn(supervise_sink(component, factory, input)),
+                tokio::spawn(supervise_sink(component, factory, input).instrument(span)),
             ));
         }
 
@@ -339,14 +342,13 @@ impl Topology {
                 move || sc.build()
             });
             let component = health.register(&format!("sources.{name}"));
+            let span = tracing::info_span!("source", r#type = sc.type_name, name = %name);
             source_tasks.push((
                 name,
-                tokio::spawn(supervise_source(
-                    component,
-                    factory,
-                    context,
-                    shutdown.clone(),
-                )),
+                tokio::spawn(
+                    supervise_source(component, factory, context, shutdown.clone())
+                        .instrument(span),
+                ),
             ));
         }
         // The sinks' channels close once every source (holding the senders) has stopped.

@@ -18,6 +18,7 @@ mod units;
 pub mod address;
 pub mod docker;
 pub mod sink;
+pub mod source;
 pub mod template;
 
 pub use common::{BatchConfig, StartPosition, TlsConfig};
@@ -25,6 +26,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use load::{decode_component, load, load_str, Decoder};
 pub use registry::{ComponentType, ConfigTable, Registry};
 pub use sink::{BufferConfig, BufferType, Encoding, SinkOuter, WhenFull};
+pub use source::SourceOuter;
 pub use template::{Template, TemplateContext, TemplateField};
 pub use units::{ByteSize, DurationValue};
 
@@ -32,7 +34,6 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// The whole configuration of one logwharf process. `S` and `K` are the source and sink config
 /// trait objects of the crates that register them (the collector's `dyn SourceConfig` and
@@ -46,7 +47,7 @@ pub struct Config<S: ?Sized, K: ?Sized> {
     pub checkpoint_interval: DurationValue,
     /// How long shutdown waits for sinks to drain before giving up on what is still queued.
     pub shutdown_timeout: DurationValue,
-    pub sources: BTreeMap<String, Arc<S>>,
+    pub sources: BTreeMap<String, SourceOuter<S>>,
     pub sinks: BTreeMap<String, SinkOuter<K>>,
 }
 

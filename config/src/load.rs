@@ -5,6 +5,7 @@
 use crate::error::{ConfigError, ConfigErrors};
 use crate::registry::{type_names, ComponentType, Registry};
 use crate::sink::{BufferConfig, SinkOuter};
+use crate::source::SourceOuter;
 use crate::{Config, GlobalConfig};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -114,8 +115,9 @@ fn decode_config<S: ?Sized, K: ?Sized>(
             continue;
         };
         let mut d = Decoder::new(rest, path.clone(), errors);
-        if let Some(s) = (t.decode)(&mut d) {
-            sources.insert(name, s);
+        if let Some(inner) = (t.decode)(&mut d) {
+            let type_name = t.name;
+            sources.insert(name, SourceOuter { type_name, inner });
         }
     }
     if sources.is_empty() && errors.is_empty() {

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// A multiplexed frame larger than this is garbage, not a log message (Docker's own messages
 /// are at most 16 KiB plus the timestamp).
@@ -91,11 +92,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    let conn = tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "Docker log connection closed");
+    let conn = tokio::spawn(
+        async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "Docker log connection closed");
+            }
         }
-    });
+        .in_current_span(),
+    );
     let req = hyper::Request::get(path)
         .header(hyper::header::HOST, "docker")
         .body(Empty::<Bytes>::new())?;

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tracing::Instrument;
 
 /// Where requests go: scheme, host and port of an `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,11 +281,14 @@ where
             endpoint: endpoint.to_string(),
             source,
         })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "connection closed with an error");
+    tokio::spawn(
+        async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
         }
-    });
+        .in_current_span(),
+    );
     Ok(sender)
 }
 

@@ -40,6 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// A worker with nothing queued and nothing received for this long stops (and is started
 /// again by the next event for its stream).
@@ -289,8 +290,11 @@ impl Dispatcher {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(chunk);
-        self.tasks
-            .spawn(Worker::new(self.shared.clone(), key.clone()).run(rx));
+        self.tasks.spawn(
+            Worker::new(self.shared.clone(), key.clone())
+                .run(rx)
+                .in_current_span(),
+        );
         self.workers.insert(key, tx);
         // Reap finished workers so the set does not grow without bound.
         while let Some(r) = self.tasks.try_join_next() {

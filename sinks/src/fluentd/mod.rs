@@ -53,7 +53,7 @@ impl Fluentd {
                 a.shared_key.clone(),
                 a.self_hostname
                     .clone()
-                    .unwrap_or_else(logwharf_collector::sources::fluent::handshake::hostname),
+                    .unwrap_or_else(logwharf_collector::host::hostname),
             )
         });
         let target = Target {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
@@ -118,18 +119,21 @@ impl Connection {
         let (mut r, w) = tokio::io::split(io);
         let closed = Arc::new(Closed::default());
         let c = closed.clone();
-        let reader = tokio::spawn(async move {
-            // Syslog servers send nothing; anything read is discarded. EOF or an error: closed.
-            let mut buf = [0u8; 1024];
-            loop {
-                match r.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
+        let reader = tokio::spawn(
+            async move {
+                // Syslog servers send nothing; anything read is discarded. EOF or an error: closed.
+                let mut buf = [0u8; 1024];
+                loop {
+                    match r.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
                 }
+                c.flag.store(true, Ordering::Release);
+                c.notify.notify_waiters();
             }
-            c.flag.store(true, Ordering::Release);
-            c.notify.notify_waiters();
-        });
+            .in_current_span(),
+        );
         Connection::Stream(StreamConn { w, closed, reader })
     }
 }

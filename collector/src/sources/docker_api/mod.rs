@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use cursor::Cursor;
 
@@ -125,11 +126,10 @@ impl Supervisor {
         }
         tracing::debug!(container = %meta.id, name = ?meta.name, driver = ?meta.log_driver, "streaming container logs through the API");
         let stop = CancellationToken::new();
-        let handle = tokio::spawn(reader::follow(
-            self.shared.clone(),
-            meta.clone(),
-            stop.clone(),
-        ));
+        let span = tracing::info_span!("container", id = %meta.short_id());
+        let handle = tokio::spawn(
+            reader::follow(self.shared.clone(), meta.clone(), stop.clone()).instrument(span),
+        );
         self.tasks.insert(meta.id.clone(), Task { handle, stop });
     }
 

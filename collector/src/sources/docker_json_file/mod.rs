@@ -52,6 +52,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tailer::{ContainerTail, StartAt, StartParams, TailMetrics, TailSettings};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// After a reader failed to start (e.g. permissions), wait this long before trying again.
 const RETRY_FAILED_START: Duration = Duration::from_secs(30);
@@ -345,6 +346,8 @@ impl Runner {
         let (shutdown, once) = (self.ctx.shutdown.clone(), self.ctx.once);
         let metadata_wait = self.metadata_wait;
         let multiline = self.multiline.clone();
+        // A child of the source's span: every log line of this container's readers names it.
+        let span = tracing::info_span!("container", id = %&id[..id.floor_char_boundary(12)]);
         self.tasks.spawn(async move {
             // The hold looks first, so that it has every file the readers start from.
             let h = hold.clone();
@@ -354,7 +357,8 @@ impl Runner {
             let mut started = Vec::new();
             for r in readers {
                 let SinkReader { params, key, lag, out, control, hold_index, meta } = r;
-                let opened = tokio::task::spawn_blocking(move || ContainerTail::start(params)).await;
+                let span = tracing::Span::current();
+                let opened = tokio::task::spawn_blocking(move || span.in_scope(|| ContainerTail::start(params))).await;
                 let (tail, commit_now) = match opened {
                     Ok(Ok(t)) => t,
                     Ok(Err(e)) => {
@@ -392,7 +396,7 @@ impl Runner {
             tracing::debug!(container = %id, readers = started.len(), "reading container log");
             let mut running = JoinSet::new();
             for r in started {
-                running.spawn(r.run());
+                running.spawn(r.run().in_current_span());
             }
             let readers_done = async { while running.join_next().await.is_some() {} };
             tokio::select! {
@@ -400,7 +404,7 @@ impl Runner {
                 _ = hold_loop(hold, hold_wake, shutdown.clone()) => {}
             }
             (id, true)
-        });
+        }.instrument(span));
     }
 
     fn reader_ended(&mut self, done: Result<(String, bool), tokio::task::JoinError>) {

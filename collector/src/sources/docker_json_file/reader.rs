@@ -108,7 +108,9 @@ impl Reader {
             };
             // One atomic load per batch; a new record (rename, late metadata) after a change.
             tail.set_meta(meta.current());
+            let span = tracing::Span::current();
             let joined = tokio::task::spawn_blocking(move || {
+                let _in = span.enter();
                 let batch = tail.next_batch(flush, Instant::now());
                 (tail, batch)
             })

@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Shared-key settings of a listener.
 pub struct AuthSettings {
@@ -88,13 +89,9 @@ where
     }
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let closed = CancellationToken::new();
-    let writer = tokio::spawn(ack_writer(
-        wr,
-        ack_rx,
-        closed.clone(),
-        s.source.clone(),
-        peer.clone(),
-    ));
+    let writer = tokio::spawn(
+        ack_writer(wr, ack_rx, closed.clone(), s.source.clone(), peer.clone()).in_current_span(),
+    );
     let mut c = Conn {
         decoder: ForwardDecoder::new(
             s.limits,

@@ -37,19 +37,6 @@ pub fn sha512_hex(parts: &[&[u8]]) -> String {
     s
 }
 
-/// The machine's host name (the default `self_hostname`).
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
-    // truncates, and we stop at the first NUL.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 /// `["HELO", {"nonce": nonce, "auth": "", "keepalive": true}]`.
 pub fn write_helo(out: &mut Vec<u8>, nonce: &[u8]) {
     use rmp::encode::*;

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 pub struct FluentSource {
     config: FluentSourceConfig,
@@ -82,7 +83,10 @@ impl Source for FluentSource {
             batch_max_events: c.batch_max_events,
             auth: c.auth.as_ref().map(|a| AuthSettings {
                 key: a.shared_key.clone(),
-                hostname: a.self_hostname.clone().unwrap_or_else(handshake::hostname),
+                hostname: a
+                    .self_hostname
+                    .clone()
+                    .unwrap_or_else(crate::host::hostname),
             }),
         });
         let mut tasks = JoinSet::new();
@@ -91,7 +95,7 @@ impl Source for FluentSource {
                 let sock = tokio::net::UdpSocket::bind((host, port))
                     .await
                     .with_context(|| format!("binding the UDP heartbeat on {host}:{port}"))?;
-                tasks.spawn(heartbeat(sock, ctx.shutdown.clone()));
+                tasks.spawn(heartbeat(sock, ctx.shutdown.clone()).in_current_span());
             }
         }
         let permits = Arc::new(Semaphore::new(c.max_connections));
@@ -108,39 +112,42 @@ impl Source for FluentSource {
             let s = settings.clone();
             let tls = self.tls.clone();
             let g = connections.clone();
-            tasks.spawn(async move {
-                g.increment(1.0);
-                tracing::debug!(source = %s.source, peer, "connection accepted");
-                match (stream, tls) {
-                    (Accepted::Tcp(t), Some(acceptor)) => {
-                        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(t))
-                            .await
-                        {
-                            Ok(Ok(t)) => conn::serve(t, peer, s).await,
-                            Ok(Err(e)) => conn::count_error(
-                                &s.source,
-                                &peer,
-                                &decode::DecodeError::new(
-                                    "tls",
-                                    format!("TLS handshake failed: {e}"),
+            tasks.spawn(
+                async move {
+                    g.increment(1.0);
+                    tracing::debug!(source = %s.source, peer, "connection accepted");
+                    match (stream, tls) {
+                        (Accepted::Tcp(t), Some(acceptor)) => {
+                            match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(t))
+                                .await
+                            {
+                                Ok(Ok(t)) => conn::serve(t, peer, s).await,
+                                Ok(Err(e)) => conn::count_error(
+                                    &s.source,
+                                    &peer,
+                                    &decode::DecodeError::new(
+                                        "tls",
+                                        format!("TLS handshake failed: {e}"),
+                                    ),
                                 ),
-                            ),
-                            Err(_) => conn::count_error(
-                                &s.source,
-                                &peer,
-                                &decode::DecodeError::new("tls", "TLS handshake timed out"),
-                            ),
+                                Err(_) => conn::count_error(
+                                    &s.source,
+                                    &peer,
+                                    &decode::DecodeError::new("tls", "TLS handshake timed out"),
+                                ),
+                            }
                         }
+                        (Accepted::Tcp(t), None) => {
+                            let _ = t.set_nodelay(true);
+                            conn::serve(t, peer, s).await
+                        }
+                        (Accepted::Unix(u), _) => conn::serve(u, peer, s).await,
                     }
-                    (Accepted::Tcp(t), None) => {
-                        let _ = t.set_nodelay(true);
-                        conn::serve(t, peer, s).await
-                    }
-                    (Accepted::Unix(u), _) => conn::serve(u, peer, s).await,
+                    g.decrement(1.0);
+                    drop(permit);
                 }
-                g.decrement(1.0);
-                drop(permit);
-            });
+                .in_current_span(),
+            );
             // Reap finished connections so the set does not grow.
             while tasks.try_join_next().is_some() {}
         }

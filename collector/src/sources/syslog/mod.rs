@@ -42,6 +42,7 @@ use tokio::net::{UdpSocket, UnixDatagram};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 pub struct SyslogSource {
     config: SyslogSourceConfig,
@@ -211,36 +212,41 @@ async fn serve_stream(
             active.clone(),
             gauge.clone(),
         );
-        tasks.spawn(async move {
-            tracing::debug!(source = %shared.source, peer, "syslog: connection opened");
-            match tls {
-                Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(io)).await {
-                        Ok(Ok(s)) => read_stream(s, &peer, &shared, &out, &shutdown).await,
-                        Ok(Err(e)) => {
-                            Reported::default().report(
-                                &shared,
-                                &peer,
-                                "tls_handshake",
-                                &format!("TLS handshake failed: {e}"),
-                            );
-                        }
-                        Err(_) => {
-                            Reported::default().report(
-                                &shared,
-                                &peer,
-                                "tls_handshake",
-                                "TLS handshake timed out",
-                            );
+        tasks.spawn(
+            async move {
+                tracing::debug!(source = %shared.source, peer, "syslog: connection opened");
+                match tls {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(io))
+                            .await
+                        {
+                            Ok(Ok(s)) => read_stream(s, &peer, &shared, &out, &shutdown).await,
+                            Ok(Err(e)) => {
+                                Reported::default().report(
+                                    &shared,
+                                    &peer,
+                                    "tls_handshake",
+                                    &format!("TLS handshake failed: {e}"),
+                                );
+                            }
+                            Err(_) => {
+                                Reported::default().report(
+                                    &shared,
+                                    &peer,
+                                    "tls_handshake",
+                                    "TLS handshake timed out",
+                                );
+                            }
                         }
                     }
+                    None => read_stream(io, &peer, &shared, &out, &shutdown).await,
                 }
-                None => read_stream(io, &peer, &shared, &out, &shutdown).await,
+                active.fetch_sub(1, Ordering::AcqRel);
+                gauge.set(active.load(Ordering::Acquire) as f64);
+                tracing::debug!(source = %shared.source, peer, "syslog: connection closed");
             }
-            active.fetch_sub(1, Ordering::AcqRel);
-            gauge.set(active.load(Ordering::Acquire) as f64);
-            tracing::debug!(source = %shared.source, peer, "syslog: connection closed");
-        });
+            .in_current_span(),
+        );
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
@@ -441,13 +447,16 @@ async fn serve_datagrams(
     let lossy = matches!(sock, DatagramSocket::Udp(_));
     let (tx, mut rx) = mpsc::channel::<Vec<Event>>(1);
     let out = ctx.out.clone();
-    let sender = tokio::spawn(async move {
-        while let Some(b) = rx.recv().await {
-            if out.send(b, None).await.is_err() {
-                break;
+    let sender = tokio::spawn(
+        async move {
+            while let Some(b) = rx.recv().await {
+                if out.send(b, None).await.is_err() {
+                    break;
+                }
             }
         }
-    });
+        .in_current_span(),
+    );
     let dropped = metrics::counter!(m::SOURCE_DROPPED, "source" => shared.source.to_string(), "reason" => "pipeline_full");
     let mut kernel = KernelDrops::new(&sock, &shared.source);
     let cap = shared.batch_max.saturating_mul(8);
