@@ -666,7 +666,7 @@ fn call<'a>(f: Func, mut a: Vec<Value<'a>>) -> Value<'a> {
             if src.is_empty() {
                 return Value::Str(Cow::Owned(src));
             }
-            // Capped: Go's strings.Repeat would panic on a count this large.
+            // Capped: a count may come from a peer (Go's strings.Repeat panics on a huge one).
             let count =
                 |v: &Value| (v.as_int().unwrap_or(0).max(0) as u64).min(MAX_PAD as u64) as usize;
             let (pre, suf) = (count(&a[1]), count(&a[2]));
@@ -783,12 +783,13 @@ fn json_string(s: &str) -> String {
     out
 }
 
-/// The most `printf` pads to and `pad` adds: Go's `fmt` refuses widths and precisions above
-/// this (`tooLarge`), and a format string can come from a peer (`{{printf .Name}}`).
-const MAX_PAD: usize = 1_000_000;
+/// The most `printf` pads to and `pad` adds. A format string or a count can come from a peer
+/// (`{{printf .Name}}`, `{{pad .Name .Name 0}}`), so this is far below Go's `fmt` limit (10⁶,
+/// `tooLarge`) and far above any name a sink accepts (at most 1 KiB).
+const MAX_PAD: usize = 4096;
 
-/// A width or precision (digits; none is 0); `None` when over [`MAX_PAD`], as Go's
-/// `parsenum` (its digits are consumed all the same).
+/// A width or precision (digits; none is 0); `None` when over [`MAX_PAD`] (as Go's `parsenum`
+/// over its limit: the digits are consumed all the same).
 fn go_fmt_num(it: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<usize> {
     let mut n = 0usize;
     while let Some(d) = it.peek().and_then(|c| c.to_digit(10)) {
