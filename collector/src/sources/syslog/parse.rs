@@ -175,7 +175,8 @@ pub fn fast_5424(input: &str) -> Option<Fast5424<'_>> {
     let s = input.trim();
     let rest = s.strip_prefix('<')?;
     let close = rest.as_bytes().iter().take(4).position(|&b| b == b'>')?;
-    if close == 0 {
+    // Digits only: `u8::from_str` would also take a `+`.
+    if close == 0 || !rest.as_bytes()[..close].iter().all(u8::is_ascii_digit) {
         return None;
     }
     let pri: u8 = rest[..close].parse().ok()?;
@@ -367,6 +368,7 @@ mod tests {
             "<19>1 2026-11-25T13:40:16Z v\tm app 1 - - x",
             "<19>1 2026-11-25T13:40:16Z vm caf\u{e9} 1 - - x",
             "<22>1 2026-11-25T13:40:16Z vm app 1 m -  \u{5}leading space",
+            "<+9>1 2026-11-25T13:39:35Z vm app 1 m - plus sign",
         ] {
             assert!(fast_5424(other).is_none(), "{other}");
         }
