@@ -1,6 +1,8 @@
 //! The `logwharf` program's one table of components: the collector's sources and the sinks
 //! crate's sinks, handed to the config loader. `main.rs` is the command line around it.
 
+pub mod import;
+
 use logwharf_collector::{Config, Registry};
 use logwharf_config::ConfigErrors;
 use std::path::Path;

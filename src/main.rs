@@ -38,6 +38,17 @@ enum Command {
         #[arg(long, requires = "once")]
         api: bool,
     },
+    /// Write a logwharf config that ships every container's log the way daemon.json's
+    /// logging driver does (syslog, fluentd, awslogs, json-file, local), then the change to
+    /// make in daemon.json. 0 when written, 2 when the file cannot be read or translated.
+    ImportDaemonJson {
+        /// Docker's daemon config.
+        #[arg(default_value = "/etc/docker/daemon.json")]
+        file: PathBuf,
+        /// Write the config here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Check a config file and exit: 0 when valid, 2 with every error listed.
     Validate {
         #[arg(short, long)]
@@ -54,6 +65,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
+        Command::ImportDaemonJson { file, output } => import_daemon_json(&file, output.as_deref()),
         Command::Validate { config, connect } => match find_and_load(config.as_deref()) {
             Ok((c, origin)) => {
                 println!(
@@ -82,7 +94,7 @@ fn main() -> ExitCode {
                 }
             };
             tracing::info!(config = %origin, once, "logwharf {} starting", env!("CARGO_PKG_VERSION"));
-            match run(config, once, api) {
+            match run(config, &origin, once, api) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -161,7 +173,7 @@ fn init_logging(verbose: u8) {
 
 /// `with_api`: `--once --api`. A daemon serves the API when `api.enabled`; a `--once` run
 /// (typically a backfill beside the daemon, whose port is taken) only when asked.
-fn run(config: Config, once: bool, with_api: bool) -> anyhow::Result<()> {
+fn run(config: Config, origin: &str, once: bool, with_api: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -172,17 +184,21 @@ fn run(config: Config, once: bool, with_api: bool) -> anyhow::Result<()> {
             api::start(config.api.address, health.clone()).await?;
         }
         let shutdown = Shutdown::new();
-        tokio::spawn(watch_signals(shutdown.clone()));
+        tokio::spawn(watch_signals(shutdown.clone(), origin.to_string()));
         Topology::run(&config, once, shutdown, health).await
     })
 }
 
-/// SIGTERM/SIGINT: graceful shutdown; a second one: exit now.
-async fn watch_signals(shutdown: Shutdown) {
+/// SIGTERM/SIGINT: graceful shutdown; a second one: exit now. SIGHUP (systemd's
+/// `ExecReload`): the config file is checked again and the result logged; the running
+/// pipeline goes on unchanged (live reload is not built yet — a restart applies a change), so
+/// a reload never stops the daemon.
+async fn watch_signals(shutdown: Shutdown, origin: String) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return;
@@ -192,6 +208,10 @@ async fn watch_signals(shutdown: Shutdown) {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            _ = hup.recv() => {
+                check_on_hangup(&origin);
+                continue;
+            }
         }
         seen += 1;
         if seen == 1 {
@@ -204,4 +224,53 @@ async fn watch_signals(shutdown: Shutdown) {
             std::process::exit(130);
         }
     }
+}
+
+fn check_on_hangup(origin: &str) {
+    let path = Path::new(origin);
+    if !path.is_file() {
+        tracing::warn!(config = %origin, "SIGHUP: no config file to read again; the running configuration goes on");
+        return;
+    }
+    match load_config(path) {
+        Ok(_) => {
+            tracing::warn!(config = %origin, "SIGHUP: the config file is valid, but live reload is not supported yet: the running configuration goes on unchanged; restart logwharf to apply it")
+        }
+        Err(e) => {
+            tracing::error!(config = %origin, errors = %e.to_string().trim_end(), "SIGHUP: the config file is not valid; the running configuration goes on unchanged")
+        }
+    }
+}
+
+fn import_daemon_json(file: &Path, output: Option<&Path>) -> ExitCode {
+    let origin = file.display().to_string();
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{origin}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match logwharf::import::import(&text, &origin) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match output {
+        None => print!("{config}"),
+        Some(out) => {
+            if let Err(e) = std::fs::write(out, &config) {
+                eprintln!("{}: {e}", out.display());
+                return ExitCode::from(2);
+            }
+            eprintln!(
+                "wrote {}; check it with `logwharf validate -c {}`",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    ExitCode::SUCCESS
 }

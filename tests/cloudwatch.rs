@@ -706,3 +706,75 @@ fn credentials_from_the_container_credentials_endpoint_sign_requests() {
     let n = emu.dump("lw-ecs").len();
     assert_eq!(n, 500);
 }
+
+/// `import-daemon-json` on a daemon.json for Docker's `awslogs` driver: the generated config,
+/// run as is (but for this test's container), sends a real container's lines to the group,
+/// in a stream named by `tag` as Docker's driver names it.
+#[test]
+fn an_awslogs_daemon_json_imports_to_a_config_that_ships_there() {
+    if !require_peers() {
+        return;
+    }
+    let s = Setup::new("cw-import");
+    let emu = Emulator::start(&s.t);
+    let daemon_json = s.t.path().join("daemon.json");
+    std::fs::write(
+        &daemon_json,
+        format!(
+            r#"{{"log-driver": "awslogs", "log-opts": {{"awslogs-region": "us-east-1",
+                "awslogs-endpoint": "{}", "awslogs-group": "lw-import", "tag": "{{{{.Name}}}}",
+                "awslogs-create-group": "true", "awslogs-force-flush-interval-seconds": "1"}}}}"#,
+            emu.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("import-daemon-json")
+        .arg(&daemon_json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let c = Container::create("lw-e2e-cw-import", &[], "seq 1 300");
+    let mine = text.replace(
+        "type = \"docker_json_file\"\n",
+        &format!("type = \"docker_json_file\"\ninclude = [\"{}*\"]\n", c.id),
+    );
+    assert_ne!(mine, text, "{text}");
+    let cfg = s.t.config(&mine);
+    let mut lw = start_logwharf(&cfg, &env_creds());
+    // The stream is named from the container's metadata: start it once Docker answers.
+    lw.wait_log(docker::CONNECTED, 1);
+    c.start();
+    assert_eq!(c.wait(), 0);
+    let sent = |m: &str| metric(m, "logwharf_sink_events_total", &[]) as usize;
+    let done = wait_until(Duration::from_secs(120), || sent(&s.metrics()) >= 300);
+    assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
+    assert!(
+        done,
+        "{} of 300 sent; log:\n{}",
+        sent(&s.metrics()),
+        lw.log()
+    );
+    let events = emu.dump("lw-import");
+    assert_eq!(events.len(), 300, "first: {:?}", events.first());
+    assert!(
+        events.iter().all(|e| e["stream"] == c.name.as_str()),
+        "streams {:?}, want {:?}; log:\n{}",
+        events
+            .iter()
+            .map(|e| e["stream"].to_string())
+            .collect::<std::collections::BTreeSet<_>>(),
+        c.name,
+        lw.log()
+    );
+    let got: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e["head"].as_str()?.parse().ok())
+        .collect();
+    assert_eq!(got, (1..=300).collect::<Vec<_>>());
+}

@@ -378,3 +378,67 @@ tls = { ca_file = "/ca.pem", server_name = "kafka", crt_file = "/me.pem" }
         ]
     );
 }
+
+#[test]
+fn filter_keys_are_checked_with_their_paths() {
+    let e = errors(
+        r#"
+[sources.c]
+type = "docker_json_file"
+[sinks.f]
+type = "file"
+inputs = ["c"]
+path = "/tmp/f.log"
+[sinks.f.filter]
+containers = ["web-[*"]
+labels = { tier = "a{b" }
+[sinks.g]
+type = "file"
+inputs = ["c"]
+path = "/tmp/g.log"
+filter = { streams = ["stdin"] }
+[sinks.h]
+type = "file"
+inputs = ["c"]
+path = "/tmp/h.log"
+filter = { container = ["x"] }
+"#,
+    );
+    assert_eq!(e.len(), 4, "{e:?}");
+    assert!(
+        e[0].starts_with("line 9: sinks.f.filter.containers: invalid glob \"web-[*\""),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("line 10: sinks.f.filter.labels.tier: invalid glob \"a{b\""),
+        "{e:?}"
+    );
+    assert!(e[2].starts_with("line 15: sinks.g.filter.streams"), "{e:?}");
+    assert!(e[2].contains("unknown variant `stdin`"), "{e:?}");
+    assert!(e[3].starts_with("line 20: sinks.h.filter"), "{e:?}");
+    assert!(e[3].contains("container"), "{e:?}");
+}
+
+#[test]
+fn a_filter_loads() {
+    let c = load_config_str(
+        r#"
+[sources.c]
+type = "docker_json_file"
+[sinks.f]
+type = "file"
+inputs = ["c"]
+path = "/tmp/f.log"
+filter = { containers = ["web-*"], exclude_containers = ["web-debug"], images = ["nginx:*"], labels = { tier = "front" }, streams = ["stderr"] }
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    let f = &c.sinks["f"].filter;
+    assert_eq!(f.containers, ["web-*"]);
+    assert_eq!(f.exclude_containers, ["web-debug"]);
+    assert_eq!(f.images, ["nginx:*"]);
+    assert_eq!(f.labels["tier"], "front");
+    assert_eq!(f.streams, [logwharf_config::StreamName::Stderr]);
+    assert!(c.sinks.values().all(|s| !s.filter.is_empty()));
+}

@@ -1018,3 +1018,99 @@ fn udp_heartbeats_are_answered_when_enabled() {
     assert_eq!(&b[..n], b"\0");
     assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
 }
+
+/// `import-daemon-json` on a daemon.json for Docker's `fluentd` driver: the generated config
+/// (run for this test's container) sends a real container's lines to a Forward server (a
+/// second logwharf's fluent source) with the same tag, name, stream and messages as Docker's
+/// own fluentd driver sends for a twin container.
+#[test]
+fn a_fluentd_daemon_json_imports_to_a_config_that_ships_like_dockers_driver() {
+    if !docker::require() {
+        return;
+    }
+    let t = TestDir::new("fluent-import");
+    let (port, api) = (free_port(), free_port());
+    let cfg = t.config(&receiver_config(port, api, "{{.Name}}.log", ""));
+    let mut receiver = Logwharf::start(&cfg, &[]);
+    wait_listening(port, &receiver);
+
+    let agent = TestDir::new("fluent-import-agent");
+    let daemon_json = agent.path().join("daemon.json");
+    std::fs::write(
+        &daemon_json,
+        format!(
+            r#"{{"log-driver": "fluentd", "log-opts": {{"fluentd-address": "127.0.0.1:{port}",
+                "tag": "docker.{{{{.Name}}}}", "fluentd-sub-second-precision": "true",
+                "fluentd-async": "true"}}}}"#
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("import-daemon-json")
+        .arg(&daemon_json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let script = "seq 1 200; seq 1 50 | while read n; do echo err-$n; done >&2";
+    let ours = Container::create("lw-fluent-import-ours", &[], script);
+    let mine = text.replace(
+        "type = \"docker_json_file\"\n",
+        &format!(
+            "type = \"docker_json_file\"\ninclude = [\"{}*\"]\n",
+            ours.id
+        ),
+    );
+    assert_ne!(mine, text, "{text}");
+    let mut lw = Logwharf::start(&agent.config(&mine), &[]);
+    lw.wait_log(docker::CONNECTED, 1);
+    ours.start();
+    let opts = driver_opts(
+        port,
+        &["fluentd-sub-second-precision=true", "fluentd-async=true"],
+    );
+    let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+    let theirs = Container::create("lw-fluent-import-theirs", &opts, script);
+    theirs.start();
+    assert_eq!(ours.wait(), 0);
+    assert_eq!(theirs.wait(), 0);
+    let file = |c: &Container| t.path().join("out").join(format!("{}.log", c.name));
+    let done = wait_until(Duration::from_secs(60), || {
+        count_lines(&file(&ours)) >= 250 && count_lines(&file(&theirs)) >= 250
+    });
+    assert_eq!(lw.terminate(), Some(0), "{}", lw.log());
+    assert_eq!(receiver.terminate(), Some(0), "{}", receiver.log());
+    assert!(
+        done,
+        "agent log:\n{}\nreceiver log:\n{}",
+        lw.log(),
+        receiver.log()
+    );
+    // What the receiver recorded, with the container's name written as NAME.
+    let seen = |c: &Container| {
+        let mut v: Vec<String> = json_lines(&file(c))
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {} {}",
+                    e["tag"].as_str().unwrap_or("?").replace(&c.name, "NAME"),
+                    e["container_name"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .replace(&c.name, "NAME"),
+                    e["stream"],
+                    e["message"]
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let want = seen(&theirs);
+    assert_eq!(want.len(), 250, "Docker's driver: {want:?}");
+    assert_eq!(seen(&ours), want);
+}

@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod checkpoint;
 pub mod docker;
 pub mod event;
+pub mod filter;
 pub mod health;
 pub mod host;
 mod inflight;

@@ -62,6 +62,9 @@ pub const SINK_INFLIGHT_EVENTS: &str = "logwharf_sink_inflight_events";
 pub const BUFFER_DROPPED: &str = "logwharf_buffer_dropped_events_total";
 /// Events waiting in a sink's buffer (gauge).
 pub const BUFFER_EVENTS: &str = "logwharf_buffer_events";
+/// Events a sink's filter (or a container's `logwharf.sinks` label) kept from it, by `sink`;
+/// settled for that sink, not lost.
+pub const SINK_FILTERED_EVENTS: &str = "logwharf_sink_filtered_events_total";
 /// Checkpoint file writes that failed.
 pub const CHECKPOINT_WRITE_ERRORS: &str = "logwharf_checkpoint_write_errors_total";
 /// Events a sink's peer refused for good, counted instead of retried (labels: sink, `reason`,

@@ -13,6 +13,7 @@
 use crate::ack::{AckToken, OnDelivered};
 use crate::checkpoint::CheckpointStore;
 use crate::event::{Batch, Event};
+use crate::filter::{self, SinkFilter};
 use crate::health::Health;
 use crate::inflight::{Queue, SupervisedInput};
 use crate::metrics as m;
@@ -22,7 +23,7 @@ use crate::sources::SourceContext;
 use crate::supervisor::{supervise_sink, supervise_source};
 use crate::Config;
 use anyhow::Context;
-use logwharf_config::WhenFull;
+use logwharf_config::{FilterConfig, WhenFull};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
@@ -46,6 +47,9 @@ struct SinkTarget {
     byte_permits: Arc<Semaphore>,
     byte_capacity: u32,
     when_full: WhenFull,
+    /// Which events this sink takes; `filtered` counts the others.
+    filter: Arc<SinkFilter>,
+    filtered: metrics::Counter,
 }
 
 impl SinkTarget {
@@ -57,7 +61,11 @@ impl SinkTarget {
         let capacity = buffer.max_events.clamp(1, u32::MAX as usize >> 4) as u32;
         let byte_capacity = (buffer.max_bytes.0 as usize / BYTES_PER_PERMIT)
             .clamp(1, u32::MAX as usize >> 4) as u32;
+        let filter = SinkFilter::new(name.clone(), &FilterConfig::default())
+            .expect("the empty filter compiles");
         SinkTarget {
+            filtered: metrics::counter!(m::SINK_FILTERED_EVENTS, "sink" => name.to_string()),
+            filter: Arc::new(filter),
             name,
             tx,
             permits: Arc::new(Semaphore::new(capacity as usize)),
@@ -66,6 +74,12 @@ impl SinkTarget {
             byte_capacity,
             when_full: buffer.when_full,
         }
+    }
+
+    /// The sink takes only what `filter` admits.
+    fn with_filter(mut self, filter: SinkFilter) -> SinkTarget {
+        self.filter = Arc::new(filter);
+        self
     }
 
     /// Buffer space for a batch of `n` events and `bytes` message bytes: waits for it
@@ -172,12 +186,29 @@ impl SourceOutput {
         });
         let token = AckToken::new(on_done);
         for t in self.targets.iter() {
+            // What this sink's filter keeps out is settled for it (not shared in the token).
+            let (mine, n, bytes) = match filter::select(&t.filter, &batch.events) {
+                None => (batch.clone(), n, bytes),
+                Some(kept) => {
+                    t.filtered.increment((n - kept.len()) as u64);
+                    if kept.is_empty() {
+                        continue;
+                    }
+                    let size = kept.iter().map(Event::size).sum();
+                    let len = kept.len();
+                    let b = Batch {
+                        source: self.source.clone(),
+                        events: kept,
+                    };
+                    (Arc::new(b), len, size)
+                }
+            };
             let Some(permit) = t.reserve(n, bytes).await? else {
-                count_dropped(&t.name, &batch);
+                count_dropped(&t.name, &mine);
                 continue;
             };
             let sb = SinkBatch {
-                batch: batch.clone(),
+                batch: mine,
                 ack: token.share(),
                 _permit: Some(permit),
             };
@@ -296,7 +327,12 @@ impl Topology {
                         .compile_matcher()
                 })
                 .collect();
-            targets.push((matchers, SinkTarget::new(name.clone(), tx, &sc.buffer)));
+            let filter = SinkFilter::new(name.clone(), &sc.filter)
+                .with_context(|| format!("sinks.{name}.filter"))?;
+            targets.push((
+                matchers,
+                SinkTarget::new(name.clone(), tx, &sc.buffer).with_filter(filter),
+            ));
             let component = health.register(&format!("sinks.{name}"));
             let input = SupervisedInput::new(name.clone(), rx, component.clone());
             let factory = first_then(sink, {
@@ -497,6 +533,46 @@ mod tests {
             .await
             .expect("space freed")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn what_a_filter_keeps_from_a_sink_is_settled_for_it() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let web: FilterConfig = serde_json::from_str(r#"{"containers": ["web"]}"#).unwrap();
+        let target = SinkTarget::new("s".into(), tx, &Default::default())
+            .with_filter(SinkFilter::new("s".into(), &web).unwrap());
+        let out = SourceOutput {
+            source: "src".into(),
+            targets: Arc::new([target]),
+            counts: true,
+        };
+        let mut input = SinkInput::new("s".into(), Queue::new(rx), None, None);
+        let mut meta = crate::event::ContainerMeta::from_id("id");
+        meta.name = Some("web".into());
+        let meta = Arc::new(meta);
+        let event = |c: Option<&Arc<crate::event::ContainerMeta>>| {
+            let mut e = Event::new(0, Stream::Stdout, Bytes::from_static(b"x"));
+            e.container = c.cloned();
+            e
+        };
+        // Nothing for this sink: settled at once, nothing queued.
+        let (done_tx, done_rx) = std_mpsc::channel();
+        let on_done: OnDelivered = Box::new(move |ok| done_tx.send(ok).unwrap());
+        out.send(vec![event(None), event(None)], Some(on_done))
+            .await
+            .unwrap();
+        assert_eq!(done_rx.try_recv(), Ok(true));
+        // Part of it: only that part is queued, and settles with it.
+        let (done_tx, done_rx) = std_mpsc::channel();
+        let on_done: OnDelivered = Box::new(move |ok| done_tx.send(ok).unwrap());
+        out.send(vec![event(None), event(Some(&meta))], Some(on_done))
+            .await
+            .unwrap();
+        let sb = input.recv().await.unwrap();
+        assert_eq!(sb.batch.events.len(), 1);
+        assert!(done_rx.try_recv().is_err());
+        sb.ack.delivered();
+        assert_eq!(done_rx.try_recv(), Ok(true));
     }
 
     #[tokio::test]

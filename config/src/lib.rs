@@ -17,12 +17,14 @@ mod units;
 
 pub mod address;
 pub mod docker;
+pub mod filter;
 pub mod sink;
 pub mod source;
 pub mod template;
 
 pub use common::{BatchConfig, StartPosition, TlsConfig};
 pub use error::{ConfigError, ConfigErrors};
+pub use filter::{FilterConfig, StreamName};
 pub use load::{decode_component, load, load_str, Decoder};
 pub use registry::{ComponentType, ConfigTable, Registry};
 pub use sink::{BufferConfig, BufferType, Encoding, SinkOuter, WhenFull};

@@ -3,6 +3,7 @@
 //! numbers so every error says where it is.
 
 use crate::error::{ConfigError, ConfigErrors};
+use crate::filter::FilterConfig;
 use crate::registry::{type_names, ComponentType, Registry};
 use crate::sink::{BufferConfig, SinkOuter};
 use crate::source::SourceOuter;
@@ -135,10 +136,15 @@ fn decode_config<S: ?Sized, K: ?Sized>(
         let tbl = rest.as_table_mut().expect("component values are tables");
         let inputs_v = tbl.remove("inputs");
         let buffer_v = tbl.remove("buffer");
+        let filter_v = tbl.remove("filter");
         let inputs = decode_inputs(inputs_v, &path, &declared, errors);
         let buffer: Option<BufferConfig> = match buffer_v {
             Some(v) => Decoder::new(v, with(&path, "buffer"), errors).decode(),
             None => Some(BufferConfig::default()),
+        };
+        let filter = match filter_v {
+            Some(v) => FilterConfig::decode(&mut Decoder::new(v, with(&path, "filter"), errors)),
+            None => Some(FilterConfig::default()),
         };
         let t = find_type(registry.sinks, &type_name);
         let inner = match t {
@@ -148,12 +154,15 @@ fn decode_config<S: ?Sized, K: ?Sized>(
                 None
             }
         };
-        if let (Some(t), Some(inputs), Some(buffer), Some(inner)) = (t, inputs, buffer, inner) {
+        if let (Some(t), Some(inputs), Some(buffer), Some(filter), Some(inner)) =
+            (t, inputs, buffer, filter, inner)
+        {
             sinks.insert(
                 name,
                 SinkOuter {
                     inputs,
                     buffer,
+                    filter,
                     type_name: t.name,
                     inner,
                 },

@@ -2,6 +2,7 @@
 //! several sinks accept. Each sink's own keys are its config struct, beside its code in the
 //! sinks crate.
 
+use crate::filter::FilterConfig;
 use crate::load::Decoder;
 use crate::ByteSize;
 use serde::Deserialize;
@@ -14,6 +15,8 @@ pub struct SinkOuter<K: ?Sized> {
     /// Source names (or globs over them) whose events this sink receives.
     pub inputs: Vec<String>,
     pub buffer: BufferConfig,
+    /// Which of its inputs' events the sink takes (`[sinks.NAME.filter]`).
+    pub filter: FilterConfig,
     /// The sink's `type`.
     pub type_name: &'static str,
     pub inner: Arc<K>,
@@ -24,6 +27,7 @@ impl<K: ?Sized> Clone for SinkOuter<K> {
         SinkOuter {
             inputs: self.inputs.clone(),
             buffer: self.buffer.clone(),
+            filter: self.filter.clone(),
             type_name: self.type_name,
             inner: self.inner.clone(),
         }

@@ -1,0 +1,68 @@
+//! `[sinks.NAME.filter]`: which of its inputs' events a sink takes, by container (name, image,
+//! labels) and stream. Shared by every sink; the collector's router applies it
+//! (`collector/src/filter.rs`). An empty filter takes everything.
+
+use crate::load::Decoder;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Container names (globs, without Docker's leading `/`) the sink takes; empty: all.
+    pub containers: Vec<String>,
+    /// Container names (globs) the sink never takes.
+    pub exclude_containers: Vec<String>,
+    /// Image names (globs, e.g. `nginx:*`); empty: all.
+    pub images: Vec<String>,
+    /// Labels the container must carry, each value matching its glob.
+    pub labels: BTreeMap<String, String>,
+    /// `stdout`, `stderr` (and `unknown`, for events not from a container stream); empty: all.
+    pub streams: Vec<StreamName>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamName {
+    Stdout,
+    Stderr,
+    Unknown,
+}
+
+impl FilterConfig {
+    /// Takes every event.
+    pub fn is_empty(&self) -> bool {
+        *self == FilterConfig::default()
+    }
+
+    /// Decodes the table and reports every bad glob under its key.
+    pub(crate) fn decode(d: &mut Decoder<'_>) -> Option<FilterConfig> {
+        let f: FilterConfig = d.decode()?;
+        let mut bad = Vec::new();
+        for (key, globs) in [
+            ("containers", &f.containers),
+            ("exclude_containers", &f.exclude_containers),
+            ("images", &f.images),
+        ] {
+            for g in globs {
+                if let Err(e) = globset::Glob::new(g) {
+                    bad.push((vec![key.to_string()], format!("invalid glob {g:?}: {e}")));
+                }
+            }
+        }
+        for (label, g) in &f.labels {
+            if let Err(e) = globset::Glob::new(g) {
+                bad.push((
+                    vec!["labels".to_string(), label.clone()],
+                    format!("invalid glob {g:?}: {e}"),
+                ));
+            }
+        }
+        let ok = bad.is_empty();
+        for (key, msg) in bad {
+            let key: Vec<&str> = key.iter().map(String::as_str).collect();
+            d.error(&key, msg);
+        }
+        ok.then_some(f)
+    }
+}
