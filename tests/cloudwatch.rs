@@ -717,34 +717,17 @@ fn an_awslogs_daemon_json_imports_to_a_config_that_ships_there() {
     }
     let s = Setup::new("cw-import");
     let emu = Emulator::start(&s.t);
-    let daemon_json = s.t.path().join("daemon.json");
-    std::fs::write(
-        &daemon_json,
-        format!(
+    let c = Container::create("lw-e2e-cw-import", &[], "seq 1 300");
+    let mine = import_daemon_json(
+        s.t.path(),
+        &format!(
             r#"{{"log-driver": "awslogs", "log-opts": {{"awslogs-region": "us-east-1",
                 "awslogs-endpoint": "{}", "awslogs-group": "lw-import", "tag": "{{{{.Name}}}}",
                 "awslogs-create-group": "true", "awslogs-force-flush-interval-seconds": "1"}}}}"#,
             emu.endpoint()
         ),
-    )
-    .unwrap();
-    let out = Command::new(bin())
-        .arg("import-daemon-json")
-        .arg(&daemon_json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &[&c.id],
     );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let c = Container::create("lw-e2e-cw-import", &[], "seq 1 300");
-    let mine = text.replace(
-        "type = \"docker_json_file\"\n",
-        &format!("type = \"docker_json_file\"\ninclude = [\"{}*\"]\n", c.id),
-    );
-    assert_ne!(mine, text, "{text}");
     let cfg = s.t.config(&mine);
     let mut lw = start_logwharf(&cfg, &env_creds());
     // The stream is named from the container's metadata: start it once Docker answers.

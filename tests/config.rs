@@ -442,3 +442,41 @@ filter = { containers = ["web-*"], exclude_containers = ["web-debug"], images = 
     assert_eq!(f.streams, [logwharf_config::StreamName::Stderr]);
     assert!(c.sinks.values().all(|s| !s.filter.is_empty()));
 }
+
+const SINK: &str = "[sinks.b]\ntype = \"blackhole\"\ninputs = [\"c\"]\n";
+
+#[test]
+fn rate_limit_loads_and_a_bad_one_names_its_key() {
+    let c = load_config_str(
+        &format!("[sources.c]\ntype = \"docker_json_file\"\nrate_limit = \"1m\"\n{SINK}"),
+        "t.toml",
+    )
+    .unwrap();
+    let s = c.sources["c"]
+        .downcast_ref::<DockerJsonFileConfig>()
+        .unwrap();
+    assert_eq!(s.rate_limit, Some(logwharf_config::ByteSize(1 << 20)));
+    let none = load_config_str(
+        &format!("[sources.c]\ntype = \"docker_json_file\"\n{SINK}"),
+        "t.toml",
+    )
+    .unwrap();
+    let s = none.sources["c"]
+        .downcast_ref::<DockerJsonFileConfig>()
+        .unwrap();
+    assert_eq!(s.rate_limit, None, "no limit unless asked");
+
+    for (value, msg) in [
+        ("\"0\"", "must be more than 0"),
+        ("\"fast\"", "invalid size"),
+    ] {
+        let e = errors(&format!(
+            "[sources.c]\ntype = \"docker_json_file\"\nrate_limit = {value}\n{SINK}"
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("line 3: sources.c.rate_limit: ") && e[0].contains(msg),
+            "{value}: {e:?}"
+        );
+    }
+}

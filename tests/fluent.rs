@@ -1035,37 +1035,17 @@ fn a_fluentd_daemon_json_imports_to_a_config_that_ships_like_dockers_driver() {
     wait_listening(port, &receiver);
 
     let agent = TestDir::new("fluent-import-agent");
-    let daemon_json = agent.path().join("daemon.json");
-    std::fs::write(
-        &daemon_json,
-        format!(
+    let script = "seq 1 200; seq 1 50 | while read n; do echo err-$n; done >&2";
+    let ours = Container::create("lw-fluent-import-ours", &[], script);
+    let mine = import_daemon_json(
+        agent.path(),
+        &format!(
             r#"{{"log-driver": "fluentd", "log-opts": {{"fluentd-address": "127.0.0.1:{port}",
                 "tag": "docker.{{{{.Name}}}}", "fluentd-sub-second-precision": "true",
                 "fluentd-async": "true"}}}}"#
         ),
-    )
-    .unwrap();
-    let out = Command::new(bin())
-        .arg("import-daemon-json")
-        .arg(&daemon_json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &[&ours.id],
     );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let script = "seq 1 200; seq 1 50 | while read n; do echo err-$n; done >&2";
-    let ours = Container::create("lw-fluent-import-ours", &[], script);
-    let mine = text.replace(
-        "type = \"docker_json_file\"\n",
-        &format!(
-            "type = \"docker_json_file\"\ninclude = [\"{}*\"]\n",
-            ours.id
-        ),
-    );
-    assert_ne!(mine, text, "{text}");
     let mut lw = Logwharf::start(&agent.config(&mine), &[]);
     lw.wait_log(docker::CONNECTED, 1);
     ours.start();

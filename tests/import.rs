@@ -33,42 +33,17 @@ fn a_syslog_daemon_json_becomes_a_config_that_ships_like_dockers_driver() {
     }
     let t = TestDir::new("import-syslog");
     let rs = Rsyslog::start(t.path(), free_port());
-    let daemon_json = t.path().join("daemon.json");
-    std::fs::write(
-        &daemon_json,
-        format!(
+    let ours = Container::create("lw-e2e-import-ours", &[], SCRIPT);
+    // Run as generated, but on this test's container only, with its own data_dir and API.
+    let mine = import_daemon_json(
+        t.path(),
+        &format!(
             r#"{{"log-driver": "syslog", "log-opts": {{"syslog-address": "tcp://127.0.0.1:{}",
                 "syslog-facility": "mail", "tag": "{{{{.Name}}}}", "syslog-format": "rfc5424micro"}}}}"#,
             rs.port
         ),
-    )
-    .unwrap();
-    let generated = t.path().join("generated.toml");
-    let out = Command::new(bin())
-        .args(["import-daemon-json"])
-        .arg(&daemon_json)
-        .arg("-o")
-        .arg(&generated)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &[&ours.id],
     );
-    let text = std::fs::read_to_string(&generated).unwrap();
-
-    let ours = Container::create("lw-e2e-import-ours", &[], SCRIPT);
-    // Run as generated, but on this test's container only (the testbed's dockerd has the other
-    // tests' containers too), its own data_dir and API port.
-    let mine = text.replace(
-        "type = \"docker_json_file\"\n",
-        &format!(
-            "type = \"docker_json_file\"\ninclude = [\"{}*\"]\n",
-            ours.id
-        ),
-    );
-    assert_ne!(mine, text, "the source table was not found in:\n{text}");
     let cfg = t.config(&mine);
     let v = Command::new(bin())
         .args(["validate", "-c"])

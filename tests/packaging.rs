@@ -14,21 +14,6 @@ use std::time::Duration;
 
 const ID: &str = "0ddba11a0ddba11a0ddba11a0ddba11a0ddba11a0ddba11a0ddba11a0ddba11a";
 
-fn append(log: &Path, range: std::ops::Range<u32>) {
-    let mut text = String::new();
-    for n in range {
-        text.push_str(&format!(
-            "{{\"log\":\"line {n}\\n\",\"stream\":\"stdout\",\"time\":\"2026-11-25T13:04:22.{n:09}Z\"}}\n"
-        ));
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
-}
-
 #[test]
 fn the_systemd_unit_verifies() {
     if !require(
@@ -68,7 +53,7 @@ fn sighup_checks_the_config_and_the_daemon_goes_on() {
     let dir = t.path().join("containers").join(ID);
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join(format!("{ID}-json.log"));
-    append(&log, 0..10);
+    append_json_lines(&log, 0..10);
     let cfg = t.config(
         r#"
 [sources.files]
@@ -101,7 +86,7 @@ path = "{dir}/out.log"
     hup(&lw);
     lw.wait_log("SIGHUP: the config file is not valid", 1);
     // Still running, still shipping.
-    append(&log, 10..20);
+    append_json_lines(&log, 10..20);
     assert!(
         wait_until(PATIENCE, || count_lines(&out) >= 20),
         "{}",

@@ -15,21 +15,6 @@ use std::time::Duration;
 
 const ID: &str = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
 
-fn append_lines(log: &Path, range: std::ops::Range<u32>) {
-    let mut text = String::new();
-    for n in range {
-        text.push_str(&format!(
-            "{{\"log\":\"line {n}\\n\",\"stream\":\"stdout\",\"time\":\"2026-11-25T13:04:22.{n:09}Z\"}}\n"
-        ));
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
-}
-
 fn health(api: &str) -> Option<(u16, Value)> {
     let (code, body) = http_get_status(api, "/health")?;
     Some((code, serde_json::from_str(&body).ok()?))
@@ -53,7 +38,7 @@ fn a_failing_sink_is_restarted_reported_and_loses_nothing() {
     let dir = t.path().join("containers").join(ID);
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join(format!("{ID}-json.log"));
-    append_lines(&log, 0..500);
+    append_json_lines(&log, 0..500);
     // The sink's directory is a regular file: every write fails (ENOTDIR/EEXIST), even as root.
     let out_dir = t.path().join("out");
     std::fs::write(&out_dir, "in the way").unwrap();
@@ -120,7 +105,7 @@ inputs = ["c"]
     );
 
     // More lines arrive while it is down; then the obstacle goes away.
-    append_lines(&log, 500..1000);
+    append_json_lines(&log, 500..1000);
     std::fs::remove_file(&out_dir).unwrap();
     let out = t.path().join("out/archive.log");
     assert!(
@@ -171,7 +156,7 @@ fn a_once_run_beside_a_daemon_that_holds_the_api_port_serves_no_api() {
     let t = TestDir::new("once-api");
     let dir = t.path().join("containers").join(ID);
     std::fs::create_dir_all(&dir).unwrap();
-    append_lines(&dir.join(format!("{ID}-json.log")), 0..10);
+    append_json_lines(&dir.join(format!("{ID}-json.log")), 0..10);
     // The daemon's port, taken.
     let daemon = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = daemon.local_addr().unwrap().port();

@@ -14,6 +14,7 @@
 
 use crate::ack::AckToken;
 use crate::event::Batch;
+use crate::flows::Flows;
 use crate::health::ComponentHealth;
 use crate::sink::{SinkBatch, SinkInput};
 use std::collections::{BTreeMap, VecDeque};
@@ -21,10 +22,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
-/// A sink's queue: batches handed back after a failure first, then the router's channel.
+/// A sink's queue: batches handed back after a failure first, then the router's channel,
+/// whose batches are given out round-robin between their senders ([`Flows`]).
 pub(crate) struct Queue {
     rx: mpsc::UnboundedReceiver<SinkBatch>,
     requeued: VecDeque<SinkBatch>,
+    /// Batches taken off the channel, not yet given to the sink.
+    waiting: Flows,
 }
 
 impl Queue {
@@ -32,25 +36,35 @@ impl Queue {
         Queue {
             rx,
             requeued: VecDeque::new(),
+            waiting: Flows::default(),
         }
     }
 
     pub(crate) async fn recv(&mut self) -> Option<SinkBatch> {
-        match self.requeued.pop_front() {
-            Some(sb) => Some(sb),
-            None => self.rx.recv().await,
+        if let Some(sb) = self.try_recv() {
+            return Some(sb);
         }
+        let sb = self.rx.recv().await?;
+        self.waiting.push(sb);
+        self.try_recv()
     }
 
     pub(crate) fn try_recv(&mut self) -> Option<SinkBatch> {
-        self.requeued
-            .pop_front()
-            .or_else(|| self.rx.try_recv().ok())
+        if let Some(sb) = self.requeued.pop_front() {
+            return Some(sb);
+        }
+        while let Ok(sb) = self.rx.try_recv() {
+            self.waiting.push(sb);
+        }
+        self.waiting.pop()
     }
 
     /// Every source feeding it has stopped and nothing is left to take.
     fn drained(&self) -> bool {
-        self.requeued.is_empty() && self.rx.is_closed() && self.rx.is_empty()
+        self.requeued.is_empty()
+            && self.waiting.is_empty()
+            && self.rx.is_closed()
+            && self.rx.is_empty()
     }
 }
 
@@ -71,6 +85,7 @@ impl Slot {
 struct Entry {
     batch: Arc<Batch>,
     ack: AckToken,
+    flow: u64,
 }
 
 /// The batches a sink has taken and not settled, by the order it took them.
@@ -91,6 +106,7 @@ impl Ledger {
             batch,
             ack,
             _permit,
+            flow,
         } = sb;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(
@@ -98,6 +114,7 @@ impl Ledger {
             Entry {
                 batch: batch.clone(),
                 ack,
+                flow,
             },
         );
         // Weak: a sink task that outlives its supervisor must not keep the ledger alive.
@@ -111,6 +128,7 @@ impl Ledger {
             batch,
             ack,
             _permit,
+            flow,
         }
     }
 
@@ -130,6 +148,7 @@ impl Ledger {
                 batch: e.batch,
                 ack: e.ack,
                 _permit: None,
+                flow: e.flow,
             })
             .collect()
     }
@@ -217,6 +236,7 @@ mod tests {
             }),
             ack: AckToken::new(Some(Box::new(move |ok| tx.send((tag2, ok)).unwrap()))),
             _permit: None,
+            flow: 0,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod docker;
 pub mod event;
 pub mod filter;
+mod flows;
 pub mod health;
 pub mod host;
 mod inflight;

@@ -17,8 +17,13 @@ pub const SKIPPED_BYTES: &str = "logwharf_skipped_bytes_total";
 /// Bytes of a container's log one sink never got (labels: source, container, sink, `reason`:
 /// `rotated_away` — Docker deleted the file before logwharf could open it, or it was released
 /// over `hold_max_bytes` before that sink read it; `truncated` — the live file was cut below
-/// what that sink had read).
+/// what that sink had read; `deleted_while_stopped` — Docker rotated the sink's checkpointed
+/// file away and deleted it while logwharf was not running: the bytes known lost, a lower
+/// bound unless the warning says "exactly").
 pub const LOST_BYTES: &str = "logwharf_lost_bytes_total";
+/// Times lines of a container were lost for one sink (labels as `logwharf_lost_bytes_total`):
+/// each is one warning, and counts even when the bytes cannot be known.
+pub const LOST_GAPS: &str = "logwharf_lost_gaps_total";
 /// Bytes of files Docker deleted that a json-file source still holds open because some sink
 /// has not delivered them yet (gauge; label: source).
 pub const HELD_BYTES: &str = "logwharf_held_bytes";
@@ -27,13 +32,17 @@ pub const CHECKPOINT_LAG_BYTES: &str = "logwharf_checkpoint_lag_bytes";
 /// Input a receiving source refused or could not read (labels: source, `kind`). fluent:
 /// garbage, truncated, too_large, gzip, decompressed_too_large, auth, tls (each closes the
 /// offending connection only), accept; syslog: frame_too_large, bad_octet_count, incomplete_frame,
-/// invalid_utf8, malformed, timeout, read, accept, too_many_connections, tls_handshake.
+/// invalid_utf8, malformed, timeout, read, accept, too_many_connections, tls_handshake;
+/// docker_json_file: bad_label (a `logwharf.rate_limit` label that is not a rate).
 pub const SOURCE_ERRORS: &str = "logwharf_source_errors_total";
 /// Datagrams a UDP receiver lost (labels: source, `reason`: `pipeline_full`, or
 /// `receive_buffer` when the kernel dropped them before they were read).
 pub const SOURCE_DROPPED: &str = "logwharf_source_dropped_events_total";
 /// Open client connections of a receiving source (gauge).
 pub const SOURCE_CONNECTIONS: &str = "logwharf_source_connections";
+/// Seconds a json-file reader waited before reading on because its container is over its
+/// `rate_limit` (labels: source, container, sink; counted in whole seconds).
+pub const RATE_LIMITED_SECONDS: &str = "logwharf_rate_limited_seconds_total";
 /// Files currently tailed (gauge).
 pub const FILES_WATCHED: &str = "logwharf_files_watched";
 /// Files found truncated or rewritten in place and read again from the start (copytruncate,

@@ -90,12 +90,17 @@ pub struct SinkBatch {
     pub batch: Arc<Batch>,
     pub ack: AckToken,
     pub(crate) _permit: Option<Permits>,
+    /// The sender's flow: the sink takes batches round-robin between flows
+    /// ([`crate::flows`]).
+    pub(crate) flow: u64,
 }
 
 /// The buffer space one batch occupies: its events and its bytes.
 pub(crate) struct Permits {
     pub(crate) _events: OwnedSemaphorePermit,
     pub(crate) _bytes: OwnedSemaphorePermit,
+    /// The sending reader's share of the buffer, if it has one.
+    pub(crate) _share: Option<Box<Permits>>,
 }
 
 impl SinkBatch {
@@ -105,6 +110,7 @@ impl SinkBatch {
             batch: Arc::new(batch),
             ack,
             _permit: None,
+            flow: 0,
         }
     }
 

@@ -203,6 +203,7 @@ mod tests {
                 }),
                 ack: AckToken::new(Some(Box::new(move |ok| acks_tx.send((i, ok)).unwrap()))),
                 _permit: None,
+                flow: 0,
             })
             .unwrap();
         }

@@ -8,7 +8,9 @@
 //! (`buffer.max_bytes`, counted in KiB permits). A source that can read its input again (the
 //! json-file source) gives each sink its own stream with [`SourceOutput::only`], so that a
 //! full buffer stops only the reader of that sink; other sources send one batch to every sink
-//! and wait for the fullest.
+//! and wait for the fullest. Such a view may fill at most half of a `block` buffer, and the
+//! sink takes the views' batches in turn ([`crate::flows`]): a container with a backlog does
+//! not make the others' lines wait behind all of it.
 
 use crate::ack::{AckToken, OnDelivered};
 use crate::checkpoint::CheckpointStore;
@@ -37,15 +39,86 @@ pub struct Closed;
 /// Message bytes per byte-budget permit.
 const BYTES_PER_PERMIT: usize = 1024;
 
+/// Buffer space in events and in KiB of message bytes.
 #[derive(Clone)]
-struct SinkTarget {
-    name: Arc<str>,
-    tx: mpsc::UnboundedSender<SinkBatch>,
+struct Budget {
     permits: Arc<Semaphore>,
     capacity: u32,
     /// The byte budget, in KiB permits.
     byte_permits: Arc<Semaphore>,
     byte_capacity: u32,
+}
+
+impl Budget {
+    fn new(capacity: u32, byte_capacity: u32) -> Budget {
+        Budget {
+            permits: Arc::new(Semaphore::new(capacity as usize)),
+            capacity,
+            byte_permits: Arc::new(Semaphore::new(byte_capacity as usize)),
+            byte_capacity,
+        }
+    }
+
+    /// Room for `n` events of `bytes`: waited for (`block`), or `None` when it is not free now
+    /// (`drop_newest`). A batch larger than the whole budget takes all of it.
+    async fn reserve(
+        &self,
+        n: usize,
+        bytes: usize,
+        when_full: WhenFull,
+    ) -> Result<Option<Permits>, Closed> {
+        let want = (n as u32).clamp(1, self.capacity);
+        let want_bytes = (bytes.div_ceil(BYTES_PER_PERMIT) as u32).clamp(1, self.byte_capacity);
+        Ok(match when_full {
+            WhenFull::Block => {
+                let events = self
+                    .permits
+                    .clone()
+                    .acquire_many_owned(want)
+                    .await
+                    .map_err(|_| Closed)?;
+                let bytes = self
+                    .byte_permits
+                    .clone()
+                    .acquire_many_owned(want_bytes)
+                    .await
+                    .map_err(|_| Closed)?;
+                Some(Permits {
+                    _events: events,
+                    _bytes: bytes,
+                    _share: None,
+                })
+            }
+            WhenFull::DropNewest => {
+                let events = self.permits.clone().try_acquire_many_owned(want).ok();
+                let bytes = self
+                    .byte_permits
+                    .clone()
+                    .try_acquire_many_owned(want_bytes)
+                    .ok();
+                match (events, bytes) {
+                    (Some(events), Some(bytes)) => Some(Permits {
+                        _events: events,
+                        _bytes: bytes,
+                        _share: None,
+                    }),
+                    _ => None,
+                }
+            }
+        })
+    }
+}
+
+#[derive(Clone)]
+struct SinkTarget {
+    name: Arc<str>,
+    tx: mpsc::UnboundedSender<SinkBatch>,
+    /// The sink's whole buffer.
+    buffer: Budget,
+    /// A [`SourceOutput::only`] view's share of it: half, so that one reader with a backlog
+    /// never holds the whole buffer and another reader's batch finds room at once (and is then
+    /// next in line: [`crate::flows`]). Taken before the buffer's own permits.
+    share: Option<Budget>,
     when_full: WhenFull,
     /// Which events this sink takes; `filtered` counts the others.
     filter: Arc<SinkFilter>,
@@ -68,10 +141,8 @@ impl SinkTarget {
             filter: Arc::new(filter),
             name,
             tx,
-            permits: Arc::new(Semaphore::new(capacity as usize)),
-            capacity,
-            byte_permits: Arc::new(Semaphore::new(byte_capacity as usize)),
-            byte_capacity,
+            buffer: Budget::new(capacity, byte_capacity),
+            share: None,
             when_full: buffer.when_full,
         }
     }
@@ -82,47 +153,30 @@ impl SinkTarget {
         self
     }
 
+    /// The same sink, for one reader: with a share of its own (`block` buffers; a
+    /// `drop_newest` buffer drops only when it is full, as it says).
+    fn shared(&self) -> SinkTarget {
+        let b = &self.buffer;
+        SinkTarget {
+            share: (self.when_full == WhenFull::Block)
+                .then(|| Budget::new((b.capacity / 2).max(1), (b.byte_capacity / 2).max(1))),
+            ..self.clone()
+        }
+    }
+
     /// Buffer space for a batch of `n` events and `bytes` message bytes: waits for it
     /// (`block`), or `None` when it is not free now (`drop_newest`). A batch larger than the
     /// whole buffer takes all of it.
     async fn reserve(&self, n: usize, bytes: usize) -> Result<Option<Permits>, Closed> {
-        let want = (n as u32).clamp(1, self.capacity);
-        let want_bytes = (bytes.div_ceil(BYTES_PER_PERMIT) as u32).clamp(1, self.byte_capacity);
-        Ok(match self.when_full {
-            WhenFull::Block => {
-                let events = self
-                    .permits
-                    .clone()
-                    .acquire_many_owned(want)
-                    .await
-                    .map_err(|_| Closed)?;
-                let bytes = self
-                    .byte_permits
-                    .clone()
-                    .acquire_many_owned(want_bytes)
-                    .await
-                    .map_err(|_| Closed)?;
-                Some(Permits {
-                    _events: events,
-                    _bytes: bytes,
-                })
-            }
-            WhenFull::DropNewest => {
-                let events = self.permits.clone().try_acquire_many_owned(want).ok();
-                let bytes = self
-                    .byte_permits
-                    .clone()
-                    .try_acquire_many_owned(want_bytes)
-                    .ok();
-                match (events, bytes) {
-                    (Some(events), Some(bytes)) => Some(Permits {
-                        _events: events,
-                        _bytes: bytes,
-                    }),
-                    _ => None,
-                }
-            }
-        })
+        let share = match &self.share {
+            Some(s) => match s.reserve(n, bytes, self.when_full).await? {
+                Some(p) => Some(Box::new(p)),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let permits = self.buffer.reserve(n, bytes, self.when_full).await?;
+        Ok(permits.map(|p| Permits { _share: share, ..p }))
     }
 }
 
@@ -133,7 +187,13 @@ pub struct SourceOutput {
     targets: Arc<[SinkTarget]>,
     /// Whether sends count the source's event metrics (one view per sink counts only once).
     counts: bool,
+    /// The flow its batches belong to in the sinks' buffers: every [`SourceOutput::only`]
+    /// view is a flow of its own, served round-robin with the others ([`crate::flows`]).
+    flow: u64,
 }
+
+/// Flow ids of [`SourceOutput::only`] views (0: a source's own output).
+static NEXT_FLOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl SourceOutput {
     /// The source's name.
@@ -149,12 +209,20 @@ impl SourceOutput {
     /// This output narrowed to sink number `i` (of [`SourceOutput::sinks`]): a source that
     /// reads its input once per sink sends through these, so that a sink that is down or slow
     /// holds back only its own reader. Only the view of the first sink counts the source's
-    /// event metrics, so they do not grow with the number of sinks.
+    /// event metrics, so they do not grow with the number of sinks. Each view is a flow of its
+    /// own: the sink takes the views' batches in turn, so a reader with a backlog does not
+    /// make the others wait behind all of it.
     pub fn only(&self, i: usize) -> SourceOutput {
         SourceOutput {
             source: self.source.clone(),
-            targets: self.targets.get(i).cloned().into_iter().collect(),
+            targets: self
+                .targets
+                .get(i)
+                .map(SinkTarget::shared)
+                .into_iter()
+                .collect(),
             counts: self.counts && i == 0,
+            flow: NEXT_FLOW.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -211,6 +279,7 @@ impl SourceOutput {
                 batch: mine,
                 ack: token.share(),
                 _permit: Some(permit),
+                flow: self.flow,
             };
             if let Err(mpsc::error::SendError(lost)) = t.tx.send(sb) {
                 // The sink task has stopped (it logged why). Its copy stays unsettled, so the
@@ -248,6 +317,7 @@ impl SourceOutput {
                 source: source.into(),
                 targets: targets.into(),
                 counts: true,
+                flow: 0,
             },
             inputs,
         )
@@ -362,6 +432,7 @@ impl Topology {
                 source: name.clone(),
                 targets: mine.into(),
                 counts: true,
+                flow: 0,
             };
             let context = {
                 let (name, shutdown, store) = (name.clone(), shutdown.clone(), store.clone());
@@ -479,6 +550,7 @@ mod tests {
                 source: "src".into(),
                 targets: targets.into(),
                 counts: true,
+                flow: 0,
             },
             inputs,
         )
@@ -545,6 +617,7 @@ mod tests {
             source: "src".into(),
             targets: Arc::new([target]),
             counts: true,
+            flow: 0,
         };
         let mut input = SinkInput::new("s".into(), Queue::new(rx), None, None);
         let mut meta = crate::event::ContainerMeta::from_id("id");
@@ -586,6 +659,7 @@ mod tests {
             source: "src".into(),
             targets: Arc::new([SinkTarget::new("s".into(), tx, &buffer)]),
             counts: true,
+            flow: 0,
         };
         let mut input = SinkInput::new("s".into(), Queue::new(rx), None, None);
         let big = |n: usize| -> Vec<Event> {

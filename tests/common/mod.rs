@@ -309,6 +309,52 @@ pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Appends json-file lines `line N` (stdout, a distinct time each) for N in `range` to `log`,
+/// as Docker would (for tests on a fake Docker root).
+pub fn append_json_lines(log: &Path, range: std::ops::Range<u32>) {
+    let mut text = String::new();
+    for n in range {
+        text.push_str(&format!(
+            "{{\"log\":\"line {n}\\n\",\"stream\":\"stdout\",\"time\":\"2026-11-25T13:04:22.{n:09}Z\"}}\n"
+        ));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+}
+
+/// `logwharf import-daemon-json` on `daemon_json` (the file's text, written into `dir`):
+/// the generated config, narrowed to the containers `ids` (the testbed's dockerd holds the
+/// other tests' containers too). Panics when the command fails.
+pub fn import_daemon_json(dir: &Path, daemon_json: &str, ids: &[&str]) -> String {
+    let file = dir.join("daemon.json");
+    std::fs::write(&file, daemon_json).unwrap();
+    let out = Command::new(bin())
+        .arg("import-daemon-json")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "import-daemon-json: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let include: Vec<String> = ids.iter().map(|id| format!("\"{id}*\"")).collect();
+    let mine = text.replace(
+        "type = \"docker_json_file\"\n",
+        &format!(
+            "type = \"docker_json_file\"\ninclude = [{}]\n",
+            include.join(", ")
+        ),
+    );
+    assert_ne!(mine, text, "no docker_json_file source in:\n{text}");
+    mine
+}
+
 pub fn count_lines(path: &Path) -> usize {
     std::fs::read(path)
         .map(|b| b.iter().filter(|&&c| c == b'\n').count())

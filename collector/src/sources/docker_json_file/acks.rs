@@ -5,10 +5,14 @@
 //! prefix. Every sink has its own reader and so its own tracker, keyed
 //! `"<source>/<container id>/<sink>"`: a sink that lags holds back only its own checkpoint.
 //! Each commit is also told to the container's [`Hold`], which keeps rotated files open
-//! until every sink has delivered past them.
+//! until every sink has delivered past them, and the checkpoint carries what the hold saw of
+//! the files from there on (sizes, the files after it): what a restart needs to count what
+//! Docker deletes while logwharf is not running ([`super::loss`]). The hold's loop
+//! [`AckTracker::restamp`]s it when that changes, so a sink that delivers nothing for a while
+//! still leaves it behind.
 
 use super::hold::Hold;
-use super::position::ResumePoint;
+use super::position::{ResumePoint, SavedPosition};
 use crate::ack::ordered::OrderedAcks;
 use crate::ack::OnDelivered;
 use crate::checkpoint::CheckpointStore;
@@ -37,13 +41,28 @@ struct State {
 
 impl Shared {
     fn commit(&self, r: ResumePoint) {
-        self.store.set(&self.key, r.to_saved().to_json());
+        self.store.set(&self.key, self.saved(&r).to_json());
         if let Some((hold, sink)) = &self.hold {
             hold.delivered(*sink, &r);
         }
         let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
         g.committed = Some(r);
         update_lag(&self.lag, &g);
+    }
+
+    /// The checkpoint of `r`, with what the hold knows of its file and the files after it.
+    fn saved(&self, r: &ResumePoint) -> SavedPosition {
+        let mut s = r.to_saved();
+        let facts = self
+            .hold
+            .as_ref()
+            .and_then(|(h, _)| h.facts(r.file.dev, r.file.ino, Some(r.file.fp)));
+        if let Some(f) = facts {
+            s.size = Some(f.size.max(r.offset));
+            s.complete = f.complete;
+            s.later = f.later;
+        }
+        s
     }
 }
 
@@ -111,6 +130,19 @@ impl AckTracker {
         });
     }
 
+    /// Writes the checkpoint again with what the hold knows now of the files from it on
+    /// (nothing moves: the position stays what was delivered).
+    pub fn restamp(&self) {
+        self.acks.with_lock(|stopped| {
+            let committed = self.committed();
+            if let (false, Some(r)) = (stopped, committed) {
+                self.shared
+                    .store
+                    .set(&self.shared.key, self.shared.saved(&r).to_json());
+            }
+        });
+    }
+
     /// The newest file's size, for `logwharf_checkpoint_lag_bytes`.
     pub fn note_newest(&self, file_seq: u64, size: u64) {
         let mut g = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -161,6 +193,7 @@ mod tests {
                 fp: Fingerprint { crc: 3, len: 4 },
             }),
             offset,
+            time_ns: None,
         }
     }
 

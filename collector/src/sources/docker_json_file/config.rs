@@ -43,6 +43,9 @@ pub struct DockerJsonFileConfig {
     /// Bytes of rotated files Docker has deleted that may be held open until every sink has
     /// delivered them (over all containers); past it the oldest is released, counted as lost.
     pub hold_max_bytes: ByteSize,
+    /// Bytes per second read from each container (the label `logwharf.rate_limit`
+    /// overrides it); over it the container is read more slowly, never dropped. None: no limit.
+    pub rate_limit: Option<ByteSize>,
 }
 
 impl Default for DockerJsonFileConfig {
@@ -62,6 +65,7 @@ impl Default for DockerJsonFileConfig {
             metadata_wait: DurationValue::from_millis(2000),
             docker: DockerMetaOptions::default(),
             hold_max_bytes: ByteSize(1 << 30),
+            rate_limit: None,
         }
     }
 }
@@ -88,6 +92,12 @@ impl ConfigTable for DockerJsonFileConfig {
         }
         if self.read_buffer_bytes.0 < 4096 {
             d.error(&["read_buffer_bytes"], "must be at least 4k");
+        }
+        if self.rate_limit.is_some_and(|r| r.0 == 0) {
+            d.error(
+                &["rate_limit"],
+                "must be more than 0 (leave it out for no limit)",
+            );
         }
     }
 }

@@ -109,6 +109,9 @@ pub struct OpenFile {
     pub seq: u64,
     /// Offset of the next byte to read (decompressed bytes for gzip).
     pub read_pos: u64,
+    /// The most bytes this reader has seen the file hold (what a truncation in place cut
+    /// is counted from).
+    pub seen: u64,
     pub fp: Option<Fingerprint>,
     file: Arc<File>,
     decoder: Option<MultiGzDecoder<FileAt<Arc<File>>>>,
@@ -136,6 +139,7 @@ impl OpenFile {
             ino: md.ino(),
             seq: 0,
             read_pos: 0,
+            seen: 0,
             fp,
             file: Arc::new(file),
             decoder: None,
@@ -164,6 +168,7 @@ impl OpenFile {
             ino,
             seq: 0,
             read_pos: 0,
+            seen: 0,
             fp,
             file,
             decoder: None,
@@ -209,6 +214,7 @@ impl OpenFile {
             }
         };
         self.read_pos += n as u64;
+        self.seen = self.seen.max(self.read_pos);
         Ok(n)
     }
 
@@ -293,6 +299,7 @@ impl OpenFile {
     /// The file was truncated or rewritten in place: from now on it is a new file to us.
     pub fn restart_as_new(&mut self, seq: u64) {
         self.rewind();
+        self.seen = 0;
         self.fp = None;
         self.ident = None;
         self.seq = seq;

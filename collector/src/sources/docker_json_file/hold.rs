@@ -16,7 +16,7 @@
 use super::files::OpenFile;
 use super::fingerprint::{read_full_at, Fingerprint};
 use super::listing::{open_siblings, Slot};
-use super::position::ResumePoint;
+use super::position::{LaterFile, ResumePoint};
 use crate::metrics as m;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -101,6 +101,17 @@ pub enum Held {
     Released { name: String, bytes: u64 },
 }
 
+/// What the hold saw of the file a checkpoint is in and of the files after it: written into
+/// the checkpoint, so that a restart after Docker deleted them knows what was lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFacts {
+    /// Content bytes when last measured.
+    pub size: u64,
+    /// The file had been rotated: `size` is final.
+    pub complete: bool,
+    pub later: Vec<LaterFile>,
+}
+
 /// One container's held files (see the module doc).
 pub struct Hold {
     container: String,
@@ -118,6 +129,15 @@ struct State {
     held: u64,
     /// When the directory was last listed in full.
     listed_at: Option<Instant>,
+}
+
+impl State {
+    /// Changes whenever a file comes or goes, is released, or changes size.
+    fn signature(&self) -> (usize, u64, usize) {
+        let sizes = self.entries.iter().map(|e| e.size).sum();
+        let released = self.entries.iter().filter(|e| e.released).count();
+        (self.entries.len(), sizes, released)
+    }
 }
 
 impl Hold {
@@ -147,24 +167,30 @@ impl Hold {
     }
 
     /// Looks at the directory (blocking): opens files that appeared, notes which ones Docker
-    /// deleted, lets go of what every sink has, and keeps to the budget.
-    pub fn refresh(&self) -> io::Result<()> {
+    /// deleted, lets go of what every sink has, and keeps to the budget. `true` when what it
+    /// knows of the files changed (a file came or went, a size changed).
+    pub fn refresh(&self) -> io::Result<bool> {
         // Docker deletes files only when it rotates, which replaces the live file; between
         // rotations (most wake-ups: every write wakes us) a stat of the live path is enough.
         // A full look now and then catches compression (`.1` → `.1.gz`, then `.1` deleted).
-        {
+        let before = {
             let mut g = self.lock();
             let live = std::fs::metadata(self.dir.join(&self.live_name)).ok();
-            let same = match (live, g.entries.back()) {
-                (Some(md), Some(e)) => !e.gz && (md.dev(), md.ino()) == (e.dev, e.ino),
+            let before = g.signature();
+            let same = match (&live, g.entries.back_mut()) {
+                (Some(md), Some(e)) if !e.gz && (md.dev(), md.ino()) == (e.dev, e.ino) => {
+                    e.size = md.len(); // the live file's size as of now, for the checkpoints
+                    true
+                }
                 _ => false,
             };
             if same && g.listed_at.is_some_and(|t| t.elapsed() < FULL_LOOK) {
                 self.drop_delivered(&mut g);
-                return Ok(());
+                return Ok(g.signature() != before);
             }
             g.listed_at = Some(Instant::now());
-        }
+            before
+        };
         let listing = open_siblings(
             &self.dir,
             &self.live_name,
@@ -247,7 +273,35 @@ impl Hold {
             over = self.budget.update(freed, 0);
             g.held -= freed;
         }
-        Ok(())
+        Ok(g.signature() != before)
+    }
+
+    /// What the hold saw of the file a reader identifies by (`dev`, `ino`, `fp`) and of every
+    /// file after it; `None` when it does not know the file.
+    pub fn facts(&self, dev: u64, ino: u64, fp: Option<Fingerprint>) -> Option<FileFacts> {
+        let g = self.lock();
+        let at = g.entries.iter().position(|e| e.matches(dev, ino, fp))?;
+        let last = g.entries.len() - 1;
+        let later = g
+            .entries
+            .iter()
+            .enumerate()
+            .skip(at + 1)
+            .filter_map(|(i, e)| {
+                // A file without a first line yet holds no line to lose.
+                e.fp.map(|fp| LaterFile {
+                    fp: fp.crc,
+                    fp_len: fp.len,
+                    size: e.size,
+                    complete: i < last,
+                })
+            })
+            .collect();
+        Some(FileFacts {
+            size: g.entries[at].size,
+            complete: at < last,
+            later,
+        })
     }
 
     /// Sink number `sink` has delivered up to `r`: files before it are no longer needed by it.

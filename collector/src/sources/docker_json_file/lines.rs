@@ -39,6 +39,8 @@ pub(super) struct Lines {
     meta: Arc<ContainerMeta>,
     max_line: usize,
     pub counts: Counts,
+    /// The time of the last record shipped (checkpointed: where a later gap begins).
+    pub last_time_ns: Option<i64>,
 }
 
 impl Lines {
@@ -56,6 +58,7 @@ impl Lines {
             meta,
             max_line: s.max_line_bytes,
             counts: Counts::default(),
+            last_time_ns: None,
         }
     }
 
@@ -135,6 +138,9 @@ impl Lines {
                 self.counts.truncated += 1;
             }
             b.push_from(mark, time_ns, rec.stream, flags, rec.attrs, &self.meta);
+            if rec.time_ns.is_some() {
+                self.last_time_ns = Some(time_ns);
+            }
             return;
         }
         let joined = self.partials[slot].push(
@@ -142,10 +148,7 @@ impl Lines {
             rec.complete,
             time_ns,
             rec.attrs,
-            || ResumePoint {
-                file: file.clone(),
-                offset,
-            },
+            || ResumePoint::at(file.clone(), offset),
             now,
         );
         b.msgs.truncate(mark);
@@ -158,6 +161,7 @@ impl Lines {
         if j.flags.contains(EventFlags::TRUNCATED) || j.flags.contains(EventFlags::PARTIAL) {
             self.counts.truncated += 1;
         }
+        self.last_time_ns = Some(j.time_ns);
         b.push_owned(j.message, j.time_ns, stream, j.flags, j.attrs, &self.meta);
     }
 

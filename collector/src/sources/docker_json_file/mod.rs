@@ -31,10 +31,13 @@ pub mod fingerprint;
 pub mod hold;
 mod lines;
 mod listing;
+pub mod loss;
 pub mod parser;
 pub mod partial;
 pub mod position;
+pub mod rate_limit;
 pub mod reader;
+pub mod rotation;
 pub mod tailer;
 
 use super::{Source, SourceContext};
@@ -45,6 +48,7 @@ pub use config::{DockerJsonFileConfig, ReadFrom};
 use discovery::{Found, IdFilter, Watcher};
 use hold::{Hold, HoldBudget};
 use position::SavedPosition;
+use rate_limit::RateLimiter;
 use reader::{Reader, ReaderControl};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -60,6 +64,8 @@ const RETRY_FAILED_START: Duration = Duration::from_secs(30);
 /// enough to open a rotated file before Docker deletes it (`max-file=2` at full speed rotates
 /// several times a second).
 const HOLD_POLL: Duration = Duration::from_millis(50);
+/// How often at most the sinks' checkpoints are re-written with what the hold saw.
+const RESTAMP: Duration = Duration::from_millis(100);
 
 pub struct DockerJsonFile {
     config: DockerJsonFileConfig,
@@ -92,6 +98,7 @@ impl Source for DockerJsonFile {
             service,
             metadata_wait: self.config.metadata_wait.0,
             multiline: self.config.docker.multiline.clone(),
+            rate_limit: self.config.rate_limit.map(|r| r.0),
             root: self.config.root.clone(),
             read_from: self.config.read_from,
             rescan_every: self.config.rescan_interval.0.max(Duration::from_millis(10)),
@@ -137,6 +144,8 @@ struct Runner {
     metadata_wait: Duration,
     /// Multiline merging options.
     multiline: logwharf_config::docker::MultilineConfig,
+    /// The source's `rate_limit` (bytes per second per container).
+    rate_limit: Option<u64>,
     root: PathBuf,
     read_from: ReadFrom,
     rescan_every: Duration,
@@ -333,7 +342,15 @@ impl Runner {
                 sink: sink.clone(),
             };
             let lag = metrics::gauge!(crate::metrics::CHECKPOINT_LAG_BYTES, "source" => self.ctx.name.to_string(), "container" => id.clone(), "sink" => sink.to_string());
+            let rate = RateLimiter::new(
+                self.rate_limit,
+                &self.ctx.name,
+                &id,
+                &sink,
+                view.unwrap_or(0) == 0,
+            );
             readers.push(SinkReader {
+                rate,
                 params,
                 key,
                 lag,
@@ -355,8 +372,9 @@ impl Runner {
                 tracing::warn!(container = %id, error = %e, "cannot hold the container's log files open");
             }
             let mut started = Vec::new();
+            let mut trackers = Vec::new();
             for r in readers {
-                let SinkReader { params, key, lag, out, control, hold_index, meta } = r;
+                let SinkReader { params, key, lag, out, control, hold_index, meta, rate } = r;
                 let span = tracing::Span::current();
                 let opened = tokio::task::spawn_blocking(move || span.in_scope(|| ContainerTail::start(params))).await;
                 let (tail, commit_now) = match opened {
@@ -378,9 +396,11 @@ impl Runner {
                     tail.resume_point(),
                     hold_index.map(|i| (hold.clone(), i)),
                 );
-                if let Some(p) = commit_now {
-                    tracker.commit_now(p);
+                match commit_now {
+                    Some(p) => tracker.commit_now(p),
+                    None => tracker.restamp(), // with what the hold sees now
                 }
+                trackers.push(tracker.clone());
                 started.push(Reader {
                     tail,
                     tracker,
@@ -391,6 +411,7 @@ impl Runner {
                     meta,
                     metadata_wait,
                     multiline: multiline.clone(),
+                    rate,
                 });
             }
             tracing::debug!(container = %id, readers = started.len(), "reading container log");
@@ -401,8 +422,10 @@ impl Runner {
             let readers_done = async { while running.join_next().await.is_some() {} };
             tokio::select! {
                 _ = readers_done => {}
-                _ = hold_loop(hold, hold_wake, shutdown.clone()) => {}
+                _ = hold_loop(hold, hold_wake, shutdown.clone(), trackers.clone()) => {}
             }
+            // The last sizes the hold saw, for a restart (a no-op for a removed container).
+            trackers.iter().for_each(|t| t.restamp());
             (id, true)
         }.instrument(span));
     }
@@ -502,16 +525,21 @@ struct SinkReader {
     /// The sink's number in the container's hold (`None`: no sink reads the source).
     hold_index: Option<usize>,
     meta: MetaHandle,
+    rate: RateLimiter,
 }
 
 /// Keeps a container's hold looking at its directory: woken by inotify, or every
-/// [`HOLD_POLL`]. Runs until dropped (when the container's readers are done) or shutdown.
+/// [`HOLD_POLL`]; each sink's checkpoint learns what it saw. Runs until dropped (when the
+/// container's readers are done) or shutdown.
 async fn hold_loop(
     hold: Arc<Hold>,
     wake: Arc<tokio::sync::Notify>,
     shutdown: crate::shutdown::Shutdown,
+    trackers: Vec<Arc<AckTracker>>,
 ) {
     let mut warned = false;
+    let mut stale = false;
+    let mut stamped = Instant::now();
     loop {
         tokio::select! {
             _ = wake.notified() => {}
@@ -520,7 +548,15 @@ async fn hold_loop(
         }
         let h = hold.clone();
         match tokio::task::spawn_blocking(move || h.refresh()).await {
-            Ok(Ok(())) => warned = false,
+            Ok(Ok(changed)) => {
+                warned = false;
+                // Every write changes the live file's size: re-written at most every RESTAMP.
+                stale |= changed;
+                if stale && stamped.elapsed() >= RESTAMP {
+                    trackers.iter().for_each(|t| t.restamp());
+                    (stale, stamped) = (false, Instant::now());
+                }
+            }
             Ok(Err(e)) if !warned => {
                 warned = true;
                 tracing::warn!(error = %e, "cannot look at the container's log files to hold them; will retry");

@@ -203,6 +203,7 @@ mod tests {
                 fp: Fingerprint { crc: 0, len: 0 },
             }),
             offset,
+            time_ns: None,
         }
     }
 

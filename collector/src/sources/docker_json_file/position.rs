@@ -26,9 +26,20 @@ pub struct FileIdentity {
 pub struct ResumePoint {
     pub file: Arc<FileIdentity>,
     pub offset: u64,
+    /// Time of the last line shipped before this point, when known: where a gap found after
+    /// a restart begins.
+    pub time_ns: Option<i64>,
 }
 
 impl ResumePoint {
+    pub fn at(file: Arc<FileIdentity>, offset: u64) -> ResumePoint {
+        ResumePoint {
+            file,
+            offset,
+            time_ns: None,
+        }
+    }
+
     /// Orders positions of one reader: by file, then by offset.
     pub fn order_key(&self) -> (u64, u64) {
         (self.file.seq, self.offset)
@@ -42,6 +53,8 @@ impl ResumePoint {
             fp: self.file.fp.crc,
             fp_len: self.file.fp.len,
             offset: self.offset,
+            time_ns: self.time_ns,
+            ..SavedPosition::default()
         }
     }
 }
@@ -52,11 +65,17 @@ impl PartialEq for ResumePoint {
     }
 }
 
-/// A container's checkpoint as stored under `"<source>/<container id>"`:
-/// `{"file":"<id>-json.log","dev":2049,"ino":1234,"fp":3735928559,"fp_len":83,"offset":4096}`.
-/// `fp`/`fp_len` are the CRC32 and length of the file's first line (decompressed);
-/// `dev`/`ino` only break ties between files with the same first line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A sink's checkpoint of a container as stored under `"<source>/<container id>/<sink>"`:
+/// `{"file":"<id>-json.log","dev":2049,"ino":1234,"fp":3735928559,"fp_len":83,"offset":4096,
+/// "size":10036,"final":true,"time_ns":1764633600000000000,"later":[{"fp":…,"fp_len":…,
+/// "size":10020,"final":true}]}`. `fp`/`fp_len` are the CRC32 and length of the file's first
+/// line (decompressed); `dev`/`ino` only break ties between files with the same first line.
+///
+/// The rest says what is lost if Docker deletes these files while logwharf is not running
+/// ([`super::loss`]): the file's `size` as last seen (`final` once it had been rotated), the
+/// time of the last line delivered, and the files after it that logwharf knew of. Entries
+/// written before these fields existed lack them and read as "unknown".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedPosition {
     pub file: String,
     pub dev: u64,
@@ -64,6 +83,39 @@ pub struct SavedPosition {
     pub fp: u32,
     pub fp_len: u32,
     pub offset: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, rename = "final", skip_serializing_if = "is_false")]
+    pub complete: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_ns: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub later: Vec<LaterFile>,
+}
+
+/// A file after the checkpointed one, as logwharf last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaterFile {
+    pub fp: u32,
+    pub fp_len: u32,
+    /// Content bytes (decompressed) when last seen.
+    pub size: u64,
+    /// `size` is final: the file had been rotated.
+    #[serde(default, rename = "final", skip_serializing_if = "is_false")]
+    pub complete: bool,
+}
+
+impl LaterFile {
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint {
+            crc: self.fp,
+            len: self.fp_len,
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl SavedPosition {
@@ -102,16 +154,35 @@ mod tests {
                 },
             }),
             offset: 4096,
+            time_ns: None,
         };
         let j = p.to_saved().to_json();
         assert_eq!(
             j,
-            serde_json::json!({"file":"abc-json.log","dev":2049,"ino":77,"fp":3735928559u32,"fp_len":83,"offset":4096})
+            serde_json::json!({"file":"abc-json.log","dev":2049,"ino":77,"fp":3735928559u32,"fp_len":83,"offset":4096}),
+            "without loss facts: the format of earlier versions"
         );
         assert_eq!(SavedPosition::from_json(&j), Some(p.to_saved()));
         assert_eq!(
             SavedPosition::from_json(&serde_json::json!({"offset": 1})),
             None
         );
+        let mut full = p.to_saved();
+        full.size = Some(10_036);
+        full.complete = true;
+        full.time_ns = Some(1_764_633_600_000_000_001);
+        full.later = vec![LaterFile {
+            fp: 7,
+            fp_len: 70,
+            size: 10_020,
+            complete: false,
+        }];
+        let j = full.to_json();
+        assert_eq!(
+            j,
+            serde_json::json!({"file":"abc-json.log","dev":2049,"ino":77,"fp":3735928559u32,"fp_len":83,"offset":4096,
+                "size":10036,"final":true,"time_ns":1764633600000000001i64,"later":[{"fp":7,"fp_len":70,"size":10020}]})
+        );
+        assert_eq!(SavedPosition::from_json(&j), Some(full));
     }
 }

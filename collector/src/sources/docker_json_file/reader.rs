@@ -2,9 +2,11 @@
 //! one batch at a time, sends each batch into the pipeline (waiting there is the
 //! backpressure), registers its resume point with the [`AckTracker`], and waits for more data
 //! when caught up — woken by inotify (through discovery), a poll, a partial line's deadline,
-//! removal of the container, or shutdown.
+//! removal of the container, or shutdown. A container over its `rate_limit` is read more
+//! slowly: the reader sleeps before its next read ([`RateLimiter`]).
 
 use super::acks::AckTracker;
+use super::rate_limit::RateLimiter;
 use super::tailer::{ContainerTail, Flush};
 use crate::docker::MetaHandle;
 use crate::multiline::StreamMergers;
@@ -68,6 +70,8 @@ pub struct Reader {
     pub metadata_wait: Duration,
     /// Multiline merging (the source's option; a container label can turn it on).
     pub multiline: MultilineConfig,
+    /// The container's read rate limit (the source's `rate_limit`, or its label).
+    pub rate: RateLimiter,
 }
 
 impl Reader {
@@ -83,6 +87,7 @@ impl Reader {
             mut meta,
             metadata_wait,
             multiline,
+            mut rate,
         } = self;
         let id = tail.id().to_string();
         // Lines read before the metadata is known: a bounded wait, then the id alone (later
@@ -97,6 +102,7 @@ impl Reader {
         let mut merger = StreamMergers::for_container(meta.current(), &multiline);
         let mut safe = sent.clone();
         let mut once_flushing = false;
+        let full_block = tail.read_block();
         loop {
             let removed = control.removed.load(Ordering::Acquire);
             let flush = if removed {
@@ -107,7 +113,20 @@ impl Reader {
                 Flush::Expired
             };
             // One atomic load per batch; a new record (rename, late metadata) after a change.
-            tail.set_meta(meta.current());
+            let record = meta.current();
+            tail.set_meta(record);
+            tail.set_read_block(
+                rate.update(record, tokio::time::Instant::now())
+                    .map_or(full_block, |b| b.min(full_block)),
+            );
+            if let Some(d) = rate.delay(tokio::time::Instant::now()) {
+                // Over the limit: the file keeps the lines until the bucket allows reading on.
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => rate.waited(d),
+                    _ = shutdown.wait() => return,
+                }
+            }
+            let read_before = tail.counts_total.read;
             let span = tracing::Span::current();
             let joined = tokio::task::spawn_blocking(move || {
                 let _in = span.enter();
@@ -123,10 +142,17 @@ impl Reader {
                     return;
                 }
             };
+            rate.spend(
+                tail.counts_total.read - read_before,
+                tokio::time::Instant::now(),
+            );
             if let Some((seq, size)) = batch.newest_size {
                 tracker.note_newest(seq, size);
             }
             let mut batch = batch;
+            if let Some(p) = batch.start.take() {
+                tracker.commit_now(p);
+            }
             if !meta.current().enabled() {
                 batch.events.clear(); // label logwharf.enable=false: read and checkpoint, ship nothing
             }

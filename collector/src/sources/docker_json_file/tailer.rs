@@ -20,7 +20,9 @@ use super::fingerprint::read_full_at;
 use super::hold::{Held, Hold};
 use super::lines::{Counts, Lines, SLOT_STREAMS};
 use super::listing::{find_saved, open_siblings, Slot};
+use super::loss::{LossCounters, LossReason, LossTotals, StoppedGap};
 use super::position::{ResumePoint, SavedPosition};
+use super::rotation::RotationLimits;
 use crate::event::{ContainerMeta, Event};
 use crate::metrics as m;
 use std::collections::VecDeque;
@@ -103,6 +105,10 @@ pub struct TailBatch {
     pub newest_size: Option<(u64, u64)>,
     /// An I/O error stopped this batch early; what was read before it is in `events`.
     pub error: Option<io::Error>,
+    /// Without a checkpoint, once the first file has an identity: its start, to checkpoint
+    /// at once — so that a sink that gets nothing before a restart still has a position, and
+    /// finds out what Docker deleted meanwhile.
+    pub start: Option<ResumePoint>,
 }
 
 /// Per-container (and per-sink) metric handles.
@@ -111,10 +117,8 @@ pub struct TailMetrics {
     malformed: metrics::Counter,
     truncated: metrics::Counter,
     skipped: metrics::Counter,
-    /// `logwharf_lost_bytes_total{reason="rotated_away"}` of this reader's sink.
-    pub lost: metrics::Counter,
-    /// `logwharf_lost_bytes_total{reason="truncated"}` of this reader's sink.
-    pub lost_truncated: metrics::Counter,
+    /// What this reader's sink lost (`logwharf_lost_bytes_total`, `logwharf_lost_gaps_total`).
+    pub loss: LossCounters,
     rewritten: metrics::Counter,
     pub files: metrics::Gauge,
 }
@@ -132,15 +136,13 @@ impl TailMetrics {
                 metrics::Counter::noop()
             }
         };
-        let lost = |reason: &'static str| metrics::counter!(m::LOST_BYTES, "source" => s.clone(), "container" => c.clone(), "sink" => sink.to_string(), "reason" => reason);
         TailMetrics {
             read_bytes: input(m::SOURCE_READ_BYTES),
             malformed: input(m::MALFORMED_LINES),
             truncated: input(m::PARTIAL_TRUNCATED),
             skipped: input(m::SKIPPED_BYTES),
             rewritten: input(m::FILES_REWRITTEN),
-            lost: lost("rotated_away"),
-            lost_truncated: lost("truncated"),
+            loss: LossCounters::new(source, container, sink),
             files: metrics::gauge!(m::FILES_WATCHED, "source" => s.clone()),
         }
     }
@@ -151,8 +153,7 @@ impl TailMetrics {
             malformed: metrics::Counter::noop(),
             truncated: metrics::Counter::noop(),
             skipped: metrics::Counter::noop(),
-            lost: metrics::Counter::noop(),
-            lost_truncated: metrics::Counter::noop(),
+            loss: LossCounters::noop(),
             rewritten: metrics::Counter::noop(),
             files: metrics::Gauge::noop(),
         }
@@ -194,6 +195,12 @@ pub struct ContainerTail {
     next_seq: u64,
     /// Counts since the last batch (tests read them).
     pub counts_total: Counts,
+    /// A gap found at startup, counted already, warned about with the first line found after
+    /// it (the end of its window).
+    pending_gap: Option<StoppedGap>,
+    /// Without a checkpoint: the first file's order number, until its start is checkpointed
+    /// ([`TailBatch::start`]).
+    first_seq: Option<u64>,
 }
 
 /// Bytes read and not yet consumed: `buf[start..end]`, where `buf[0..end]` are the file bytes
@@ -223,7 +230,8 @@ impl ContainerTail {
 
     /// Opens a container's files and positions the reader: at the checkpoint when one
     /// matches a present file (older files are skipped, newer ones read from 0), else per
-    /// `start_at`. Returns a position to checkpoint at once, if any (a start at the end).
+    /// `start_at`. Returns a position to checkpoint at once, if any (where reading starts
+    /// without a checkpoint, or after a gap).
     pub fn start(p: StartParams) -> io::Result<(ContainerTail, Option<ResumePoint>)> {
         let meta = Arc::new(ContainerMeta::from_id(p.id.clone()));
         let mut tail = ContainerTail {
@@ -241,6 +249,8 @@ impl ContainerTail {
             last_end: None,
             next_seq: 0,
             counts_total: Counts::default(),
+            pending_gap: None,
+            first_seq: None,
         };
         // The files wanted are those after the checkpointed one, or all of them.
         let anchor = p.saved.as_ref().map(SavedPosition::fingerprint);
@@ -264,23 +274,39 @@ impl ContainerTail {
                     };
                     f.seq = tail.take_seq();
                     tail.seek_checkpoint(&mut f, saved.offset)?;
+                    tail.lines.last_time_ns = saved.time_ns;
                     tail.current = Some(f);
                     tail.queue = tail.adopt(rest).into();
                 }
                 None => {
-                    tracing::warn!(
-                        container = %tail.id,
-                        file = %saved.file,
-                        offset = saved.offset,
-                        "the checkpointed log file is gone (rotated away and deleted while logwharf was not reading); reading every file present from its start, so some lines may be shipped twice"
-                    );
+                    // Docker rotated the checkpointed file away and deleted it while logwharf
+                    // was not running: count what is known lost, read every file present.
+                    let present: Vec<_> = slots
+                        .iter()
+                        .filter_map(|s| match s {
+                            Slot::Open(f) => f.fp,
+                            Slot::Vanished(_) => None,
+                        })
+                        .collect();
+                    let gap = StoppedGap::assess(&saved, &present, RotationLimits::read(&tail.dir));
+                    tail.metrics
+                        .loss
+                        .gap(LossReason::DeletedWhileStopped, gap.bytes);
+                    tail.pending_gap = Some(gap);
                     tail.queue = tail.adopt(slots).into();
                     tail.current = tail.queue.pop_front();
+                    // Counted: checkpoint the start of the oldest file present, so that a
+                    // restart before anything is delivered does not count it again.
+                    if let Some(f) = tail.current.as_mut().filter(|f| f.fp.is_some()) {
+                        commit_now = Some(ResumePoint::at(f.identity(&[]).clone(), 0));
+                    }
                 }
             },
             (None, StartAt::Beginning) => {
                 tail.queue = tail.adopt(slots).into();
                 tail.current = tail.queue.pop_front();
+                // Checkpointed from the start, before anything is delivered (see `start`).
+                tail.first_seq = Some(tail.current.as_ref().map_or(0, |f| f.seq));
             }
             (None, StartAt::End) => {
                 let live = match slots.pop() {
@@ -292,11 +318,7 @@ impl ContainerTail {
                     let end = last_line_end(&f, tail.settings.raw_line_cap)?;
                     f.seek_to(end)?;
                     if end > 0 {
-                        let id = f.identity(&[]).clone();
-                        commit_now = Some(ResumePoint {
-                            file: id,
-                            offset: end,
-                        });
+                        commit_now = Some(ResumePoint::at(f.identity(&[]).clone(), end));
                     }
                     tail.current = Some(f);
                 }
@@ -308,6 +330,29 @@ impl ContainerTail {
     /// The container id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The start of the first file, once it has an identity (once: see [`TailBatch::start`]).
+    fn start_point(&mut self) -> Option<ResumePoint> {
+        let first = self.first_seq?;
+        let file = match (&self.last_end, &self.current) {
+            (Some(e), _) if e.file.seq == first => Some(e.file.clone()),
+            (_, Some(c)) if c.seq == first => c.ident().cloned(),
+            // Past the first file without an identity for it (it had no line): nothing before
+            // the current file can be skipped, so no start is checkpointed.
+            (_, Some(c)) if c.seq > first => {
+                self.first_seq = None;
+                None
+            }
+            _ => None,
+        }?;
+        self.first_seq = None;
+        Some(ResumePoint::at(file, 0))
+    }
+
+    /// What this reader's sink lost so far, by reason.
+    pub fn losses(&self) -> LossTotals {
+        self.metrics.loss.totals
     }
 
     fn take_seq(&mut self) -> u64 {
@@ -366,14 +411,32 @@ impl ContainerTail {
             .filter(|f| !f.gz)
             .and_then(|f| f.size().ok().map(|s| (f.seq, s)));
         self.flush_counts();
+        let events = b.finish();
+        if self.pending_gap.is_some() && (idle || !events.is_empty()) {
+            if let Some(g) = self.pending_gap.take() {
+                g.warn(&self.id, &self.sink, events.first().map(|e| e.time_ns));
+            }
+        }
+        let start = self.start_point();
         TailBatch {
-            events: b.finish(),
+            start,
+            events,
             resume,
             idle,
             partial_deadline,
             newest_size,
             error,
         }
+    }
+
+    /// Bytes asked for per read call; a rate-limited reader sets fewer (`rate_limit`), so
+    /// that its batches follow its rate.
+    pub fn read_block(&self) -> usize {
+        self.settings.read_buffer_bytes
+    }
+
+    pub fn set_read_block(&mut self, bytes: usize) {
+        self.settings.read_buffer_bytes = bytes.max(4096);
     }
 
     /// Gives back memory held for reading while the reader waits for more.
@@ -515,10 +578,7 @@ impl ContainerTail {
         }
         if cur.ident().is_some() || cur.read_pos > 0 {
             let file = cur.identity(&[]).clone();
-            self.last_end = Some(ResumePoint {
-                file,
-                offset: cur.read_pos,
-            });
+            self.last_end = Some(ResumePoint::at(file, cur.read_pos));
         }
         self.rb.clear();
     }
@@ -649,8 +709,8 @@ impl ContainerTail {
     }
 
     /// A file the hold released over `hold_max_bytes` before this reader got to it.
-    fn count_released(&self, name: &str, bytes: u64) {
-        self.metrics.lost.increment(bytes);
+    fn count_released(&mut self, name: &str, bytes: u64) {
+        self.metrics.loss.gap(LossReason::RotatedAway, bytes);
         tracing::warn!(
             container = %self.id,
             sink = %self.sink,
@@ -660,9 +720,9 @@ impl ContainerTail {
         );
     }
 
-    fn count_lost(&self, lost: &[Sibling]) {
+    fn count_lost(&mut self, lost: &[Sibling]) {
         for v in lost {
-            self.metrics.lost.increment(v.size);
+            self.metrics.loss.gap(LossReason::RotatedAway, v.size);
             tracing::warn!(
                 container = %self.id,
                 sink = %self.sink,
@@ -689,17 +749,35 @@ impl ContainerTail {
                 None => false,
             };
         if !rewritten {
+            cur.seen = cur.seen.max(size);
             return Ok(false);
         }
-        tracing::warn!(
-            container = %self.id,
-            file = %cur.name,
-            offset = cur.read_pos,
-            size,
-            "log file was truncated or rewritten in place (copytruncate, or Docker with max-file=1); reading it again from the start"
-        );
+        // Cut: what this reader had seen past what it consumed (including the head of a line
+        // still waiting for its newline, and lines read but not parsed yet).
+        let consumed = cur.read_pos - (self.rb.end - self.rb.start) as u64;
+        let cut = cur.seen.saturating_sub(consumed);
+        if cut > 0 {
+            self.metrics.loss.gap(LossReason::Truncated, cut);
+            tracing::warn!(
+                container = %self.id,
+                sink = %self.sink,
+                file = %cur.name,
+                offset = consumed,
+                seen = cur.seen,
+                size,
+                bytes = cut,
+                "log file was truncated or rewritten in place (copytruncate, or Docker with max-file=1) before this sink had read it all: {cut} bytes it had not read are lost for it; reading the file again from the start"
+            );
+        } else {
+            tracing::warn!(
+                container = %self.id,
+                file = %cur.name,
+                offset = cur.read_pos,
+                size,
+                "log file was truncated or rewritten in place (copytruncate, or Docker with max-file=1); reading it again from the start"
+            );
+        }
         self.metrics.rewritten.increment(1);
-        self.lines.counts.skipped += (self.rb.end - self.rb.start) as u64;
         self.rb.clear();
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -741,9 +819,11 @@ impl ContainerTail {
             .current
             .as_ref()
             .and_then(|c| {
-                c.ident().map(|file| ResumePoint {
-                    file: file.clone(),
-                    offset: c.read_pos - (self.rb.end - self.rb.start) as u64,
+                c.ident().map(|file| {
+                    ResumePoint::at(
+                        file.clone(),
+                        c.read_pos - (self.rb.end - self.rb.start) as u64,
+                    )
                 })
             })
             .or_else(|| self.last_end.clone());
@@ -753,11 +833,15 @@ impl ContainerTail {
             .iter()
             .filter_map(|p| p.pending_start())
             .min_by_key(|r| r.order_key());
-        match (here, pending) {
+        let point = match (here, pending) {
             (Some(h), Some(p)) if h.order_key() <= p.order_key() => Some(h),
             (_, Some(p)) => Some(p.clone()),
             (h, None) => h,
-        }
+        };
+        point.map(|mut p| {
+            p.time_ns = self.lines.last_time_ns;
+            p
+        })
     }
 
     fn flush_counts(&mut self) {
@@ -813,7 +897,9 @@ fn read_more(rb: &mut ReadBuf, cur: &mut OpenFile, block: usize) -> io::Result<u
     let want = if cur.gz {
         block
     } else {
-        let available = cur.size()?.saturating_sub(cur.read_pos);
+        let size = cur.size()?;
+        cur.seen = cur.seen.max(size);
+        let available = size.saturating_sub(cur.read_pos);
         (available.min(block as u64) as usize).max(4096)
     };
     if rb.buf.len() - rb.end < want {

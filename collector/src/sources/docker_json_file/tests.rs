@@ -218,7 +218,11 @@ async fn checkpoint_moves_only_when_the_batch_is_delivered() {
     // A chance to move it wrongly (no wait can prove a negative; a slow machine only makes
     // this check weaker, never red).
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(saved_offset(&store, "aaa"), None, "nothing delivered yet");
+    assert_eq!(
+        saved_offset(&store, "aaa"),
+        Some(0),
+        "nothing delivered yet: the start of the file"
+    );
     deliver(first);
     assert_eq!(saved_offset(&store, "aaa"), Some(file_len(&r, "aaa")));
 

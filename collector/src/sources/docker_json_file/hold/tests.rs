@@ -58,6 +58,7 @@ impl Dir {
                 fp: Fingerprint::of_plain(&f, true).unwrap().unwrap(),
             }),
             offset: 0,
+            time_ns: None,
         }
     }
 }
@@ -234,4 +235,65 @@ fn gz_content_size_reads_the_trailer() {
     fs::write(&p, e.finish().unwrap()).unwrap();
     let f = fs::File::open(&p).unwrap();
     assert_eq!(gz_content_size(&f).unwrap(), 12345);
+}
+
+#[test]
+fn facts_give_the_checkpoint_what_a_restart_needs_to_count_deleted_files() {
+    let mut d = Dir::new();
+    let (h, _) = hold(&d, 1, 1 << 30);
+    let first = d.identity_of(LIVE);
+    let f = |r: &ResumePoint| h.facts(r.file.dev, r.file.ino, Some(r.file.fp)).unwrap();
+    let dir = d.path().to_path_buf();
+    let size = |name: &str| fs::metadata(dir.join(name)).unwrap().len();
+    let first_size = size(LIVE);
+    let facts = f(&first);
+    assert_eq!(
+        facts,
+        FileFacts {
+            size: first_size,
+            complete: false,
+            later: vec![]
+        },
+        "the live file: its size so far"
+    );
+    // The live file grows: the next look sees it, and says it changed.
+    append(&d.path().join(LIVE), b"{\"log\":\"more\\n\"}\n");
+    assert!(h.refresh().unwrap());
+    assert!(!h.refresh().unwrap(), "nothing new");
+    let first_size = size(LIVE);
+    assert_eq!(f(&first).size, first_size);
+    // Rotated twice while the sink stays in the first file: it is final, and the files
+    // after it are known with their sizes and fingerprints.
+    d.rotate();
+    assert!(h.refresh().unwrap());
+    let second = d.identity_of(LIVE);
+    d.rotate(); // the first file is deleted: only the hold has it
+    assert!(h.refresh().unwrap());
+    let second_size = size(&format!("{LIVE}.1"));
+    let third = d.identity_of(LIVE);
+    let facts = f(&first);
+    assert_eq!((facts.size, facts.complete), (first_size, true));
+    let later: Vec<(u32, u64, bool)> = facts
+        .later
+        .iter()
+        .map(|l| (l.fp, l.size, l.complete))
+        .collect();
+    assert_eq!(
+        later,
+        vec![
+            (second.file.fp.crc, second_size, true),
+            (third.file.fp.crc, size(LIVE), false)
+        ]
+    );
+    assert!(h.facts(0, 0, None).is_none(), "a file the hold never saw");
+}
+
+fn append(p: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    fs::OpenOptions::new()
+        .append(true)
+        .open(p)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
 }

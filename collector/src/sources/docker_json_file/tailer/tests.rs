@@ -333,6 +333,7 @@ fn startup_from_a_checkpoint_inside_a_compressed_sibling() {
         fp: fp.crc,
         fp_len: fp.len,
         offset,
+        ..SavedPosition::default()
     };
     drop(live);
     c.rotate(true); // .2.gz = 0..10, .1.gz = 10..20
@@ -373,6 +374,7 @@ fn checkpointed_file_gone_reads_everything_present() {
         fp: 12345,
         fp_len: 10,
         offset: 100,
+        ..SavedPosition::default()
     };
     c.rotate(false);
     c.append(&lines(5..10));
@@ -456,6 +458,11 @@ fn truncation_in_place_restarts_at_zero() {
         .unwrap();
     c.append(&lines(50..52));
     assert_eq!(texts(&drain(&mut t)), names(50..52));
+    assert_eq!(
+        t.losses(),
+        LossTotals::default(),
+        "caught up when cut: nothing it had seen was lost"
+    );
     // Rewritten past our offset before we looked: caught by the first line's fingerprint.
     let f = OpenOptions::new().write(true).open(c.path("")).unwrap();
     f.set_len(0).unwrap();
@@ -737,4 +744,144 @@ fn vanished_files_count_as_lost_only_when_nothing_explains_them() {
         unexplained(vec![sib("x.2", 4, false)], &[(3, false), (8, false)]).len(),
         1
     );
+}
+
+fn truncate(path: &Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+#[test]
+fn truncation_while_behind_counts_exactly_the_bytes_seen_and_not_read() {
+    let c = Container::new();
+    c.append(&lines(0..200)); // ≈16 KB; the reader takes one 4 KB block per batch
+    let mut t = c.start();
+    let first = batch(&mut t);
+    assert!(!first.events.is_empty() && !first.idle);
+    // More is written; the reader looks again (one more batch) and is still behind.
+    c.append(&lines(200..300));
+    let second = batch(&mut t);
+    assert!(!second.idle);
+    let got = first.events.len() + second.events.len();
+    let consumed = second.resume.unwrap().offset;
+    let before = fs::read(c.path("")).unwrap();
+    // copytruncate: the file is emptied in place and written again.
+    truncate(&c.path(""));
+    c.append(&lines(1000..1005));
+    assert_eq!(texts(&drain(&mut t)), names(1000..1005));
+    let unread = &before[consumed as usize..];
+    assert_eq!(
+        unread.iter().filter(|&&b| b == b'\n').count(),
+        300 - got,
+        "the bytes past the position are the lines the sink never got"
+    );
+    let lost = t.losses();
+    assert_eq!(lost.bytes(LossReason::Truncated), unread.len() as u64);
+    assert_eq!(lost.gaps(LossReason::Truncated), 1);
+    assert_eq!(lost.bytes(LossReason::RotatedAway), 0);
+}
+
+/// Docker writing while logwharf is stopped: lines from `from` until the live file reaches
+/// `max_size` (Docker checks before each write); returns the next line number.
+fn write_until_full(c: &Container, from: usize, max_size: u64) -> usize {
+    let mut i = from;
+    while fs::metadata(c.path("")).map_or(0, |m| m.len()) < max_size {
+        c.append(&line(&format!("line {i}")));
+        i += 1;
+    }
+    i
+}
+
+/// Docker's rotation with `max-file=2`: `.1` deleted, live → `.1`, a new live file.
+fn rotate_keeping_two(c: &Container) {
+    let _ = fs::remove_file(c.path(".1"));
+    c.rotate(false);
+}
+
+#[test]
+fn files_docker_deleted_while_stopped_are_counted_once_from_the_checkpoint() {
+    let c = Container::new();
+    fs::write(
+        c.dir.join("hostconfig.json"),
+        r#"{"LogConfig":{"Type":"json-file","Config":{"max-size":"3k","max-file":"2"}}}"#,
+    )
+    .unwrap();
+    c.append(&lines(0..10));
+    let mut t = c.start();
+    assert_eq!(drain(&mut t).len(), 10);
+    let mut saved = t.resume_point().unwrap().to_saved();
+    assert!(
+        saved.time_ns.is_some(),
+        "the last line's time is checkpointed"
+    );
+    // What the hold records into the checkpoint: the live file's size as last seen.
+    saved.size = Some(fs::metadata(c.path("")).unwrap().len());
+    let offset = saved.offset;
+    drop(t);
+    // logwharf is stopped; Docker fills the checkpointed file, rotates it, fills the next
+    // one and rotates again: the checkpointed file is deleted.
+    let a = write_until_full(&c, 10, 3_000);
+    let x_final = fs::metadata(c.path("")).unwrap().len();
+    rotate_keeping_two(&c);
+    let b = write_until_full(&c, a, 3_000);
+    rotate_keeping_two(&c);
+    c.append(&lines(b..b + 5));
+
+    let (mut t, commit) = c.start_with(Some(saved), StartAt::Beginning, small());
+    let lost = t.losses();
+    assert_eq!(lost.gaps(LossReason::DeletedWhileStopped), 1);
+    let known = lost.bytes(LossReason::DeletedWhileStopped);
+    assert_eq!(
+        known,
+        3_000 - offset,
+        "the file reached max-size before Docker rotated it"
+    );
+    let record = line("line 99").len() as u64;
+    assert!(
+        x_final - offset >= known && x_final - offset - known < record,
+        "short of the real loss ({}) by less than the record Docker's rotation overshot by",
+        x_final - offset
+    );
+    assert_eq!(texts(&drain(&mut t)), names(a..b + 5), "the rest, in order");
+    // Counted once: the checkpoint moved to the start of the oldest file present.
+    let commit = commit.expect("checkpointed at once");
+    assert_eq!(commit.offset, 0);
+    let oldest = OpenFile::open(
+        &c.dir,
+        &list_siblings(&c.dir, &c.live_name()).unwrap()[0],
+        &metrics::Gauge::noop(),
+    )
+    .unwrap();
+    assert_eq!(Some(commit.file.fp), oldest.fp);
+    let (mut again, _) = c.start_with(Some(commit.to_saved()), StartAt::Beginning, small());
+    assert_eq!(again.losses(), LossTotals::default());
+    assert_eq!(texts(&drain(&mut again)), names(a..b + 5));
+}
+
+#[test]
+fn without_a_checkpoint_the_first_files_start_is_checkpointed_once_it_has_a_line() {
+    let c = Container::new();
+    c.append("");
+    let mut t = c.start();
+    let b = batch(&mut t);
+    assert!(b.start.is_none(), "no line yet: no identity");
+    c.append(&lines(0..3));
+    let b = batch(&mut t);
+    let start = b.start.expect("the start of the first file");
+    assert_eq!(start.offset, 0);
+    assert_eq!(
+        Some(start.file.fp),
+        Fingerprint::of_plain(&fs::File::open(c.path("")).unwrap(), false).unwrap()
+    );
+    assert_eq!(texts(&b.events), names(0..3));
+    c.append(&lines(3..4));
+    assert!(batch(&mut t).start.is_none(), "once");
+    // With a checkpoint, reading starts there: nothing to checkpoint at once.
+    let (mut t, commit) = c.start_with(Some(start.to_saved()), StartAt::Beginning, small());
+    assert!(commit.is_none());
+    assert!(batch(&mut t).start.is_none());
 }
