@@ -108,10 +108,7 @@ fuzz_target!(|data: &[u8]| {
                 rec.complete,
                 rec.time_ns.unwrap_or(0),
                 rec.attrs,
-                || ResumePoint {
-                    file: identity.clone(),
-                    offset: at,
-                },
+                || ResumePoint::at(identity.clone(), at),
                 now,
             );
             if let Some(j) = joined {
