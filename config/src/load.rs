@@ -51,7 +51,7 @@ pub fn load_str<S: ?Sized, K: ?Sized>(
             return Err(fail(vec![ConfigError {
                 path: String::new(),
                 line: e.span().map(|s| line_of_offset(&text, s.start)),
-                message: e.message().trim().to_string(),
+                message: toml_message(&e, &text),
             }]))
         }
     };
@@ -72,6 +72,23 @@ pub fn load_str<S: ?Sized, K: ?Sized>(
         })
         .collect();
     Err(fail(errors))
+}
+
+/// The parser's message; toml gives none for some characters (a control character in a
+/// comment), so then the column says where.
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
+    let m = e.message().trim();
+    if !m.is_empty() {
+        return m.to_string();
+    }
+    let before = e.span().and_then(|s| text.get(..s.start));
+    match before {
+        Some(b) => {
+            let column = b[b.rfind('\n').map_or(0, |i| i + 1)..].chars().count() + 1;
+            format!("invalid TOML at column {column} (a control character?)")
+        }
+        None => "invalid TOML".to_string(),
+    }
 }
 
 fn decode_config<S: ?Sized, K: ?Sized>(
@@ -539,6 +556,29 @@ mod tests {
         assert_eq!(
             errs[0].to_string(),
             "line 3: environment variable Z is not set (use ${Z:-default} for a default)"
+        );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/config.rs): toml reports a control character in a
+    /// comment with an empty message, which left the error without any text.
+    #[test]
+    fn every_toml_error_has_a_message() {
+        let registry: Registry<'_, (), ()> = Registry {
+            sources: &[],
+            sinks: &[],
+        };
+        let e = load_str(
+            "data_dir = \"/x\"\n# a comment \u{1} here\n",
+            "t.toml",
+            &registry,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.errors.len(), 1);
+        assert_eq!(e.errors[0].line, Some(2));
+        assert_eq!(
+            e.errors[0].message,
+            "invalid TOML at column 13 (a control character?)"
         );
     }
 }

@@ -666,8 +666,10 @@ fn call<'a>(f: Func, mut a: Vec<Value<'a>>) -> Value<'a> {
             if src.is_empty() {
                 return Value::Str(Cow::Owned(src));
             }
-            let pre = a[1].as_int().unwrap_or(0).max(0) as usize;
-            let suf = a[2].as_int().unwrap_or(0).max(0) as usize;
+            // Capped: a count may come from a peer (Go's strings.Repeat panics on a huge one).
+            let count =
+                |v: &Value| (v.as_int().unwrap_or(0).max(0) as u64).min(MAX_PAD as u64) as usize;
+            let (pre, suf) = (count(&a[1]), count(&a[2]));
             Value::Str(Cow::Owned(format!(
                 "{}{src}{}",
                 " ".repeat(pre),
@@ -781,6 +783,22 @@ fn json_string(s: &str) -> String {
     out
 }
 
+/// The most `printf` pads to and `pad` adds. A format string or a count can come from a peer
+/// (`{{printf .Name}}`, `{{pad .Name .Name 0}}`), so this is far below Go's `fmt` limit (10⁶,
+/// `tooLarge`) and far above any name a sink accepts (at most 1 KiB).
+const MAX_PAD: usize = 4096;
+
+/// A width or precision (digits; none is 0); `None` when over [`MAX_PAD`] (as Go's `parsenum`
+/// over its limit: the digits are consumed all the same).
+fn go_fmt_num(it: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<usize> {
+    let mut n = 0usize;
+    while let Some(d) = it.peek().and_then(|c| c.to_digit(10)) {
+        n = n.saturating_mul(10).saturating_add(d as usize);
+        it.next();
+    }
+    (n <= MAX_PAD).then_some(n)
+}
+
 /// Go's `fmt.Sprintf` for the verbs a tag template can use: `%s %v %d %q %x %X %%`, with
 /// flags `-`, `0`, width and precision.
 fn go_sprintf(f: &str, args: &[Value]) -> String {
@@ -803,19 +821,19 @@ fn go_sprintf(f: &str, args: &[Value]) -> String {
             it.next();
         }
         let mut width = None;
-        while let Some(d) = it.peek().and_then(|c| c.to_digit(10)) {
-            width = Some(width.unwrap_or(0) * 10 + d as usize);
-            it.next();
+        if it.peek().is_some_and(char::is_ascii_digit) {
+            width = go_fmt_num(&mut it);
+            if width.is_none() {
+                out.push_str("%!(BADWIDTH)");
+            }
         }
         let mut prec = None;
         if it.peek() == Some(&'.') {
             it.next();
-            let mut p = 0;
-            while let Some(d) = it.peek().and_then(|c| c.to_digit(10)) {
-                p = p * 10 + d as usize;
-                it.next();
+            prec = go_fmt_num(&mut it);
+            if prec.is_none() {
+                out.push_str("%!(BADPREC)");
             }
-            prec = Some(p);
         }
         let Some(verb) = it.next() else {
             out.push_str("%!(NOVERB)");

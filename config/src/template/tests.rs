@@ -137,3 +137,26 @@ fn render_with_filters_values_not_the_template_text() {
     assert_eq!(Template::parse("{{.ID}}/x").unwrap().static_prefix(), "");
     assert_eq!(Template::parse("/a/b").unwrap().static_prefix(), "/a/b");
 }
+
+/// Found by fuzzing (fuzz/fuzz_targets/template.rs): a long width overflowed (a panic in a
+/// debug build, a wrapped count and a huge allocation in release), `pad` repeated any count,
+/// and a width of 622,222 took seconds per render. A format string or a count can come from a
+/// peer (`{{printf .Name}}`, `{{pad .Name .Name 0}}`), so both stop at 4096.
+#[test]
+fn printf_widths_and_pad_counts_are_bounded() {
+    let huge = "9".repeat(40);
+    assert_eq!(
+        r(&format!(
+            "{{{{printf \"%{huge}d|%.{huge}s|%4097s\" 1 \"ab\" \"c\"}}}}"
+        )),
+        "%!(BADWIDTH)1|%!(BADPREC)ab|%!(BADWIDTH)c"
+    );
+    assert_eq!(
+        r("{{printf \"%5d|%-3s|%.1s\" 7 \"a\" \"xyz\"}}"),
+        "    7|a  |x"
+    );
+    let padded = r("{{pad \"x\" 999999999999 2}}");
+    assert_eq!(padded.len(), 4096 + 1 + 2);
+    assert_eq!(r("{{printf \"%4096d\" 1}}").len(), 4096);
+    assert_eq!(r("{{pad \"x\" 2 1}}"), "  x ");
+}

@@ -354,6 +354,14 @@ impl<'a> Reader<'a> {
                 for _ in 0..n {
                     let k = match self.json(depth + 1)? {
                         Value::String(s) => s,
+                        // A map or array as a key would be spelled out as its JSON text, and
+                        // such keys nested in keys double in length with every level of
+                        // quoting: a few hundred bytes could take gigabytes.
+                        Value::Array(_) | Value::Object(_) => {
+                            return Err(MpError::Invalid(
+                                "a record key is a map or an array".into(),
+                            ))
+                        }
                         other => other.to_string(),
                     };
                     let v = self.json(depth + 1)?;
@@ -487,6 +495,30 @@ mod tests {
         ));
         let mut r = Reader::new(&v, 16 << 20);
         assert!(matches!(r.json(0), Err(MpError::Invalid(_))));
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/forward.rs): maps used as keys of maps, 40 levels
+    /// deep in 82 bytes, each key spelled out as the JSON text of the one inside it; the
+    /// quoting doubled the text at every level (a timeout at 17 levels, terabytes at 40).
+    #[test]
+    fn a_map_or_array_key_is_refused() {
+        // {{{…{"k": 1}: 1}…: 1}: 1}
+        let mut v = vec![0x81u8; 40];
+        v.extend_from_slice(&[0xa1, b'k', 0x01]);
+        v.extend(std::iter::repeat_n(0x01u8, 39));
+        assert_eq!(value_len(&v, 1 << 20), Ok(v.len()));
+        let mut r = Reader::new(&v, 1 << 20);
+        assert!(matches!(r.json(0), Err(MpError::Invalid(_))));
+        let arr = [0x81, 0x91, 0x01, 0x01];
+        assert!(matches!(
+            Reader::new(&arr, 100).json(0),
+            Err(MpError::Invalid(_))
+        ));
+        let scalar = [0x81, 0x07, 0x01, 0x81, 0xc0, 0x01];
+        assert_eq!(
+            Reader::new(&scalar, 100).json(0).unwrap().to_string(),
+            r#"{"7":1}"#
+        );
     }
 
     #[test]

@@ -175,7 +175,8 @@ pub fn fast_5424(input: &str) -> Option<Fast5424<'_>> {
     let s = input.trim();
     let rest = s.strip_prefix('<')?;
     let close = rest.as_bytes().iter().take(4).position(|&b| b == b'>')?;
-    if close == 0 {
+    // Digits only: `u8::from_str` would also take a `+`.
+    if close == 0 || !rest.as_bytes()[..close].iter().all(u8::is_ascii_digit) {
         return None;
     }
     let pri: u8 = rest[..close].parse().ok()?;
@@ -188,11 +189,14 @@ pub fn fast_5424(input: &str) -> Option<Fast5424<'_>> {
         "-" => None,
         t => Some(crate::time::parse_rfc3339_nanos(t.as_bytes())?),
     };
+    // RFC 5424 header fields are PRINTUSASCII; anything else (a tab, a CR, which
+    // syslog_loose takes as the end of the field) is left to syslog_loose.
     let mut field = || -> Option<Option<&str>> {
         match it.next()? {
             "" => None,
             "-" => Some(None),
-            v => Some(Some(v)),
+            v if v.bytes().all(|b| matches!(b, b'!'..=b'~')) => Some(Some(v)),
+            _ => None,
         }
     };
     let (hostname, appname, procid, msgid) = (field()?, field()?, field()?, field()?);
@@ -200,6 +204,9 @@ pub fn fast_5424(input: &str) -> Option<Fast5424<'_>> {
         return None;
     }
     let msg = it.next().unwrap_or("");
+    if msg.starts_with(char::is_whitespace) {
+        return None; // syslog_loose drops white space before MSG
+    }
     Some(Fast5424 {
         facility,
         severity,
@@ -355,6 +362,13 @@ mod tests {
             "<14>1 2026-11-25T13:04:34Z h  app 1 - - double space",
             "<999>1 - - - - - - x",
             "<14>1 yesterday h app 1 - - x",
+            // Found by fuzzing (fuzz/fuzz_targets/syslog.rs): syslog_loose ends a field at
+            // any white space, so the fast path must not take these.
+            "<19>1 2026-11-25T13:40:16Z vm app 11458 lw-c\rapture - hello-err",
+            "<19>1 2026-11-25T13:40:16Z v\tm app 1 - - x",
+            "<19>1 2026-11-25T13:40:16Z vm caf\u{e9} 1 - - x",
+            "<22>1 2026-11-25T13:40:16Z vm app 1 m -  \u{5}leading space",
+            "<+9>1 2026-11-25T13:39:35Z vm app 1 m - plus sign",
         ] {
             assert!(fast_5424(other).is_none(), "{other}");
         }
