@@ -193,6 +193,15 @@ fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
+/// `key = value`, with `# why` after it when there is a reason to give.
+fn push_line(out: &mut String, key: &str, value: &str, why: &str) {
+    let _ = write!(out, "{key} = {value}");
+    if !why.is_empty() {
+        let _ = write!(out, "    # {why}");
+    }
+    out.push('\n');
+}
+
 /// The sink table being written.
 struct Sink {
     name: &'static str,
@@ -212,11 +221,7 @@ impl Sink {
     }
 
     fn line(&mut self, key: &str, value: &str, why: &str) {
-        let _ = write!(self.lines, "{key} = {value}");
-        if !why.is_empty() {
-            let _ = write!(self.lines, "    # {why}");
-        }
-        self.lines.push('\n');
+        push_line(&mut self.lines, key, value, why);
     }
 
     fn tls(&mut self, key: &str, value: &str) {
@@ -235,11 +240,7 @@ struct Doc {
 
 impl Doc {
     fn source(&mut self, key: &str, value: &str, why: &str) {
-        let _ = write!(self.source, "{key} = {value}");
-        if !why.is_empty() {
-            let _ = write!(self.source, "    # {why}");
-        }
-        self.source.push('\n');
+        push_line(&mut self.source, key, value, why);
     }
 
     fn note(&mut self, key: &str, value: &str, why: &str) {

@@ -27,16 +27,6 @@ pub struct SinkFilter {
 impl SinkFilter {
     /// Compiles `config` for the sink `sink` (globs were checked when the config was loaded).
     pub fn new(sink: Arc<str>, config: &FilterConfig) -> anyhow::Result<SinkFilter> {
-        let set = |globs: &[String]| -> anyhow::Result<Option<GlobSet>> {
-            if globs.is_empty() {
-                return Ok(None);
-            }
-            let mut b = GlobSetBuilder::new();
-            for g in globs {
-                b.add(Glob::new(g)?);
-            }
-            Ok(Some(b.build()?))
-        };
         let labels = config
             .labels
             .iter()
@@ -55,9 +45,9 @@ impl SinkFilter {
         });
         Ok(SinkFilter {
             sink,
-            containers: set(&config.containers)?,
-            exclude_containers: set(&config.exclude_containers)?,
-            images: set(&config.images)?,
+            containers: glob_set(&config.containers)?,
+            exclude_containers: glob_set(&config.exclude_containers)?,
+            images: glob_set(&config.images)?,
             labels,
             streams,
         })
@@ -104,6 +94,18 @@ impl SinkFilter {
     pub fn by_stream(&self) -> bool {
         self.streams.is_some()
     }
+}
+
+/// One set of name globs (`None` when there are none: the condition is not asked).
+pub fn glob_set(globs: &[String]) -> anyhow::Result<Option<GlobSet>> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(Glob::new(g)?);
+    }
+    Ok(Some(b.build()?))
 }
 
 /// The events of `events` that `filter` takes, or `None` when it takes all of them (the

@@ -38,30 +38,24 @@ impl FilterConfig {
     /// Decodes the table and reports every bad glob under its key.
     pub(crate) fn decode(d: &mut Decoder<'_>) -> Option<FilterConfig> {
         let f: FilterConfig = d.decode()?;
-        let mut bad = Vec::new();
+        let mut ok = true;
+        let mut check = |key: &[&str], g: &str| {
+            if let Err(e) = globset::Glob::new(g) {
+                d.error(key, format!("invalid glob {g:?}: {e}"));
+                ok = false;
+            }
+        };
         for (key, globs) in [
             ("containers", &f.containers),
             ("exclude_containers", &f.exclude_containers),
             ("images", &f.images),
         ] {
             for g in globs {
-                if let Err(e) = globset::Glob::new(g) {
-                    bad.push((vec![key.to_string()], format!("invalid glob {g:?}: {e}")));
-                }
+                check(&[key], g);
             }
         }
         for (label, g) in &f.labels {
-            if let Err(e) = globset::Glob::new(g) {
-                bad.push((
-                    vec!["labels".to_string(), label.clone()],
-                    format!("invalid glob {g:?}: {e}"),
-                ));
-            }
-        }
-        let ok = bad.is_empty();
-        for (key, msg) in bad {
-            let key: Vec<&str> = key.iter().map(String::as_str).collect();
-            d.error(&key, msg);
+            check(&["labels", label], g);
         }
         ok.then_some(f)
     }

@@ -14,11 +14,12 @@ use super::{Source, SourceContext};
 use crate::checkpoint::{self, CheckpointStore};
 use crate::docker::{ContainerEvent, EventKind, MetaChange, MetadataService};
 use crate::event::{ContainerMeta, Event, Stream};
+use crate::filter::glob_set;
 use crate::topology::SourceOutput;
 use crate::untrusted::{clean_str, PeerContainer};
 use bytes::Bytes;
 pub use config::{DockerApiConfig, StreamSelection};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use per_sink::EventFanout;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,18 +50,9 @@ pub struct DockerApi {
 
 impl DockerApi {
     pub fn new(config: DockerApiConfig) -> anyhow::Result<Self> {
-        let set = |globs: &[String]| -> anyhow::Result<GlobSet> {
-            let mut b = GlobSetBuilder::new();
-            for g in globs {
-                b.add(Glob::new(g)?);
-            }
-            Ok(b.build()?)
-        };
         Ok(Self {
-            include: (!config.include.is_empty())
-                .then(|| set(&config.include))
-                .transpose()?,
-            exclude: set(&config.exclude)?,
+            include: glob_set(&config.include)?,
+            exclude: glob_set(&config.exclude)?.unwrap_or_else(GlobSet::empty),
             config,
         })
     }
