@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A counting syslog receiver for benchmarks: accepts TCP connections on 127.0.0.1:PORT and
 counts newline-framed messages and bytes until SIGTERM/SIGINT, then prints
-`messages=N bytes=B` to stdout (and to FILE when given)."""
-import selectors, signal, socket, sys
+`messages=N bytes=B` to stdout (and to FILE when given; FILE is also rewritten with the counts
+so far about every second meanwhile, for a caller that waits for a count)."""
+import os, selectors, signal, socket, sys, time
 
 port = int(sys.argv[1])
 out = sys.argv[2] if len(sys.argv) > 2 else None
@@ -18,6 +19,14 @@ view = memoryview(buf)
 msgs = 0
 nbytes = 0
 running = True
+progress_at = time.monotonic()
+
+
+def write_out(line):
+    # Replaced atomically, so a reader never sees a half-written line.
+    with open(out + ".tmp", "w") as f:
+        f.write(line + "\n")
+    os.replace(out + ".tmp", out)
 
 
 def stop(*_):
@@ -28,6 +37,9 @@ def stop(*_):
 signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)
 while running:
+    if out and time.monotonic() >= progress_at:
+        write_out(f"messages={msgs} bytes={nbytes}")
+        progress_at = time.monotonic() + 1.0
     for key, _ in sel.select(timeout=0.2):
         if key.fileobj is srv:
             c, _ = srv.accept()
@@ -50,4 +62,4 @@ while running:
 line = f"messages={msgs} bytes={nbytes}"
 print(line, flush=True)
 if out:
-    open(out, "w").write(line + "\n")
+    write_out(line)

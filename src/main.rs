@@ -2,12 +2,19 @@
 //! the config, collector and sinks crates.
 
 mod api;
+mod check;
+mod client;
+mod progress;
 mod recorder;
+mod reload;
+mod tap;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use logwharf::{builtin_default, load_config};
 use logwharf_collector::{Config, Health, Shutdown, Topology};
+use progress::Progress;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -37,6 +44,9 @@ enum Command {
         /// With --once: serve the API (`api.address`) anyway.
         #[arg(long, requires = "once")]
         api: bool,
+        /// Apply changes to the config file as they are saved (as SIGHUP does).
+        #[arg(long, conflicts_with = "once")]
+        watch_config: bool,
     },
     /// Write a logwharf config that ships every container's log the way daemon.json's
     /// logging driver does (syslog, fluentd, awslogs, json-file, local), then the change to
@@ -48,6 +58,51 @@ enum Command {
         /// Write the config here instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+    /// Ask the running daemon (the config's `api.address`) where every container and sink
+    /// stands: lag, state, losses, time left before Docker's rotation deletes undelivered
+    /// lines. 2 when no daemon answers.
+    Status {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Print the API's JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the events flowing through the running daemon now (NDJSON, as `encoding =
+    /// "json"` writes them). Never slows the pipeline: what this tap has no room for is
+    /// dropped and counted in a `{"tap_dropped":N}` line.
+    Tap {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Only containers whose name (or id) matches this glob (repeatable).
+        #[arg(long = "container", value_name = "GLOB")]
+        containers: Vec<String>,
+        /// Only this source's events.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+        /// The events as this sink gets them (after its filter); default: as the sources send
+        /// them.
+        #[arg(long, value_name = "NAME")]
+        sink: Option<String>,
+        /// Stop after this many events.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+    },
+    /// A live view of the running daemon: containers by rate or lag, sinks, errors.
+    Top {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Verify the checkpoints (and disk buffers) in data_dir, one line per problem with its
+    /// file and offset: 0 clean, 1 problems found, 2 cannot run. Read-only, so it runs beside
+    /// a daemon; --repair (refused while a daemon holds data_dir) fixes what is safe.
+    Check {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Remove stale checkpoints and move bad offsets back to a line start.
+        #[arg(long)]
+        repair: bool,
     },
     /// Check a config file and exit: 0 when valid, 2 with every error listed.
     Validate {
@@ -66,6 +121,25 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::ImportDaemonJson { file, output } => import_daemon_json(&file, output.as_deref()),
+        Command::Status { config, json } => {
+            ask_daemon(config.as_deref(), |addr| client::status::run(addr, json))
+        }
+        Command::Tap {
+            config,
+            containers,
+            source,
+            sink,
+            limit,
+        } => {
+            let q = tap::TapQuery {
+                containers,
+                source,
+                sink,
+                limit,
+            };
+            ask_daemon(config.as_deref(), |addr| client::tap::run(addr, &q))
+        }
+        Command::Top { config } => ask_daemon(config.as_deref(), client::top::run),
         Command::Validate { config, connect } => match find_and_load(config.as_deref()) {
             Ok((c, origin)) => {
                 println!(
@@ -85,7 +159,19 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { config, once, api } => {
+        Command::Check { config, repair } => match find_and_load(config.as_deref()) {
+            Ok((c, origin)) => check::run(&c, &origin, repair),
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run {
+            config,
+            once,
+            api,
+            watch_config,
+        } => {
             let (config, origin) = match find_and_load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -94,13 +180,39 @@ fn main() -> ExitCode {
                 }
             };
             tracing::info!(config = %origin, once, "logwharf {} starting", env!("CARGO_PKG_VERSION"));
-            match run(config, &origin, once, api) {
+            match run(config, &origin, once, api, watch_config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
                     eprintln!("logwharf: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+    }
+}
+
+/// Runs a command that talks to the daemon at the config's `api.address`: 2 when the config
+/// cannot be read or no daemon answers, 1 on other errors.
+fn ask_daemon(
+    config: Option<&Path>,
+    f: impl FnOnce(std::net::SocketAddr) -> anyhow::Result<()>,
+) -> ExitCode {
+    let (config, _) = match find_and_load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match f(config.api.address) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logwharf: {e:#}");
+            if e.downcast_ref::<client::NoDaemon>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
             }
         }
     }
@@ -166,34 +278,63 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
 /// `with_api`: `--once --api`. A daemon serves the API when `api.enabled`; a `--once` run
-/// (typically a backfill beside the daemon, whose port is taken) only when asked.
-fn run(config: Config, origin: &str, once: bool, with_api: bool) -> anyhow::Result<()> {
+/// (typically a backfill beside the daemon, whose port is taken) only when asked. A daemon
+/// reloads on SIGHUP (and with `watch_config`, when the file changes).
+fn run(
+    config: Config,
+    origin: &str,
+    once: bool,
+    with_api: bool,
+    watch_config: bool,
+) -> anyhow::Result<()> {
+    // Before anything else (the API's port included): a second process on this data_dir
+    // stops here, naming the directory and the other pid.
+    let _lock = logwharf_collector::lock::DataDirLock::acquire(&config.data_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    // `--once` on a terminal draws a progress line; elsewhere (pipes, journald) plain logs.
+    let progress = (once && std::io::stderr().is_terminal()).then(Progress::new);
     rt.block_on(async move {
         let health = Health::new();
         if config.api.enabled && (!once || with_api) {
-            api::start(config.api.address, health.clone()).await?;
+            api::start(config.api.address, health.clone(), progress.clone()).await?;
+        } else if let Some(p) = &progress {
+            recorder::install_progress_only(p.clone())?;
         }
+        let _drawing = progress.as_ref().map(|p| p.draw());
         let shutdown = Shutdown::new();
-        tokio::spawn(watch_signals(shutdown.clone(), origin.to_string()));
-        Topology::run(&config, once, shutdown, health).await
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+        if watch_config {
+            reload::watch(origin.to_string(), reload_tx.clone())?;
+        }
+        // `--once` takes no reloads: SIGHUP only checks the file then.
+        let reload_tx = (!once).then_some(reload_tx);
+        tokio::spawn(watch_signals(
+            shutdown.clone(),
+            origin.to_string(),
+            reload_tx,
+        ));
+        let reloads = (!once).then_some(reload_rx);
+        Topology::run_reloadable(&config, once, shutdown, health, reloads).await
     })
 }
 
 /// SIGTERM/SIGINT: graceful shutdown; a second one: exit now. SIGHUP (systemd's
-/// `ExecReload`): the config file is checked again and the result logged; the running
-/// pipeline goes on unchanged (live reload is not built yet — a restart applies a change), so
-/// a reload never stops the daemon.
-async fn watch_signals(shutdown: Shutdown, origin: String) {
+/// `ExecReload`): the config file is read again and, when valid, applied (`reloads`; `None`
+/// under `--once`, which only checks it); an invalid one is logged and changes nothing.
+async fn watch_signals(
+    shutdown: Shutdown,
+    origin: String,
+    reloads: Option<tokio::sync::mpsc::UnboundedSender<Config>>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -209,7 +350,11 @@ async fn watch_signals(shutdown: Shutdown, origin: String) {
             _ = term.recv() => {}
             _ = int.recv() => {}
             _ = hup.recv() => {
-                check_on_hangup(&origin);
+                match (reload::read_again(&origin, "SIGHUP"), &reloads) {
+                    (Some(c), Some(tx)) => { let _ = tx.send(c); }
+                    (Some(_), None) => tracing::warn!("SIGHUP: run --once applies no reloads"),
+                    _ => {}
+                }
                 continue;
             }
         }
@@ -222,22 +367,6 @@ async fn watch_signals(shutdown: Shutdown, origin: String) {
         } else {
             tracing::warn!("second signal: exiting without draining");
             std::process::exit(130);
-        }
-    }
-}
-
-fn check_on_hangup(origin: &str) {
-    let path = Path::new(origin);
-    if !path.is_file() {
-        tracing::warn!(config = %origin, "SIGHUP: no config file to read again; the running configuration goes on");
-        return;
-    }
-    match load_config(path) {
-        Ok(_) => {
-            tracing::warn!(config = %origin, "SIGHUP: the config file is valid, but live reload is not supported yet: the running configuration goes on unchanged; restart logwharf to apply it")
-        }
-        Err(e) => {
-            tracing::error!(config = %origin, errors = %e.to_string().trim_end(), "SIGHUP: the config file is not valid; the running configuration goes on unchanged")
         }
     }
 }

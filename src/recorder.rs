@@ -11,6 +11,7 @@
 //! removed would otherwise count into nothing). A quiet container's series come back with its
 //! next update, as a counter starting over (which Prometheus' `rate` treats as a reset).
 
+use crate::progress::{Progress, Tap};
 use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder};
 use metrics::{SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -47,12 +48,29 @@ impl Metrics {
     }
 }
 
-/// Installs the recorder globally.
-pub fn install() -> anyhow::Result<Metrics> {
+/// Installs the recorder globally; with `progress`, the series the progress line reads are
+/// copied to it on the way.
+pub fn install(progress: Option<Arc<Progress>>) -> anyhow::Result<Metrics> {
     let (recorder, metrics) = build(CONTAINER_IDLE);
-    metrics::set_global_recorder(recorder)
-        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    let installed = match progress {
+        Some(progress) => metrics::set_global_recorder(Tap {
+            inner: recorder,
+            progress,
+        })
+        .map_err(|e| e.to_string()),
+        None => metrics::set_global_recorder(recorder).map_err(|e| e.to_string()),
+    };
+    installed.map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
     Ok(metrics)
+}
+
+/// Without the API: a recorder that only feeds the progress line.
+pub fn install_progress_only(progress: Arc<Progress>) -> anyhow::Result<()> {
+    metrics::set_global_recorder(Tap {
+        inner: metrics::NoopRecorder,
+        progress,
+    })
+    .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))
 }
 
 fn build(container_idle: Duration) -> (Split, Metrics) {

@@ -94,3 +94,42 @@ fn example_configs_are_valid() {
         );
     }
 }
+
+/// `run --once` on a terminal ends with the progress line's summary (the bar itself is
+/// redrawn in place); without one (a pipe, journald) the log has no progress output at all.
+#[test]
+fn run_once_shows_progress_on_a_terminal_only() {
+    let t = TestDir::new("progress");
+    let id = "ab".repeat(32);
+    let dir = t.path().join("root").join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    append_json_lines(&dir.join(format!("{id}-json.log")), 0..2000);
+    let cfg = t.config(
+        "[sources.c]\ntype = \"docker_json_file\"\nroot = \"{dir}/root\"\nenrich = false\n[sinks.b]\ntype = \"blackhole\"\ninputs = [\"c\"]\n",
+    );
+    // `script` runs the command on a pseudo-terminal (util-linux, on every Debian).
+    let out = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} run --once -c {}",
+            bin().display(),
+            cfg.display()
+        ))
+        .arg("/dev/null")
+        .output()
+        .expect("running `script` (util-linux)");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(
+        tty.contains("delivered ") && tty.contains("2000 lines"),
+        "no progress summary on a terminal:\n{tty}"
+    );
+
+    let plain = run_once(&t.config(
+        "data_dir = \"{dir}/data2\"\n[sources.c]\ntype = \"docker_json_file\"\nroot = \"{dir}/root\"\nenrich = false\n[sinks.b]\ntype = \"blackhole\"\ninputs = [\"c\"]\n",
+    ));
+    assert!(
+        !plain.contains("delivered"),
+        "progress output without a terminal:\n{plain}"
+    );
+}

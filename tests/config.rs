@@ -102,7 +102,7 @@ max_size = "10q"
         e,
         vec![
             "line 4: sources.c.rooot: unknown key",
-            "line 7: sources.d.type: unknown source type \"docker_jsonfile\" (known: docker_api, docker_daemon, docker_json_file, fluent, syslog)",
+            "line 7: sources.d.type: unknown source type \"docker_jsonfile\" (known: docker_api, docker_daemon, docker_json_file, fluent, kafka, syslog)",
             "line 11: sinks.f.inputs: input \"nope\" names no source (sources: c, d)",
             "line 12: sinks.f.path: unknown field .Nmae in template \"/tmp/{{.Nmae}}.log\" (known: .ID .FullID .Name .ImageID .ImageFullID .ImageName .DaemonName)",
             "line 18: sinks.g.max_size: invalid size \"10q\" (expected e.g. 512, 10k, 20m, 1g)",

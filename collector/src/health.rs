@@ -69,6 +69,11 @@ impl Health {
     }
 
     /// Every component has been started.
+    /// Forgets a component a reload removed.
+    pub fn remove(&self, component: &str) {
+        self.lock().components.remove(component);
+    }
+
     pub fn set_running(&self) {
         let mut g = self.lock();
         if g.phase == Phase::Starting {

@@ -93,6 +93,8 @@ pub(crate) struct Ledger {
     next: AtomicU64,
     entries: Mutex<BTreeMap<u64, Entry>>,
     health: ComponentHealth,
+    /// The sink's `/status` entry: what it delivered.
+    status: Arc<crate::status::SinkStats>,
 }
 
 impl Ledger {
@@ -138,6 +140,13 @@ impl Ledger {
             // Outside the lock: this may run the source's checkpoint callback.
             e.ack.delivered();
             self.health.delivered();
+            let bytes = e
+                .batch
+                .events
+                .iter()
+                .map(crate::event::Event::size)
+                .sum::<usize>();
+            self.status.delivered(e.batch.len() as u64, bytes as u64);
         }
     }
 
@@ -173,6 +182,7 @@ impl SupervisedInput {
     ) -> SupervisedInput {
         let slot = Arc::new(Slot::default());
         slot.put(Queue::new(rx));
+        let status = crate::status::global().sink(&name);
         SupervisedInput {
             name,
             slot,
@@ -180,6 +190,7 @@ impl SupervisedInput {
                 next: AtomicU64::new(0),
                 entries: Mutex::new(BTreeMap::new()),
                 health,
+                status,
             }),
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod ack;
 pub mod backoff;
+pub mod buffer;
 pub mod checkpoint;
 pub mod docker;
 pub mod event;
@@ -17,13 +18,18 @@ mod flows;
 pub mod health;
 pub mod host;
 mod inflight;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod listen;
+pub mod lock;
 pub mod metrics;
 pub mod multiline;
 pub mod shutdown;
 pub mod sink;
 pub mod sources;
+pub mod status;
 mod supervisor;
+pub mod tail;
 #[doc(hidden)]
 pub mod testing;
 pub mod time;

@@ -31,7 +31,8 @@ pub const HELD_BYTES: &str = "logwharf_held_bytes";
 pub const CHECKPOINT_LAG_BYTES: &str = "logwharf_checkpoint_lag_bytes";
 /// Input a receiving source refused or could not read (labels: source, `kind`). fluent:
 /// garbage, truncated, too_large, gzip, decompressed_too_large, auth, tls (each closes the
-/// offending connection only), accept; syslog: frame_too_large, bad_octet_count, incomplete_frame,
+/// offending connection only), accept, too_many_partials (a connection's oldest open partial
+/// line shipped early); syslog: frame_too_large, bad_octet_count, incomplete_frame,
 /// invalid_utf8, malformed, timeout, read, accept, too_many_connections, tls_handshake;
 /// docker_json_file: bad_label (a `logwharf.rate_limit` label that is not a rate).
 pub const SOURCE_ERRORS: &str = "logwharf_source_errors_total";
@@ -69,8 +70,16 @@ pub const SINK_CLIENT_RESTARTS: &str = "logwharf_sink_client_restarts_total";
 pub const SINK_INFLIGHT_EVENTS: &str = "logwharf_sink_inflight_events";
 /// Events dropped because a `when_full = "drop_newest"` buffer was full (labels: sink, container).
 pub const BUFFER_DROPPED: &str = "logwharf_buffer_dropped_events_total";
-/// Events waiting in a sink's buffer (gauge).
+/// Events waiting in a sink's buffer (gauge; disk buffers: written and not yet delivered).
 pub const BUFFER_EVENTS: &str = "logwharf_buffer_events";
+/// Bytes of a disk buffer's segment files (gauge; label `sink`).
+pub const BUFFER_BYTES: &str = "logwharf_buffer_bytes";
+/// Damaged regions of a disk buffer skipped on reading: each is one or more records that
+/// failed their checksum or framing, up to the next valid record (label `sink`).
+pub const BUFFER_CORRUPT_RECORDS: &str = "logwharf_buffer_corrupt_records_total";
+/// Batches a disk buffer could not write (disk full, I/O error; label `sink`): not
+/// acknowledged to their source.
+pub const BUFFER_WRITE_ERRORS: &str = "logwharf_buffer_write_errors_total";
 /// Events a sink's filter (or a container's `logwharf.sinks` label) kept from it, by `sink`;
 /// settled for that sink, not lost.
 pub const SINK_FILTERED_EVENTS: &str = "logwharf_sink_filtered_events_total";
@@ -79,6 +88,13 @@ pub const CHECKPOINT_WRITE_ERRORS: &str = "logwharf_checkpoint_write_errors_tota
 /// Events a sink's peer refused for good, counted instead of retried (labels: sink, `reason`,
 /// e.g. CloudWatch's `too_old`, `too_new`, `expired`, `invalid_parameter`, `empty`).
 pub const SINK_REJECTED_EVENTS: &str = "logwharf_sink_rejected_events_total";
+/// Events a sink refused for good and wrote to its dead-letter file (labels: sink, `reason`:
+/// the sink's refusal, e.g. `message_too_large`, `invalid_topic`, `too_old`, `datagram_truncated`).
+pub const DEAD_LETTER_EVENTS: &str = "logwharf_dead_letter_events_total";
+/// Refused events that could not be written to the dead-letter file (labels: sink, `reason`:
+/// `full` — the file is at its `max_size` — or `error`, a write error); still counted as
+/// refused by the sink.
+pub const DEAD_LETTER_DROPPED: &str = "logwharf_dead_letter_dropped_events_total";
 /// Rendered template values a sink changed to fit its destination's character set or length
 /// (label: sink; sinks/src/util/confine.rs).
 pub const SINK_CONFINED_VALUES: &str = "logwharf_sink_confined_values_total";
@@ -107,3 +123,20 @@ pub const DOCKER_REPLAY_SKIPPED: &str = "logwharf_docker_replay_skipped_total";
 pub const DOCKER_STREAM_GAPS: &str = "logwharf_docker_stream_gaps_total";
 /// Events merged into a preceding multiline event (label: source).
 pub const MULTILINE_MERGED: &str = "logwharf_multiline_merged_lines_total";
+
+/// Messages of the partitions a `kafka` source owns that the group has not committed yet
+/// (gauge; labels: source, topic, partition; from librdkafka's statistics, 0 once the
+/// partition moved to another member).
+pub const KAFKA_CONSUMER_LAG: &str = "logwharf_kafka_consumer_lag";
+/// Offset commits a `kafka` source made (labels: source, `result` = `ok` | `error`).
+pub const KAFKA_COMMITS: &str = "logwharf_kafka_commits_total";
+/// Partitions assigned to or revoked from a `kafka` source by its group (labels: source,
+/// `kind` = `assign` | `revoke` | `error`).
+pub const KAFKA_REBALANCES: &str = "logwharf_kafka_rebalances_total";
+/// Kafka messages that did not decode and were passed on raw, flagged malformed (labels:
+/// source, topic, `kind` = `invalid_json` | `no_message` | `invalid_time` |
+/// `invalid_docker_line`).
+pub const KAFKA_DECODE_ERRORS: &str = "logwharf_kafka_decode_errors_total";
+/// Messages a `kafka` source had sent into the pipeline from a partition it gave up before
+/// every sink delivered them: the partition's next owner reads them again (label: source).
+pub const KAFKA_UNSETTLED_ON_REVOKE: &str = "logwharf_kafka_unsettled_batches_on_revoke_total";

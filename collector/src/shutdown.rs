@@ -11,6 +11,12 @@ impl Shutdown {
         Shutdown(CancellationToken::new())
     }
 
+    /// A signal of its own that the parent's also triggers: stops one component (a reload)
+    /// without stopping the rest.
+    pub fn child(&self) -> Shutdown {
+        Shutdown(self.0.child_token())
+    }
+
     pub fn trigger(&self) {
         self.0.cancel();
     }

@@ -12,13 +12,15 @@ use crate::ack::AckToken;
 use crate::event::Batch;
 use crate::inflight::{Ledger, Queue, Slot};
 use crate::shutdown::Shutdown;
-use logwharf_config::{decode_component, BufferConfig, ComponentType, ConfigTable, Decoder};
+use logwharf_config::{
+    decode_component, BufferConfig, ComponentType, ConfigTable, DeadLetterConfig, Decoder,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-/// A sink's config struct: decoded from its `[sinks.NAME]` table (less `inputs` and
-/// `buffer`), it builds the running sink. No network or file I/O happens in `build`.
+/// A sink's config struct: decoded from its `[sinks.NAME]` table (less the shared keys
+/// `inputs`, `buffer`, `filter`, `dead_letter`), it builds the running sink. No network or file I/O happens in `build`.
 pub trait SinkConfig: std::fmt::Debug + Send + Sync + std::any::Any {
     fn build(&self, cx: SinkContext) -> anyhow::Result<Box<dyn Sink>>;
 }
@@ -39,6 +41,9 @@ pub struct SinkContext {
     pub buffer: BufferConfig,
     /// The process's `data_dir` (checkpoints; a sink's own state goes in a subdirectory).
     pub data_dir: PathBuf,
+    /// Its `dead_letter` setting: where the events its peer refuses for good go (the sinks
+    /// crate's `util::dead_letter` writes them).
+    pub dead_letter: Option<DeadLetterConfig>,
     /// Triggered when the pipeline stops.
     pub shutdown: Shutdown,
 }
@@ -50,6 +55,7 @@ impl SinkContext {
             name: name.into(),
             buffer: BufferConfig::default(),
             data_dir: std::env::temp_dir(),
+            dead_letter: None,
             shutdown: Shutdown::new(),
         }
     }

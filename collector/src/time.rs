@@ -1,10 +1,85 @@
 //! RFC 3339 timestamps as Docker writes them (Go's `RFC3339Nano`: UTC, 0–9 fraction digits
 //! with trailing zeros dropped), parsed to and formatted from nanoseconds since the epoch.
 //! Hand-rolled because this runs once per line on the hot path; the calendar arithmetic is
-//! Howard Hinnant's `days_from_civil`.
+//! Howard Hinnant's `days_from_civil`. Docker's own shape (`T`, `Z`, 0–9 fraction digits) has
+//! a fast path at fixed offsets; anything else goes through the general parser.
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±hh:mm)` into nanoseconds since the epoch.
+#[inline]
 pub fn parse_rfc3339_nanos(s: &[u8]) -> Option<i64> {
+    match parse_docker_utc(s) {
+        Some(ns) => Some(ns),
+        None => parse_general(s),
+    }
+}
+
+/// 10^(9 - fraction digits), by the length of a `…Z` timestamp with a fraction (22–30).
+const FRACTION_SCALE: [i64; 9] = [
+    100_000_000,
+    10_000_000,
+    1_000_000,
+    100_000,
+    10_000,
+    1_000,
+    100,
+    10,
+    1,
+];
+
+/// The fast path: exactly `YYYY-MM-DDTHH:MM:SS[.d{1,9}]Z`, as Go's `RFC3339Nano` writes UTC
+/// (what Docker writes on every line). Every byte is checked; `None` for any other shape or a
+/// value the general parser would refuse (the caller then asks the general parser, which
+/// decides). Must agree with [`parse_general`] wherever it returns `Some`.
+#[inline]
+fn parse_docker_utc(s: &[u8]) -> Option<i64> {
+    let n = s.len();
+    if !(20..=30).contains(&n) || n == 21 || s[n - 1] != b'Z' {
+        return None;
+    }
+    if s[4] != b'-' || s[7] != b'-' || s[10] != b'T' || s[13] != b':' || s[16] != b':' {
+        return None;
+    }
+    if n > 20 && s[19] != b'.' {
+        return None;
+    }
+    // Digits checked all at once: any byte outside '0'..='9' leaves a value > 9 behind.
+    let mut bad = 0u8;
+    let mut d = |i: usize| -> i64 {
+        let v = s[i].wrapping_sub(b'0');
+        bad |= (v > 9) as u8;
+        v as i64
+    };
+    let year = d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3);
+    let month = d(5) * 10 + d(6);
+    let day = d(8) * 10 + d(9);
+    let hour = d(11) * 10 + d(12);
+    let min = d(14) * 10 + d(15);
+    let sec = d(17) * 10 + d(18);
+    let mut nanos = 0i64;
+    if n > 20 {
+        for i in 20..n - 1 {
+            nanos = nanos * 10 + d(i);
+        }
+        nanos *= FRACTION_SCALE[n - 22];
+    }
+    if bad != 0
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || min > 59
+        || sec > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month as u32, day as u32);
+    let secs = days * 86_400 + hour * 3600 + min * 60 + sec;
+    // i64 nanoseconds end in 2262.
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// The general parser: any RFC 3339 shape this module accepts (`t`/space separator, `z`,
+/// numeric offsets, fractions longer than 9 digits).
+fn parse_general(s: &[u8]) -> Option<i64> {
     if s.len() < 20 || s[4] != b'-' || s[7] != b'-' || !matches!(s[10], b'T' | b't' | b' ') {
         return None;
     }
@@ -222,6 +297,128 @@ mod tests {
             format_rfc3339(0, Fraction::Nanos),
             "1970-01-01T00:00:00.000000000Z"
         );
+    }
+
+    /// A deterministic generator (xorshift), so that failures are reproducible.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// A timestamp in one of many shapes: Docker's, and its neighbours.
+    fn shape(r: &mut Rng) -> Vec<u8> {
+        let ns = r.below(20_000 * 86_400) as i64 * 1_000_000_000 - 1_000 * 86_400_000_000_000
+            + r.below(1_000_000_000) as i64;
+        let mut s = format_rfc3339(ns, Fraction::Nanos).into_bytes();
+        match r.below(6) {
+            0 => {}
+            1 => s = format_rfc3339(ns, Fraction::NanosTrimmed).into_bytes(),
+            2 => {
+                // 0–12 fraction digits.
+                let keep = r.below(13) as usize;
+                s.truncate(19);
+                if keep > 0 {
+                    s.push(b'.');
+                    (0..keep).for_each(|_| s.push(b'0' + r.below(10) as u8));
+                }
+                s.push(b'Z');
+            }
+            3 => {
+                s.pop();
+                s.extend_from_slice(if r.below(2) == 0 {
+                    b"+01:30"
+                } else {
+                    b"-05:00"
+                });
+            }
+            4 => {
+                let seps: &[u8] = b"tz ";
+                let at = [10, 29][r.below(2) as usize];
+                s[at] = seps[r.below(3) as usize];
+            }
+            _ => {}
+        }
+        // Corruption: a few bytes replaced, removed or added anywhere.
+        for _ in 0..r.below(3) {
+            let alphabet: &[u8] = b"0123456789:-.TZ+ /a\x00\xff9";
+            let c = alphabet[r.below(alphabet.len() as u64) as usize];
+            let at = r.below(s.len() as u64 + 1) as usize;
+            match r.below(3) {
+                0 if at < s.len() => s[at] = c,
+                1 if at < s.len() => {
+                    s.remove(at);
+                }
+                _ => s.insert(at, c),
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_parser() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut fast, mut total) = (0, 0);
+        for _ in 0..200_000 {
+            let s = shape(&mut r);
+            let general = parse_general(&s);
+            if let Some(ns) = parse_docker_utc(&s) {
+                assert_eq!(Some(ns), general, "{:?}", String::from_utf8_lossy(&s));
+                fast += 1;
+            }
+            assert_eq!(
+                parse_rfc3339_nanos(&s),
+                general,
+                "{:?}",
+                String::from_utf8_lossy(&s)
+            );
+            total += 1;
+        }
+        // The shapes exercise both paths.
+        assert!(
+            fast > total / 4 && fast < total,
+            "{fast} of {total} on the fast path"
+        );
+    }
+
+    #[test]
+    fn fast_path_takes_every_docker_shape() {
+        for digits in 0..=9u32 {
+            let ns = 1_795_611_862_000_000_000
+                + 123_456_789 / 10i64.pow(9 - digits) * 10i64.pow(9 - digits);
+            let mut s = format_rfc3339(ns, Fraction::Nanos).into_bytes();
+            s.truncate(19);
+            if digits > 0 {
+                s.push(b'.');
+                s.extend_from_slice(&b"123456789"[..digits as usize]);
+            }
+            s.push(b'Z');
+            assert_eq!(
+                parse_docker_utc(&s),
+                Some(ns),
+                "{}",
+                String::from_utf8_lossy(&s)
+            );
+        }
+        // Shapes the fast path leaves to the general parser.
+        for s in [
+            &b"2026-11-25T13:04:22.Z"[..],
+            b"2026-11-25t13:04:22Z",
+            b"2026-11-25T13:04:22z",
+            b"2026-11-25T13:04:22.1234567891Z",
+            b"2026-11-25T13:04:22+00:00",
+            b"2026-11-25T24:04:22Z",
+            b"2026-11-25T13:04:2xZ",
+        ] {
+            assert_eq!(parse_docker_utc(s), None, "{}", String::from_utf8_lossy(s));
+        }
     }
 
     #[test]

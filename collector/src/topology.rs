@@ -1,7 +1,7 @@
-//! The pipeline runtime: builds every sink and source of a [`Config`], connects each source to
-//! the bounded buffers of the sinks that name it in `inputs` (the router lives in
-//! [`SourceOutput::send`]), runs each under its supervisor ([`crate::supervisor`]: restarts
-//! after errors and panics, reported in [`Health`]), and shuts down in order: stop sources,
+//! The pipeline runtime: the bounded buffers between sources and sinks and the router that
+//! fills them ([`SourceOutput::send`]). [`running`] starts every sink and source of a config
+//! under its supervisor ([`crate::supervisor`]: restarts after errors and panics, reported in
+//! [`crate::Health`]), applies reloads ([`reload`]) and shuts down in order: stop sources,
 //! drain sinks, write the final checkpoints — all within one `shutdown_timeout`.
 //!
 //! A sink's buffer is bounded in events (`buffer.max_events`) and in message bytes
@@ -13,23 +13,17 @@
 //! not make the others' lines wait behind all of it.
 
 use crate::ack::{AckToken, OnDelivered};
-use crate::checkpoint::CheckpointStore;
+use crate::buffer::disk::{self, DiskBuffer, DiskWriter, OnWritten, WriteOutcome};
 use crate::event::{Batch, Event};
 use crate::filter::{self, SinkFilter};
-use crate::health::Health;
-use crate::inflight::{Queue, SupervisedInput};
+use crate::inflight::Queue;
 use crate::metrics as m;
-use crate::shutdown::Shutdown;
-use crate::sink::{Permits, SinkBatch, SinkContext, SinkInput};
-use crate::sources::SourceContext;
-use crate::supervisor::{supervise_sink, supervise_source};
-use crate::Config;
+use crate::sink::{Permits, SinkBatch, SinkInput};
+use crate::status;
 use anyhow::Context;
 use logwharf_config::{FilterConfig, WhenFull};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
-use tokio::time::Instant;
-use tracing::Instrument;
 
 /// The sinks' buffers were closed: the pipeline is shutting down.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +51,19 @@ impl Budget {
             byte_permits: Arc::new(Semaphore::new(byte_capacity as usize)),
             byte_capacity,
         }
+    }
+
+    /// What `/status` reads of it: the events and bytes it holds now, and its capacity.
+    fn probe(&self) -> crate::status::BufferProbe {
+        let b = self.clone();
+        Box::new(move || crate::status::BufferFill {
+            events: u64::from(b.capacity).saturating_sub(b.permits.available_permits() as u64),
+            bytes: u64::from(b.byte_capacity)
+                .saturating_sub(b.byte_permits.available_permits() as u64)
+                * BYTES_PER_PERMIT as u64,
+            max_events: b.capacity.into(),
+            max_bytes: u64::from(b.byte_capacity) * BYTES_PER_PERMIT as u64,
+        })
     }
 
     /// Room for `n` events of `bytes`: waited for (`block`), or `None` when it is not free now
@@ -123,6 +130,9 @@ struct SinkTarget {
     /// Which events this sink takes; `filtered` counts the others.
     filter: Arc<SinkFilter>,
     filtered: metrics::Counter,
+    /// A `disk` buffer: batches are written there (and settled for this sink once written)
+    /// instead of waiting in memory; the buffer's reader feeds the sink.
+    disk: Option<DiskWriter>,
 }
 
 impl SinkTarget {
@@ -144,7 +154,14 @@ impl SinkTarget {
             buffer: Budget::new(capacity, byte_capacity),
             share: None,
             when_full: buffer.when_full,
+            disk: None,
         }
+    }
+
+    /// The sink's batches go to its disk buffer.
+    fn with_disk(mut self, w: DiskWriter) -> SinkTarget {
+        self.disk = Some(w);
+        self
     }
 
     /// The sink takes only what `filter` admits.
@@ -158,7 +175,8 @@ impl SinkTarget {
     fn shared(&self) -> SinkTarget {
         let b = &self.buffer;
         SinkTarget {
-            share: (self.when_full == WhenFull::Block)
+            // A disk buffer holds a backlog on disk, not in the shared memory budget.
+            share: (self.when_full == WhenFull::Block && self.disk.is_none())
                 .then(|| Budget::new((b.capacity / 2).max(1), (b.byte_capacity / 2).max(1))),
             ..self.clone()
         }
@@ -190,6 +208,9 @@ pub struct SourceOutput {
     /// The flow its batches belong to in the sinks' buffers: every [`SourceOutput::only`]
     /// view is a flow of its own, served round-robin with the others ([`crate::flows`]).
     flow: u64,
+    /// Batches sent and not yet settled by every sink, so that a reload can wait for them
+    /// before the source's next instance reads from its checkpoints.
+    outstanding: Option<Arc<Outstanding>>,
 }
 
 /// Flow ids of [`SourceOutput::only`] views (0: a source's own output).
@@ -223,6 +244,7 @@ impl SourceOutput {
                 .collect(),
             counts: self.counts && i == 0,
             flow: NEXT_FLOW.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            outstanding: self.outstanding.clone(),
         }
     }
 
@@ -246,12 +268,23 @@ impl SourceOutput {
                 .increment(events.len() as u64);
             metrics::counter!(m::SOURCE_BYTES, "source" => self.source.to_string())
                 .increment(bytes as u64);
+            status::global()
+                .source(&self.source)
+                .sent(events.len() as u64, bytes as u64);
         }
         let n = events.len();
         let batch = Arc::new(Batch {
             source: self.source.clone(),
             events,
         });
+        let on_done = match &self.outstanding {
+            Some(o) => Some(o.track(on_done)),
+            None => on_done,
+        };
+        let taps = status::global().taps();
+        if self.counts && taps.active() {
+            taps.offer(&self.source, None, &batch, bytes);
+        }
         let token = AckToken::new(on_done);
         for t in self.targets.iter() {
             // What this sink's filter keeps out is settled for it (not shared in the token).
@@ -271,10 +304,17 @@ impl SourceOutput {
                     (Arc::new(b), len, size)
                 }
             };
+            if let Some(disk) = &t.disk {
+                write_to_disk(t, disk, &mine, &token).await;
+                continue;
+            }
             let Some(permit) = t.reserve(n, bytes).await? else {
                 count_dropped(&t.name, &mine);
                 continue;
             };
+            if taps.active() {
+                taps.offer(&self.source, Some(&t.name), &mine, bytes);
+            }
             let sb = SinkBatch {
                 batch: mine,
                 ack: token.share(),
@@ -318,10 +358,33 @@ impl SourceOutput {
                 targets: targets.into(),
                 counts: true,
                 flow: 0,
+                outstanding: None,
             },
             inputs,
         )
     }
+}
+
+/// Writes a batch to a sink's disk buffer: settled for that sink once written (the writer
+/// thread settles this sink's share of `token`), counted as dropped when a `drop_newest`
+/// buffer is full, and left unsettled (the source learns it was not delivered) when the write
+/// fails. Returns once the batch is on its way to the file, not when it is there.
+async fn write_to_disk(t: &SinkTarget, disk: &DiskWriter, batch: &Arc<Batch>, token: &AckToken) {
+    let share = token.share();
+    let (name, b) = (t.name.clone(), batch.clone());
+    let done: OnWritten = Box::new(move |r| match r {
+        Ok(WriteOutcome::Written) => share.delivered(),
+        Ok(WriteOutcome::Full) => {
+            count_dropped(&name, &b);
+            share.delivered();
+        }
+        Err(e) => {
+            metrics::counter!(m::BUFFER_WRITE_ERRORS, "sink" => name.to_string()).increment(1);
+            tracing::warn!(sink = %name, error = %e, events = b.len(), source = %b.source, "disk buffer: write failed; the batch is not acknowledged to its source");
+            drop(share);
+        }
+    });
+    disk.write(batch, t.when_full, done).await;
 }
 
 fn count_dropped(sink: &str, batch: &Batch) {
@@ -335,180 +398,41 @@ fn count_dropped(sink: &str, batch: &Batch) {
         {
             j += 1;
         }
+        let dropped = (j - i) as u64;
+        if let Some(c) = id
+            .as_deref()
+            .and_then(|id| status::global().find_container(&batch.source, id))
+        {
+            c.sink(sink).dropped(dropped);
+        }
         metrics::counter!(m::BUFFER_DROPPED, "sink" => sink.to_string(), "container" => id.unwrap_or_default())
-            .increment((j - i) as u64);
+            .increment(dropped);
         i = j;
     }
+    status::global()
+        .sink(sink)
+        .dropped(batch.events.len() as u64);
     tracing::warn!(sink, events = batch.events.len(), source = %batch.source, "buffer full: dropped the newest batch (when_full = \"drop_newest\")");
 }
 
-/// A running pipeline.
-pub struct Topology;
+mod reload;
+mod running;
 
-impl Topology {
-    /// Runs `config` until `shutdown` is triggered (or, with `once`, until every source has
-    /// read everything present), then drains and writes the final checkpoints. Every source
-    /// and sink is supervised (restarted after errors and panics) and reported in `health`.
-    pub async fn run(
-        config: &Config,
-        once: bool,
-        shutdown: Shutdown,
-        health: Health,
-    ) -> anyhow::Result<()> {
-        let store = Arc::new(
-            CheckpointStore::open(&config.data_dir).context("opening the checkpoint store")?,
-        );
+use reload::Outstanding;
+pub use running::Topology;
 
-        // Build everything before starting anything, so a bad component starts nothing. The
-        // first instance of each is used for its first run; restarts build new ones.
-        let mut sinks_built = Vec::new();
-        for (name, sc) in &config.sinks {
-            let cx = SinkContext {
-                name: name.as_str().into(),
-                buffer: sc.buffer.clone(),
-                data_dir: config.data_dir.clone(),
-                shutdown: shutdown.clone(),
-            };
-            let sink = sc
-                .inner
-                .build(cx.clone())
-                .with_context(|| format!("building sink {name:?}"))?;
-            sinks_built.push((name.clone(), sc, cx, sink));
-        }
-        let mut sources_built = Vec::new();
-        for (name, sc) in &config.sources {
-            let src = sc
-                .build()
-                .with_context(|| format!("building source {name:?}"))?;
-            sources_built.push((name.clone(), sc, src));
-        }
-
-        let mut targets: Vec<(Vec<globset::GlobMatcher>, SinkTarget)> = Vec::new();
-        let mut sink_tasks = Vec::new();
-        for (name, sc, cx, sink) in sinks_built {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let name: Arc<str> = name.into();
-            let matchers = sc
-                .inputs
-                .iter()
-                .map(|i| {
-                    globset::Glob::new(i)
-                        .unwrap_or_else(|_| globset::Glob::new(&globset::escape(i)).unwrap())
-                        .compile_matcher()
-                })
-                .collect();
-            let filter = SinkFilter::new(name.clone(), &sc.filter)
-                .with_context(|| format!("sinks.{name}.filter"))?;
-            targets.push((
-                matchers,
-                SinkTarget::new(name.clone(), tx, &sc.buffer).with_filter(filter),
-            ));
-            let component = health.register(&format!("sinks.{name}"));
-            let input = SupervisedInput::new(name.clone(), rx, component.clone());
-            let factory = first_then(sink, {
-                let inner = sc.inner.clone();
-                move || inner.build(cx.clone())
-            });
-            // Every log line of the sink's task (and of what it awaits) names the sink.
-            let span = tracing::info_span!("sink", r#type = sc.type_name, name = %name);
-            sink_tasks.push((
-                name,
-                tokio::spawn(supervise_sink(component, factory, input).instrument(span)),
-            ));
-        }
-
-        let mut source_tasks = Vec::new();
-        for (name, sc, src) in sources_built {
-            let mine: Vec<SinkTarget> = targets
-                .iter()
-                .filter(|(ms, _)| ms.iter().any(|m| m.is_match(&name)))
-                .map(|(_, t)| t.clone())
-                .collect();
-            if mine.is_empty() {
-                tracing::warn!(source = %name, "no sink reads this source; its events are discarded");
-            }
-            let name: Arc<str> = name.into();
-            let out = SourceOutput {
-                source: name.clone(),
-                targets: mine.into(),
-                counts: true,
-                flow: 0,
-            };
-            let context = {
-                let (name, shutdown, store) = (name.clone(), shutdown.clone(), store.clone());
-                move || SourceContext {
-                    name: name.clone(),
-                    out: out.clone(),
-                    shutdown: shutdown.clone(),
-                    checkpoints: store.clone(),
-                    once,
-                }
-            };
-            let factory = first_then(src, {
-                let sc = sc.clone();
-                move || sc.build()
-            });
-            let component = health.register(&format!("sources.{name}"));
-            let span = tracing::info_span!("source", r#type = sc.type_name, name = %name);
-            source_tasks.push((
-                name,
-                tokio::spawn(
-                    supervise_source(component, factory, context, shutdown.clone())
-                        .instrument(span),
-                ),
-            ));
-        }
-        // The sinks' channels close once every source (holding the senders) has stopped.
-        drop(targets);
-        health.set_running();
-
-        let flusher = tokio::spawn(
-            store
-                .clone()
-                .run_flusher(config.checkpoint_interval.0, shutdown.clone()),
-        );
-
-        // One deadline for the whole stop: `shutdown_timeout` after it began — the signal, or
-        // with `--once` the moment every source has read everything.
-        let stop_began = OnceLock::new();
-        let deadline = || *stop_began.get_or_init(Instant::now) + config.shutdown_timeout.0;
-        for (name, mut t) in source_tasks {
-            tokio::select! {
-                r = &mut t => if let Err(e) = r {
-                    tracing::error!(source = %name, error = %e, "source supervisor failed");
-                },
-                _ = async { shutdown.wait().await; tokio::time::sleep_until(deadline()).await } => {
-                    tracing::warn!(source = %name, "source did not stop within shutdown_timeout; aborting it");
-                    t.abort();
-                    let _ = t.await;
-                }
-            }
-        }
-        health.set_stopping();
-        tracing::info!("sources stopped; draining sinks");
-        let deadline = deadline();
-        for (name, mut t) in sink_tasks {
-            tokio::select! {
-                r = &mut t => if let Err(e) = r {
-                    tracing::error!(sink = %name, error = %e, "sink supervisor failed");
-                },
-                _ = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!(sink = %name, "sink did not drain within shutdown_timeout; what it still holds is not checkpointed and will be re-read");
-                    t.abort();
-                    let _ = t.await;
-                }
-            }
-        }
-        shutdown.trigger();
-        let _ = flusher.await;
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || s.flush())
-            .await
-            .context("checkpoint writer")?
-            .context("writing the final checkpoints")?;
-        tracing::info!("stopped; checkpoints written");
-        Ok(())
-    }
+/// Opens sink `name`'s disk buffer under `data_dir` (a scan of what it holds: blocking I/O).
+pub(crate) async fn open_disk_buffer(
+    data_dir: &std::path::Path,
+    name: &str,
+    buffer: &logwharf_config::BufferConfig,
+) -> anyhow::Result<(DiskBuffer, DiskWriter)> {
+    let dir = disk::dir_for(data_dir, name);
+    let (n, b, d) = (name.to_string(), buffer.clone(), dir.clone());
+    tokio::task::spawn_blocking(move || DiskBuffer::open(&n, &d, &b))
+        .await
+        .context("opening a disk buffer")?
+        .with_context(|| format!("opening sink {name:?}'s disk buffer in {}", dir.display()))
 }
 
 /// A factory that returns `first` once, then what `build` makes.
@@ -551,6 +475,7 @@ mod tests {
                 targets: targets.into(),
                 counts: true,
                 flow: 0,
+                outstanding: None,
             },
             inputs,
         )
@@ -618,6 +543,7 @@ mod tests {
             targets: Arc::new([target]),
             counts: true,
             flow: 0,
+            outstanding: None,
         };
         let mut input = SinkInput::new("s".into(), Queue::new(rx), None, None);
         let mut meta = crate::event::ContainerMeta::from_id("id");
@@ -660,6 +586,7 @@ mod tests {
             targets: Arc::new([SinkTarget::new("s".into(), tx, &buffer)]),
             counts: true,
             flow: 0,
+            outstanding: None,
         };
         let mut input = SinkInput::new("s".into(), Queue::new(rx), None, None);
         let big = |n: usize| -> Vec<Event> {
@@ -701,6 +628,55 @@ mod tests {
         assert_eq!(b.batch.len(), 2);
         b.ack.delivered();
         assert_eq!(rx.try_recv(), Ok(true));
+    }
+
+    #[tokio::test]
+    async fn a_disk_buffered_sink_settles_a_batch_for_its_source_once_written() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = logwharf_config::sink::BufferConfig {
+            kind: logwharf_config::BufferType::Disk,
+            max_events: 100,
+            ..Default::default()
+        };
+        let (mut buf, w) = DiskBuffer::open("s", d.path(), &cfg).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        buf.start_reader(tx.clone(), crate::shutdown::Shutdown::new());
+        let out = SourceOutput {
+            source: "src".into(),
+            targets: Arc::new([SinkTarget::new("s".into(), tx, &cfg).with_disk(w)]),
+            counts: true,
+            flow: 0,
+            outstanding: None,
+        };
+        // Nobody delivers anything, and the source's batches are settled (the fluent source
+        // acks its chunks, the syslog source reads on) — far past max_events.
+        for _ in 0..50 {
+            let (cb, done) = callback();
+            tokio::time::timeout(Duration::from_secs(10), out.send(events(100), Some(cb)))
+                .await
+                .expect("a disk buffer with room never makes the source wait")
+                .unwrap();
+            // The writer thread settles it once written, a moment after `send` returns.
+            let mut settled = done.try_recv();
+            for _ in 0..1000 {
+                if settled.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                settled = done.try_recv();
+            }
+            assert_eq!(settled, Ok(true), "settled once written");
+        }
+        // The sink reads them back from disk, in order.
+        let mut input = SinkInput::new("s".into(), Queue::new(rx), None, None);
+        for _ in 0..50 {
+            let sb = input.recv().await.unwrap();
+            assert_eq!(sb.batch.len(), 100);
+            assert_eq!(&sb.batch.events[99].message[..], b"line 99");
+            sb.ack.delivered();
+        }
+        drop(out);
+        buf.close().await;
     }
 
     #[tokio::test]

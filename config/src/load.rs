@@ -5,7 +5,7 @@
 use crate::error::{ConfigError, ConfigErrors};
 use crate::filter::FilterConfig;
 use crate::registry::{type_names, ComponentType, Registry};
-use crate::sink::{BufferConfig, SinkOuter};
+use crate::sink::{BufferConfig, DeadLetterConfig, SinkOuter};
 use crate::source::SourceOuter;
 use crate::{Config, GlobalConfig};
 use serde::de::DeserializeOwned;
@@ -137,6 +137,7 @@ fn decode_config<S: ?Sized, K: ?Sized>(
         let inputs_v = tbl.remove("inputs");
         let buffer_v = tbl.remove("buffer");
         let filter_v = tbl.remove("filter");
+        let dead_letter_v = tbl.remove("dead_letter");
         let inputs = decode_inputs(inputs_v, &path, &declared, errors);
         let buffer: Option<BufferConfig> = match buffer_v {
             Some(v) => Decoder::new(v, with(&path, "buffer"), errors).decode(),
@@ -146,6 +147,12 @@ fn decode_config<S: ?Sized, K: ?Sized>(
             Some(v) => FilterConfig::decode(&mut Decoder::new(v, with(&path, "filter"), errors)),
             None => Some(FilterConfig::default()),
         };
+        let dead_letter = match dead_letter_v {
+            Some(v) => {
+                DeadLetterConfig::decode(&mut Decoder::new(v, with(&path, "dead_letter"), errors))
+            }
+            None => Some(None),
+        };
         let t = find_type(registry.sinks, &type_name);
         let inner = match t {
             Some(t) => (t.decode)(&mut Decoder::new(rest, path.clone(), errors)),
@@ -154,8 +161,8 @@ fn decode_config<S: ?Sized, K: ?Sized>(
                 None
             }
         };
-        if let (Some(t), Some(inputs), Some(buffer), Some(filter), Some(inner)) =
-            (t, inputs, buffer, filter, inner)
+        if let (Some(t), Some(inputs), Some(buffer), Some(filter), Some(dead_letter), Some(inner)) =
+            (t, inputs, buffer, filter, dead_letter, inner)
         {
             sinks.insert(
                 name,
@@ -163,6 +170,7 @@ fn decode_config<S: ?Sized, K: ?Sized>(
                     inputs,
                     buffer,
                     filter,
+                    dead_letter,
                     type_name: t.name,
                     inner,
                 },
@@ -350,6 +358,17 @@ impl<'a> Decoder<'a> {
 
     pub fn decode<T: DeserializeOwned>(&mut self) -> Option<T> {
         let value = self.value.take()?;
+        self.decode_value(value)
+    }
+
+    /// Takes the value to decode (for keys that accept several shapes).
+    pub(crate) fn take_value(&mut self) -> Option<toml::Value> {
+        self.value.take()
+    }
+
+    /// Decodes `value` (a value at this decoder's key path) as `T`, recording errors as
+    /// [`Decoder::decode`] does.
+    pub fn decode_value<T: DeserializeOwned>(&mut self, value: toml::Value) -> Option<T> {
         let mut unknown: Vec<Vec<String>> = Vec::new();
         let result: Result<T, _> = {
             let mut cb = |p: serde_ignored::Path<'_>| unknown.push(ignored_path(&p));

@@ -166,6 +166,9 @@ pub struct BadHeader(pub [u8; 8]);
 pub struct Demux {
     tty: bool,
     buf: BytesMut,
+    /// TTY mode: the last frame was a piece of a line longer than [`MAX_FRAME`] (no
+    /// timestamp prefix in what follows).
+    mid_line: bool,
 }
 
 impl Demux {
@@ -173,6 +176,7 @@ impl Demux {
         Demux {
             tty,
             buf: BytesMut::new(),
+            mid_line: false,
         }
     }
 
@@ -188,9 +192,19 @@ impl Demux {
     /// The next whole frame, if one is buffered.
     pub fn next_frame(&mut self) -> Option<Result<Frame, BadHeader>> {
         if self.tty {
-            let nl = memchr::memchr(b'\n', &self.buf)?;
-            let raw = self.buf.split_to(nl + 1).freeze();
-            return Some(Ok(parse_payload(Stream::Stdout, raw, true)));
+            // A TTY stream has no frames, only lines: one without a newline is cut into
+            // pieces of MAX_FRAME (shipped as partial messages), so memory stays bounded.
+            // Looked for in the first MAX_FRAME bytes only, so that the pieces do not depend
+            // on how the stream was cut into reads.
+            let window = self.buf.len().min(MAX_FRAME);
+            let (raw, more) = match memchr::memchr(b'\n', &self.buf[..window]) {
+                Some(nl) => (self.buf.split_to(nl + 1).freeze(), false),
+                None if self.buf.len() >= MAX_FRAME => {
+                    (self.buf.split_to(MAX_FRAME).freeze(), true)
+                }
+                None => return None,
+            };
+            return Some(Ok(self.tty_frame(raw, more)));
         }
         if self.buf.len() < 8 {
             return None;
@@ -220,10 +234,21 @@ impl Demux {
     pub fn finish(&mut self) -> Option<Frame> {
         if self.tty && !self.buf.is_empty() {
             let raw = self.buf.split().freeze();
-            return Some(parse_payload(Stream::Stdout, raw, true));
+            return Some(self.tty_frame(raw, false));
         }
         self.buf.clear();
         None
+    }
+
+    /// A TTY line (or a piece of one; `more`: the line goes on in the next piece).
+    fn tty_frame(&mut self, raw: Bytes, more: bool) -> Frame {
+        let frame = if self.mid_line {
+            split_newline(Stream::Stdout, None, raw, true)
+        } else {
+            parse_payload(Stream::Stdout, raw, true)
+        };
+        self.mid_line = more;
+        frame
     }
 
     fn bad(&mut self, h: [u8; 8]) -> BadHeader {
@@ -234,13 +259,19 @@ impl Demux {
 
 /// `TIMESTAMP SP message [\r]\n` → a frame.
 fn parse_payload(stream: Stream, raw: Bytes, tty: bool) -> Frame {
-    let (time_ns, mut msg) = match memchr::memchr(b' ', &raw) {
+    let (time_ns, msg) = match memchr::memchr(b' ', &raw) {
         Some(sp) if sp >= 20 => match crate::time::parse_rfc3339_nanos(&raw[..sp]) {
             Some(t) => (Some(t), raw.slice(sp + 1..)),
             None => (None, raw),
         },
         _ => (None, raw),
     };
+    split_newline(stream, time_ns, msg, tty)
+}
+
+/// The frame of message `msg`: complete when it ends in a newline (dropped, with a TTY's
+/// `\r` before it).
+fn split_newline(stream: Stream, time_ns: Option<i64>, mut msg: Bytes, tty: bool) -> Frame {
     let complete = msg.last() == Some(&b'\n');
     if complete {
         msg.truncate(msg.len() - 1);
@@ -319,6 +350,31 @@ mod tests {
         assert!(d.next_frame().is_none());
         let last = d.finish().unwrap();
         assert_eq!((&last.message[..], last.complete), (&b"tail"[..], false));
+    }
+
+    #[test]
+    fn a_tty_line_without_newline_is_cut_at_max_frame() {
+        let mut d = Demux::new(true);
+        let mut line = b"2026-11-25T13:04:22Z ".to_vec();
+        line.resize(MAX_FRAME + 100, b'x');
+        d.push(&line);
+        let first = d.next_frame().unwrap().unwrap();
+        assert!(!first.complete);
+        assert!(first.time_ns.is_some());
+        assert!(d.buffered() <= 100);
+        // What follows is the same line: no timestamp is looked for in it.
+        d.push(b"2026-11-25T13:04:23Z end\n");
+        let rest = d.next_frame().unwrap().unwrap();
+        assert_eq!(rest.time_ns, None);
+        assert!(rest.complete);
+        assert!(rest.message.ends_with(b"2026-11-25T13:04:23Z end"));
+        // The next line is a line of its own again.
+        d.push(b"2026-11-25T13:04:24Z next\n");
+        let next = d.next_frame().unwrap().unwrap();
+        assert_eq!(
+            (&next.message[..], next.time_ns.is_some()),
+            (&b"next"[..], true)
+        );
     }
 
     #[test]

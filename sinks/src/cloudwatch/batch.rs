@@ -11,7 +11,9 @@
 use super::ack::Piece;
 use super::config::{limits, Oversize};
 use bytes::Bytes;
+use logwharf_collector::{Batch, Event};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// One event as the service sees it: a millisecond timestamp and a UTF-8 message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +21,30 @@ pub struct CwEvent {
     pub timestamp_ms: i64,
     /// Valid UTF-8 (checked by [`fit_message`]), at most [`limits::MAX_MESSAGE_BYTES`] long.
     pub message: Bytes,
+    /// The source event it came from, kept only when the sink has a dead-letter file.
+    pub origin: Option<Origin>,
 }
+
+/// A source event: its batch and its index there (what a dead letter is written from).
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub batch: Arc<Batch>,
+    pub index: u32,
+}
+
+impl Origin {
+    pub fn event(&self) -> &Event {
+        &self.batch.events[self.index as usize]
+    }
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Origin) -> bool {
+        Arc::ptr_eq(&self.batch, &other.batch) && self.index == other.index
+    }
+}
+
+impl Eq for Origin {}
 
 impl CwEvent {
     /// Bytes the service counts for this event.
@@ -72,6 +97,7 @@ pub fn fit_message(
         out.push(CwEvent {
             timestamp_ms,
             message,
+            origin: None,
         });
         return outcome;
     }
@@ -82,6 +108,7 @@ pub fn fit_message(
         out.push(CwEvent {
             timestamp_ms,
             message: message.slice(start..end),
+            origin: None,
         });
         pieces += 1;
         if oversize == Oversize::Truncate {
@@ -289,6 +316,7 @@ mod tests {
         CwEvent {
             timestamp_ms: ts,
             message: Bytes::from(vec![b'x'; len]),
+            origin: None,
         }
     }
 
@@ -408,18 +436,22 @@ mod tests {
             CwEvent {
                 timestamp_ms: 30,
                 message: Bytes::from_static(b"c"),
+                origin: None,
             },
             CwEvent {
                 timestamp_ms: 10,
                 message: Bytes::from_static(b"a1"),
+                origin: None,
             },
             CwEvent {
                 timestamp_ms: 20,
                 message: Bytes::from_static(b"b"),
+                origin: None,
             },
             CwEvent {
                 timestamp_ms: 10,
                 message: Bytes::from_static(b"a2"),
+                origin: None,
             },
         ];
         q.push(evs, p);

@@ -249,6 +249,7 @@ impl logwharf_collector::SinkConfig for CloudWatchConfig {
             &cx.name,
             self,
             cx.buffer.max_events,
+            crate::util::dead_letter::DeadLetters::new(&cx),
         )?))
     }
 }

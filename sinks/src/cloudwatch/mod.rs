@@ -21,11 +21,14 @@ pub mod credentials;
 pub mod request;
 
 use self::ack::{Delivery, Piece};
-use self::batch::{fit_message, split_request, CwEvent, RequestBatch, RequestLimits, StreamQueue};
+use self::batch::{
+    fit_message, split_request, CwEvent, Origin, RequestBatch, RequestLimits, StreamQueue,
+};
 use self::client::{Endpoint, Transport, TransportError};
 use self::credentials::CredentialSource;
 use self::request::{Action, ErrorKind, ServiceError, Signer};
 use crate::util::confine::{Charset, Confinement};
+use crate::util::dead_letter::DeadLetters;
 use crate::util::render::{NameTemplate, RenderCache};
 use anyhow::Context;
 use bytes::Bytes;
@@ -33,7 +36,7 @@ pub use config::CloudWatchConfig;
 use config::{limits, Oversize};
 use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
-use logwharf_collector::{ContainerMeta, Event, Sink, SinkInput};
+use logwharf_collector::{Batch, ContainerMeta, Event, Sink, SinkInput};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -83,15 +86,19 @@ struct Shared {
     create_missing_group: bool,
     create_missing_stream: bool,
     retention_days: Option<u32>,
+    /// Where refused events go (rejected by timestamp, invalid, empty).
+    dead_letters: DeadLetters,
 }
 
 impl CloudWatch {
     /// Validates and prepares; no network I/O happens here.
-    /// `buffer_events`: the capacity of the sink's buffer (`buffer.max_events`).
+    /// `buffer_events`: the capacity of the sink's buffer (`buffer.max_events`); events the
+    /// service refuses go to `dead_letters`.
     pub fn new(
         name: &str,
         config: &CloudWatchConfig,
         buffer_events: usize,
+        dead_letters: DeadLetters,
     ) -> anyhow::Result<CloudWatch> {
         let region = config
             .region
@@ -131,6 +138,7 @@ impl CloudWatch {
             create_missing_group: config.create_missing_group,
             create_missing_stream: config.create_missing_stream,
             retention_days: config.retention_days,
+            dead_letters,
         };
         Ok(CloudWatch {
             name: name.into(),
@@ -222,7 +230,7 @@ impl Dispatcher {
         let mut per_key: Vec<(Arc<StreamKey>, Vec<CwEvent>)> = Vec::new();
         let mut last: Option<(*const ContainerMeta, usize)> = None;
         let mut source_key: Option<usize> = None;
-        for ev in &batch.events {
+        for (i, ev) in batch.events.iter().enumerate() {
             let idx = match (&ev.container, last, source_key) {
                 (Some(c), Some((p, i)), _) if Arc::as_ptr(c) == p => i,
                 (None, _, Some(i)) => i,
@@ -242,7 +250,7 @@ impl Dispatcher {
                     i
                 }
             };
-            self.fit(ev, &mut per_key[idx].1);
+            self.fit(&batch, i, &mut per_key[idx].1);
         }
         let n: usize = per_key.iter().map(|(_, e)| e.len()).sum();
         let held = self.shared.held.fetch_add(n, Ordering::AcqRel) + n;
@@ -261,7 +269,10 @@ impl Dispatcher {
         piece.done();
     }
 
-    fn fit(&self, ev: &Event, out: &mut Vec<CwEvent>) {
+    /// Adds event `index` of `batch` to `out` as the events the service takes.
+    fn fit(&self, batch: &Arc<Batch>, index: usize, out: &mut Vec<CwEvent>) {
+        let ev: &Event = &batch.events[index];
+        let before = out.len();
         let ts = ev.time_ns.div_euclid(1_000_000);
         let o = fit_message(
             ts,
@@ -272,6 +283,15 @@ impl Dispatcher {
         );
         if o.empty {
             self.empty_counter.increment(1);
+            self.shared.dead_letters.write(&batch.source, [ev], "empty");
+        }
+        if self.shared.dead_letters.is_enabled() {
+            for e in &mut out[before..] {
+                e.origin = Some(Origin {
+                    batch: batch.clone(),
+                    index: index as u32,
+                });
+            }
         }
         if o.split_into > 0 || o.truncated_bytes > 0 {
             self.oversize_counter.increment(1);
@@ -462,7 +482,7 @@ impl Worker {
                             }
                             Err(single) => {
                                 tracing::error!(sink = %self.shared.sink, group = %self.key.group, stream = %self.key.stream, endpoint = %self.shared.transport.endpoint(), status = e.status, error = %e, "the service refused an event as invalid; it is counted and skipped");
-                                self.rejected("invalid_parameter", single.events.len());
+                                self.rejected("invalid_parameter", &single.events);
                                 single.settle();
                             }
                         }
@@ -501,16 +521,32 @@ impl Worker {
         let sink = self.shared.sink.to_string();
         metrics::counter!(m::SINK_ERRORS, "sink" => sink.clone(), "kind" => kind).increment(1);
         metrics::counter!(m::SINK_RETRIES, "sink" => sink, "kind" => kind).increment(1);
+        logwharf_collector::status::global()
+            .sink(&self.shared.sink)
+            .retrying(&format!("{what}: {e}"));
         let n = self.backoff.attempts() + 1;
         if n.is_power_of_two() {
             tracing::warn!(sink = %self.shared.sink, group = %self.key.group, stream = %self.key.stream, endpoint = %self.shared.transport.endpoint(), attempt = n, error = %e, "{what}");
         }
     }
 
-    fn rejected(&self, reason: &'static str, n: usize) {
-        if n > 0 {
-            metrics::counter!(m::SINK_REJECTED_EVENTS, "sink" => self.shared.sink.to_string(), "reason" => reason)
-                .increment(n as u64);
+    /// Counts `events` as refused for `reason` and writes their source events to the
+    /// dead-letter file (the pieces of one split message as one event).
+    fn rejected(&self, reason: &'static str, events: &[CwEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        metrics::counter!(m::SINK_REJECTED_EVENTS, "sink" => self.shared.sink.to_string(), "reason" => reason)
+            .increment(events.len() as u64);
+        let mut origins: Vec<&Origin> = events.iter().filter_map(|e| e.origin.as_ref()).collect();
+        origins.dedup();
+        // One write per run of one source's events (each write is synced).
+        for run in origins.chunk_by(|a, b| a.batch.source == b.batch.source) {
+            self.shared.dead_letters.write(
+                &run[0].batch.source,
+                run.iter().map(|o| o.event()),
+                reason,
+            );
         }
     }
 
@@ -522,9 +558,11 @@ impl Worker {
         let mut rejected = 0;
         if let Some(info) = resp.rejected {
             let c = info.counts(n);
-            self.rejected("too_old", c.too_old);
-            self.rejected("too_new", c.too_new);
-            self.rejected("expired", c.expired);
+            // The service's order (sorted by time): expired, then too old, …, then too new.
+            let old_end = c.expired + c.too_old;
+            self.rejected("expired", &batch.events[..c.expired]);
+            self.rejected("too_old", &batch.events[c.expired..old_end]);
+            self.rejected("too_new", &batch.events[n - c.too_new..]);
             rejected = c.total();
             if rejected > 0 {
                 tracing::warn!(sink = %self.shared.sink, group = %self.key.group, stream = %self.key.stream, too_old = c.too_old, too_new = c.too_new, expired = c.expired, "the service rejected events of an accepted batch (timestamps out of its range); counted");

@@ -536,6 +536,7 @@ mod tests {
             &[CwEvent {
                 timestamp_ms: 5,
                 message: Bytes::from_static(b"he said \"hi\"\n"),
+                origin: None,
             }],
         );
         assert_eq!(

@@ -116,7 +116,7 @@ fn sink(port: u16, extra: &str) -> CloudWatch {
         .inner
         .downcast_ref::<CloudWatchConfig>()
         .unwrap();
-    CloudWatch::new("cw", c, 16_384).unwrap()
+    CloudWatch::new("cw", c, 16_384, DeadLetters::disabled("cw")).unwrap()
 }
 
 /// A source batch of `msgs` from container `id`; its outcome arrives on the receiver.

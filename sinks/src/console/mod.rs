@@ -130,6 +130,9 @@ impl Sink for ConsoleSink {
                 let delay = backoff.next_delay();
                 tracing::warn!(sink = %self.name, error = %e, retry_in = ?delay, "stdout write failed; retrying");
                 metrics::counter!(m::SINK_RETRIES, "sink" => self.name.clone()).increment(1);
+                logwharf_collector::status::global()
+                    .sink(&self.name)
+                    .retrying(&format!("writing to stdout: {e}"));
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }

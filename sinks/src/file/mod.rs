@@ -201,6 +201,9 @@ impl FileSink {
             let delay = backoff.next_delay();
             tracing::warn!(sink = %self.name, path = %first.path.display(), error = %first, failed_files = errors.len(), retry_in = ?delay, "file write failed; retrying");
             metrics::counter!(m::SINK_RETRIES, "sink" => self.name.to_string()).increment(1);
+            logwharf_collector::status::global()
+                .sink(&self.name)
+                .retrying(&format!("writing {}: {first}", first.path.display()));
             tokio::time::sleep(delay).await;
             attempt += 1;
         }

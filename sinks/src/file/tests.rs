@@ -173,6 +173,23 @@ async fn json_encoding_is_the_default_and_appends() {
 }
 
 #[tokio::test]
+async fn a_torn_last_line_is_left_alone_and_the_next_starts_on_a_new_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("out.log");
+    // What a SIGKILL in the middle of a write leaves.
+    fs::write(&p, "{\"whole\":1}\n{\"torn\":").unwrap();
+    let cfg = config(&p);
+    let a = meta(ID_A, "web");
+    assert_eq!(run(&cfg, vec![vec![event(0, Some(&a))]]).await, [true]);
+    let text = fs::read_to_string(&p).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..2], ["{\"whole\":1}", "{\"torn\":"]);
+    assert_eq!(lines.len(), 3);
+    let v: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
+    assert_eq!(v["message"], "line 0000 <x>");
+}
+
+#[tokio::test]
 async fn path_template_per_container() {
     let dir = tempfile::tempdir().unwrap();
     let template = format!("{}/{{{{.Name}}}}/{{{{.ID}}}}.log", dir.path().display());
@@ -277,14 +294,15 @@ async fn restart_continues_the_size() {
     cfg.max_size = Some(ByteSize(100));
     cfg.max_file = 2;
     // A previous run left the file just under the limit: one more line, then rotation.
-    fs::write(&p, vec![b'x'; 99]).unwrap();
+    let earlier = [&[b'x'; 98][..], b"\n"].concat();
+    fs::write(&p, &earlier).unwrap();
     let events: Vec<Event> = (0..2).map(|i| event(i, None)).collect();
     let lines = encoded(Encoding::Docker, &events);
     assert_eq!(run(&cfg, vec![events]).await, [true]);
     assert_eq!(names(dir.path()), ["c.log", "c.log.1"]);
     assert_eq!(
         fs::read(dir.path().join("c.log.1")).unwrap(),
-        [&vec![b'x'; 99][..], &lines[0]].concat()
+        [&earlier[..], &lines[0]].concat()
     );
     assert_eq!(fs::read(&p).unwrap(), lines[1]);
     // Another restart: the live file holds line 1 (94 bytes, under the limit), so line 2 is

@@ -111,7 +111,16 @@ impl LogFile {
             }
             r => r?,
         };
-        let size = file.metadata()?.len();
+        let mut size = file.metadata()?.len();
+        if size > 0 && !ends_with_newline(path, size)? {
+            // A torn last line: a crash while writing it (the event was not acknowledged, so
+            // it comes again). The next line starts on a line of its own instead of
+            // finishing that one, so one line is damaged, not two.
+            tracing::warn!(path = %path.display(), "the file ends in an incomplete line (logwharf stopped while writing it?); appending from a new line");
+            use std::io::Write;
+            (&file).write_all(b"\n")?;
+            size += 1;
+        }
         Ok(LogFile {
             file,
             size,
@@ -119,6 +128,14 @@ impl LogFile {
             last_time_ns: None,
         })
     }
+}
+
+/// The last byte of the `size` bytes of `path` is a newline.
+fn ends_with_newline(path: &Path, size: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut last = [0u8];
+    File::open(path)?.read_exact_at(&mut last, size - 1)?;
+    Ok(last[0] == b'\n')
 }
 
 /// The log files the sink holds open, keyed by rendered path, with the rotation policy and

@@ -119,6 +119,8 @@ impl logwharf_collector::SinkConfig for FluentdSinkConfig {
         &self,
         cx: logwharf_collector::SinkContext,
     ) -> anyhow::Result<Box<dyn logwharf_collector::Sink>> {
-        Ok(Box::new(super::Fluentd::new(&cx.name, self.clone())?))
+        let mut config = self.clone();
+        config.batch = crate::util::batcher::within_buffer(&self.batch, &cx.buffer);
+        Ok(Box::new(super::Fluentd::new(&cx.name, config)?))
     }
 }

@@ -72,6 +72,9 @@ impl Fluentd {
     fn error(&self, kind: &'static str, e: &anyhow::Error, attempt: u32) {
         metrics::counter!(m::SINK_ERRORS, "sink" => self.name.clone(), "kind" => kind).increment(1);
         tracing::warn!(sink = %self.name, address = %self.config.address, kind, attempt, "{e:#}");
+        logwharf_collector::status::global()
+            .sink(&self.name)
+            .retrying(&format!("{kind} to {}: {e:#}", self.config.address));
     }
 
     /// Writes `msgs` (and waits for their acks) until it succeeds; returns the bytes written.

@@ -6,17 +6,16 @@
 //! `enable_idempotence`, and `librdkafka_options` (passed through as they are; secrets come
 //! from `${ENV}` and are never logged — see [`LibrdkafkaOptions`]).
 
+pub use logwharf_config::kafka::LibrdkafkaOptions;
 use logwharf_config::{
     ByteSize, ConfigTable, Decoder, DurationValue, Encoding, Template, TlsConfig,
 };
 use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::fmt;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct KafkaSinkConfig {
     /// Bootstrap brokers, `host:port` each. A comma-separated string is accepted too.
-    #[serde(deserialize_with = "list_or_comma_string")]
+    #[serde(deserialize_with = "logwharf_config::kafka::deserialize_brokers")]
     pub brokers: Vec<String>,
     /// Topic template, e.g. `logs.{{.Name}}`.
     pub topic: Template,
@@ -91,28 +90,6 @@ fn default_message_max_bytes() -> ByteSize {
 
 fn default_message_timeout() -> DurationValue {
     DurationValue::from_millis(0)
-}
-
-fn list_or_comma_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        List(Vec<String>),
-        One(String),
-    }
-    let list = match Raw::deserialize(d).map_err(|_| {
-        serde::de::Error::custom(
-            "expected a list of \"host:port\" strings (or one comma-separated string)",
-        )
-    })? {
-        Raw::List(l) => l,
-        Raw::One(s) => s.split(',').map(str::to_string).collect(),
-    };
-    Ok(list
-        .into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect())
 }
 
 /// Metadata a message can carry as a Kafka header.
@@ -217,48 +194,6 @@ impl<'de> Deserialize<'de> for Acks {
     }
 }
 
-/// `librdkafka_options`: passed to librdkafka as they are. Values may be strings, integers,
-/// floats or booleans. `Debug` shows the keys only, so a password never reaches a log.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct LibrdkafkaOptions(pub BTreeMap<String, String>);
-
-impl fmt::Debug for LibrdkafkaOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
-    }
-}
-
-impl<'de> Deserialize<'de> for LibrdkafkaOptions {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Value {
-            S(String),
-            I(i64),
-            F(f64),
-            B(bool),
-        }
-        let raw = BTreeMap::<String, Value>::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "expected a table of librdkafka properties with string, number or boolean values",
-            )
-        })?;
-        Ok(LibrdkafkaOptions(
-            raw.into_iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::S(s) => s,
-                        Value::I(i) => i.to_string(),
-                        Value::F(f) => f.to_string(),
-                        Value::B(b) => b.to_string(),
-                    };
-                    (k, v)
-                })
-                .collect(),
-        ))
-    }
-}
-
 impl KafkaSinkConfig {
     /// A config with every key at its default but `brokers` and `topic`.
     pub fn new(brokers: Vec<String>, topic: Template) -> KafkaSinkConfig {
@@ -285,23 +220,13 @@ impl ConfigTable for KafkaSinkConfig {
     fn validate(&self, d: &mut Decoder<'_>) {
         self.encoding
             .check(&[Encoding::Json, Encoding::Raw, Encoding::Docker], d);
-        if self.brokers.is_empty() {
-            d.error(
-                &["brokers"],
-                "names no broker (expected e.g. [\"kafka1:9092\"])",
-            );
-        }
-        for (i, b) in self.brokers.iter().enumerate() {
-            let port_ok = b
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if !port_ok {
-                d.error(
-                    &["brokers", &i.to_string()],
-                    format!("invalid broker {b:?} (expected \"host:port\")"),
-                );
-            }
-        }
+        logwharf_config::kafka::validate_client(
+            d,
+            "sink",
+            &self.brokers,
+            self.tls.as_ref(),
+            &self.librdkafka_options,
+        );
         if self.topic.as_str().is_empty() {
             d.error(&["topic"], "must not be empty");
         }
@@ -326,27 +251,8 @@ impl ConfigTable for KafkaSinkConfig {
                 "must be between 1000 and 1000000000 (librdkafka's range)",
             );
         }
-        if let Some(tls) = &self.tls {
-            if tls.server_name.is_some() {
-                d.error(
-                    &["tls", "server_name"],
-                    "is not supported by the kafka sink: librdkafka verifies each broker's advertised host name",
-                );
-            }
-            if tls.crt_file.is_some() != tls.key_file.is_some() {
-                d.error(&["tls"], "crt_file and key_file go together");
-            }
-        }
         if self.message_timeout.0.as_millis() > i32::MAX as u128 {
             d.error(&["message_timeout"], "is too long (at most 24d)");
-        }
-        for k in self.librdkafka_options.0.keys() {
-            if k.is_empty() || k.contains(char::is_whitespace) {
-                d.error(
-                    &["librdkafka_options"],
-                    format!("invalid property name {k:?}"),
-                );
-            }
         }
     }
 }
@@ -356,7 +262,12 @@ impl logwharf_collector::SinkConfig for KafkaSinkConfig {
         &self,
         cx: logwharf_collector::SinkContext,
     ) -> anyhow::Result<Box<dyn logwharf_collector::Sink>> {
-        Ok(Box::new(super::KafkaSink::new(&cx.name, self)?))
+        let dead_letters = crate::util::dead_letter::DeadLetters::new(&cx);
+        Ok(Box::new(super::KafkaSink::with_dead_letters(
+            &cx.name,
+            self,
+            dead_letters,
+        )?))
     }
 }
 

@@ -10,7 +10,10 @@
 //! that retrying can fix go back to *waiting* and into the retry set, oldest first. Messages
 //! the *broker* refused as too large go into the isolation set instead: the broker refuses a
 //! whole request, so they are sent again one per request to find the one that really is.
+//! A message refused for good goes to the sink's dead-letter file (when set) before its batch
+//! settles.
 
+use crate::util::dead_letter::DeadLetters;
 use logwharf_collector::metrics as m;
 use logwharf_collector::{AckToken, Batch};
 use std::collections::{BTreeSet, HashMap};
@@ -94,14 +97,22 @@ pub(super) struct InFlight {
     delivered_total: AtomicU64,
     /// Woken on every report and on fatal errors: the sink task waits on it.
     wake: Notify,
+    dead_letters: DeadLetters,
     events: metrics::Counter,
     bytes: metrics::Counter,
 }
 
 impl InFlight {
+    #[cfg(test)]
     pub(super) fn new(sink: &str) -> InFlight {
+        InFlight::with_dead_letters(sink, DeadLetters::disabled(sink))
+    }
+
+    /// Messages refused for good are written to `dead_letters` before their batch settles.
+    pub(super) fn with_dead_letters(sink: &str, dead_letters: DeadLetters) -> InFlight {
         InFlight {
             sink: sink.to_string(),
+            dead_letters,
             inner: Mutex::new(Inner::default()),
             sent: AtomicUsize::new(0),
             delivered: AtomicBool::new(false),
@@ -195,56 +206,75 @@ impl InFlight {
 
     fn apply(&self, id: MsgId, outcome: Outcome, expect: State) {
         let (b, i) = split(id);
-        let settled = {
-            let mut inner = self.lock();
-            let Some(p) = inner.batches.get_mut(&b) else {
-                return;
-            };
-            let Some(state) = p.states.get_mut(i as usize) else {
-                return;
-            };
-            if *state != expect {
-                return;
+        let mut refused = None;
+        let settled = self.apply_locked(b, i, outcome, expect, &mut refused);
+        // Written before the batch settles: its checkpoint moves past the event then.
+        if let Some((batch, kind)) = refused {
+            self.dead_letters
+                .write(&batch.source, [&batch.events[i as usize]], kind);
+        }
+        if let Some(s) = settled {
+            self.settle(s);
+        }
+    }
+
+    /// [`InFlight::apply`] under the lock: the batch when it is now settled, and in `refused`
+    /// the batch of a message refused for good (for the dead-letter file).
+    fn apply_locked(
+        &self,
+        b: u32,
+        i: u32,
+        outcome: Outcome,
+        expect: State,
+        refused: &mut Option<(Arc<Batch>, &'static str)>,
+    ) -> Option<Settled> {
+        let id = msg_id(b, i);
+        let mut inner = self.lock();
+        let p = inner.batches.get_mut(&b)?;
+        let state = p.states.get_mut(i as usize)?;
+        if *state != expect {
+            return None;
+        }
+        if expect == State::Sent {
+            self.sent.fetch_sub(1, Ordering::AcqRel);
+        }
+        match outcome {
+            Outcome::Delivered { bytes } => {
+                self.delivered.store(true, Ordering::Release);
+                self.delivered_total.fetch_add(1, Ordering::Relaxed);
+                *state = State::Done;
+                p.remaining -= 1;
+                p.bytes += bytes as u64;
             }
-            if expect == State::Sent {
-                self.sent.fetch_sub(1, Ordering::AcqRel);
-            }
-            match outcome {
-                Outcome::Delivered { bytes } => {
-                    self.delivered.store(true, Ordering::Release);
-                    self.delivered_total.fetch_add(1, Ordering::Relaxed);
-                    *state = State::Done;
-                    p.remaining -= 1;
-                    p.bytes += bytes as u64;
+            Outcome::Rejected { kind } => {
+                *state = State::Done;
+                p.remaining -= 1;
+                p.rejected += 1;
+                if self.dead_letters.is_enabled() {
+                    *refused = Some((p.batch.clone(), kind));
                 }
-                Outcome::Rejected { .. } => {
-                    *state = State::Done;
-                    p.remaining -= 1;
-                    p.rejected += 1;
-                }
-                Outcome::Retry => {
-                    *state = State::Waiting;
-                    inner.retry.insert(id);
-                    return;
-                }
-                Outcome::Isolate => {
-                    *state = State::Waiting;
-                    inner.isolate.insert(id);
-                    return;
-                }
             }
-            if p.remaining > 0 {
-                return;
+            Outcome::Retry => {
+                *state = State::Waiting;
+                inner.retry.insert(id);
+                return None;
             }
-            let p = inner.batches.remove(&b).expect("present above");
-            Settled {
-                ack: p.ack,
-                events: p.states.len(),
-                rejected: p.rejected,
-                bytes: p.bytes,
+            Outcome::Isolate => {
+                *state = State::Waiting;
+                inner.isolate.insert(id);
+                return None;
             }
-        };
-        self.settle(settled);
+        }
+        if p.remaining > 0 {
+            return None;
+        }
+        let p = inner.batches.remove(&b).expect("present above");
+        Some(Settled {
+            ack: p.ack,
+            events: p.states.len(),
+            rejected: p.rejected,
+            bytes: p.bytes,
+        })
     }
 
     fn settle(&self, s: Settled) {
@@ -427,5 +457,33 @@ mod tests {
             f.take_retries().0,
             vec![msg_id(b1, 0), msg_id(b1, 1), msg_id(b2, 0), msg_id(b2, 1)]
         );
+    }
+
+    #[test]
+    fn a_refused_message_goes_to_the_dead_letter_file_before_its_batch_settles() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cx = logwharf_collector::SinkContext::for_test("k");
+        cx.data_dir = d.path().to_path_buf();
+        cx.dead_letter = Some(logwharf_config::DeadLetterConfig {
+            path: None,
+            max_size: logwharf_config::ByteSize(1 << 20),
+        });
+        let f = InFlight::with_dead_letters("k", DeadLetters::new(&cx));
+        let (t, rx) = token();
+        let b = f.add(batch(2), t).unwrap();
+        f.mark_sent(b, 0, 2, &mut Vec::new());
+        f.report(msg_id(b, 0), Outcome::Delivered { bytes: 1 });
+        f.report(
+            msg_id(b, 1),
+            Outcome::Rejected {
+                kind: "message_too_large",
+            },
+        );
+        assert_eq!(rx.try_recv(), Ok(true));
+        let text = std::fs::read_to_string(d.path().join("dead-letter/k.log")).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["dead_letter_reason"], "message_too_large");
+        assert_eq!(v["dead_letter_sink"], "k");
     }
 }

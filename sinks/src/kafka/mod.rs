@@ -18,6 +18,8 @@
 //!   above it. Its messages are sent again through a second producer that puts one message in
 //!   each request (created on first need): what the broker still refuses alone is counted and
 //!   skipped, the rest is delivered (later than its neighbours: order is given up only here).
+//!   Every message refused for good (too large, invalid topic or message) is written to the
+//!   sink's `dead_letter` file, when set, before its batch settles.
 //! - **Fatal errors** (idempotence fencing, sequence desynchronisation): the task lets the
 //!   requests in flight finish, destroys the producer (which reports every message it still
 //!   held as purged), creates a new one, and sends every message not delivered again, oldest
@@ -33,6 +35,7 @@ mod producer;
 mod record;
 mod throttle;
 
+use crate::util::dead_letter::DeadLetters;
 use anyhow::Context as _;
 pub use config::KafkaSinkConfig;
 use inflight::{msg_id, split, InFlight, MsgId, Outcome};
@@ -65,6 +68,15 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     pub fn new(name: &str, config: &KafkaSinkConfig) -> anyhow::Result<KafkaSink> {
+        KafkaSink::with_dead_letters(name, config, DeadLetters::disabled(name))
+    }
+
+    /// As [`KafkaSink::new`]; messages refused for good are written to `dead_letters`.
+    pub fn with_dead_letters(
+        name: &str,
+        config: &KafkaSinkConfig,
+        dead_letters: DeadLetters,
+    ) -> anyhow::Result<KafkaSink> {
         let client = producer::client_config(config);
         producer::check(&client).with_context(|| format!("kafka sink {name:?}"))?;
         let settings = Settings {
@@ -72,6 +84,7 @@ impl KafkaSink {
             brokers: config.brokers.join(","),
             client,
             records: Records::new(name, config),
+            dead_letters,
             queue_limits: format!(
                 "{} messages / {} bytes",
                 config.queue_max_messages, config.queue_max_bytes.0
@@ -96,6 +109,7 @@ struct Settings {
     brokers: String,
     client: ClientConfig,
     records: Records,
+    dead_letters: DeadLetters,
     queue_limits: String,
 }
 
@@ -147,7 +161,10 @@ struct Task {
 impl Task {
     /// Creates the producer (which connects in the background).
     fn new(sink: Settings) -> anyhow::Result<Task> {
-        let inflight = Arc::new(InFlight::new(&sink.name));
+        let inflight = Arc::new(InFlight::with_dead_letters(
+            &sink.name,
+            sink.dead_letters.clone(),
+        ));
         let producer = Producer::create(&sink.client, inflight.clone(), &sink.brokers, false)
             .with_context(|| format!("kafka sink {:?}", sink.name))?;
         let name = sink.name.clone();
@@ -445,6 +462,9 @@ impl Task {
                     .increment(1);
                 let delay = self.backoff.next_delay();
                 tracing::warn!(sink = %self.sink.name, brokers = %self.sink.brokers, topic, error = %e, retry_in = ?delay, "kafka producer refused a message for now; retrying");
+                logwharf_collector::status::global()
+                    .sink(&self.sink.name)
+                    .retrying(&format!("producing to {topic}: {e}"));
                 self.retry_at = Some(Instant::now() + delay);
                 Err(Stop::Backoff)
             }

@@ -12,6 +12,7 @@ use super::config::KafkaSinkConfig;
 use super::inflight::{InFlight, MsgId, Outcome};
 use super::throttle::Throttled;
 use anyhow::Context as _;
+use logwharf_collector::kafka;
 use logwharf_collector::metrics as m;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -27,10 +28,8 @@ use std::time::{Duration, Instant};
 /// The librdkafka configuration for `config`: the sink's keys first, then
 /// `librdkafka_options`, which override them.
 pub(super) fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", config.brokers.join(","))
-        .set("client.id", "logwharf")
-        .set("compression.codec", config.compression.as_str())
+    let mut c = kafka::base_config(&config.brokers, config.tls.as_ref());
+    c.set("compression.codec", config.compression.as_str())
         .set("acks", config.acks.as_str())
         .set("enable.idempotence", config.enable_idempotence.to_string())
         .set(
@@ -52,48 +51,13 @@ pub(super) fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
         .set("partitioner", "murmur2_random")
         // For the epoch-bump watch (see `EpochWatch`); parsed without logging.
         .set("statistics.interval.ms", "1000");
-    if let Some(tls) = &config.tls {
-        let path = |p: &std::path::Path| p.display().to_string();
-        c.set("security.protocol", "ssl").set(
-            "ssl.ca.location",
-            // librdkafka's OpenSSL is built in, so it does not know where Debian (or any
-            // system) keeps its roots: `probe` looks in the usual places.
-            tls.ca_file.as_deref().map(path).unwrap_or("probe".into()),
-        );
-        if let Some(crt) = &tls.crt_file {
-            c.set("ssl.certificate.location", path(crt));
-        }
-        if let Some(key) = &tls.key_file {
-            c.set("ssl.key.location", path(key));
-        }
-        if !tls.verify {
-            c.set("enable.ssl.certificate.verification", "false")
-                .set("ssl.endpoint.identification.algorithm", "none");
-        }
-    }
-    for (k, v) in &config.librdkafka_options.0 {
-        c.set(k, v);
-    }
+    kafka::apply_options(&mut c, &config.librdkafka_options);
     c
 }
 
-/// Checks every property with librdkafka, without creating a client. The error names the
-/// property but never echoes a value librdkafka might quote, so secrets stay out of logs.
-pub(super) fn check(config: &ClientConfig) -> anyhow::Result<()> {
-    match config.create_native_config() {
-        Ok(_) => Ok(()),
-        Err(KafkaError::ClientConfig(_, desc, key, _)) => {
-            let secret = ["password", "secret", "key", "token", "jaas"]
-                .iter()
-                .any(|s| key.contains(s));
-            if secret {
-                anyhow::bail!("librdkafka refuses the value of property {key:?}");
-            }
-            anyhow::bail!("librdkafka property {key:?}: {desc}")
-        }
-        Err(e) => Err(e).context("checking the librdkafka configuration"),
-    }
-}
+/// Checks every property with librdkafka, without creating a client (see
+/// [`kafka::check`]).
+pub(super) use kafka::check;
 
 /// What happened to one message, as far as the sink is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

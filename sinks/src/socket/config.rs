@@ -66,6 +66,8 @@ impl logwharf_collector::SinkConfig for SocketSinkConfig {
         &self,
         cx: logwharf_collector::SinkContext,
     ) -> anyhow::Result<Box<dyn logwharf_collector::Sink>> {
-        Ok(Box::new(super::SocketSink::new(&cx.name, self)?))
+        let mut config = self.clone();
+        config.batch = crate::util::batcher::within_buffer(&self.batch, &cx.buffer);
+        Ok(Box::new(super::SocketSink::new(&cx.name, &config)?))
     }
 }

@@ -276,7 +276,14 @@ impl logwharf_collector::SinkConfig for SyslogSinkConfig {
         &self,
         cx: logwharf_collector::SinkContext,
     ) -> anyhow::Result<Box<dyn logwharf_collector::Sink>> {
-        Ok(Box::new(super::SyslogSink::new(&cx.name, self)?))
+        let dead_letters = crate::util::dead_letter::DeadLetters::new(&cx);
+        let mut config = self.clone();
+        config.batch = crate::util::batcher::within_buffer(&self.batch, &cx.buffer);
+        Ok(Box::new(super::SyslogSink::with_dead_letters(
+            &cx.name,
+            &config,
+            dead_letters,
+        )?))
     }
 }
 

@@ -13,12 +13,17 @@
 //! container (relayed from a syslog source) keep their own `appname` field as APP-NAME. The
 //! formatter holds every header field to RFC 5424's characters and lengths, whatever its
 //! origin, so no peer-supplied byte can end a frame early.
+//!
+//! A datagram over the cap (`max_message_bytes`) is cut and sent (as Docker's driver does),
+//! counted in `logwharf_sink_truncated_events_total`; with `dead_letter` set, the whole event
+//! is also written to the dead-letter file (reason `datagram_truncated`).
 
 pub mod config;
 pub mod format;
 
 use crate::util::batcher::next_group;
 use crate::util::confine::{Charset, Confinement};
+use crate::util::dead_letter::DeadLetters;
 use crate::util::render::{NameTemplate, RenderCache};
 use crate::util::socket::SocketWriter;
 use crate::util::transport::Connector;
@@ -87,6 +92,8 @@ pub struct SyslogSink {
     tags: TagCache,
     writer: SocketWriter,
     metrics: Metrics,
+    /// Where the whole event of a datagram cut at its cap goes.
+    dead_letters: DeadLetters,
 }
 
 struct Metrics {
@@ -97,6 +104,16 @@ struct Metrics {
 
 impl SyslogSink {
     pub fn new(name: &str, config: &SyslogSinkConfig) -> anyhow::Result<SyslogSink> {
+        SyslogSink::with_dead_letters(name, config, DeadLetters::disabled(name))
+    }
+
+    /// As [`SyslogSink::new`]; the events of datagrams cut at their cap are also written,
+    /// whole, to `dead_letters`.
+    pub fn with_dead_letters(
+        name: &str,
+        config: &SyslogSinkConfig,
+        dead_letters: DeadLetters,
+    ) -> anyhow::Result<SyslogSink> {
         let address = config
             .address
             .clone()
@@ -135,6 +152,7 @@ impl SyslogSink {
                 truncated: metrics::counter!(m::SINK_TRUNCATED, "sink" => name.to_string()),
             },
             config: config.clone(),
+            dead_letters,
         })
     }
 }
@@ -143,6 +161,8 @@ impl SyslogSink {
 impl Sink for SyslogSink {
     async fn run(mut self: Box<Self>, mut input: SinkInput) -> anyhow::Result<()> {
         let mut ends = Vec::new();
+        // (batch in the group, event in the batch) of datagrams cut at the cap.
+        let mut cut: Vec<(usize, usize)> = Vec::new();
         let mut cap = 64 << 10;
         let batch = self.config.batch;
         while let Some(group) = next_group(&mut input, &batch).await {
@@ -150,17 +170,28 @@ impl Sink for SyslogSink {
             ends.clear();
             let mut stats = EncodeStats::default();
             let mut events = 0;
-            for sb in &group {
-                for ev in &sb.batch.events {
+            for (g, sb) in group.iter().enumerate() {
+                for (i, ev) in sb.batch.events.iter().enumerate() {
                     let tag = self.tags.get(ev);
+                    let truncated = stats.truncated;
                     self.formatter
                         .encode(&mut buf, &mut ends, ev, &tag, &mut stats);
+                    if stats.truncated > truncated && self.dead_letters.is_enabled() {
+                        cut.push((g, i));
+                    }
                 }
                 events += sb.batch.len();
             }
             cap = cap.max(buf.len());
             let n = buf.len();
             self.writer.deliver(Bytes::from(buf), &ends).await;
+            for run in cut.chunk_by(|a, b| a.0 == b.0) {
+                let batch = &group[run[0].0].batch;
+                let refused = run.iter().map(|&(_, i)| &batch.events[i]);
+                self.dead_letters
+                    .write(&batch.source, refused, "datagram_truncated");
+            }
+            cut.clear();
             for sb in group {
                 sb.into_parts().1.delivered();
             }
@@ -215,5 +246,50 @@ mod tests {
             &*only_name.get(&anon),
             "x_<14>1_2026-11-25T13:04:34Z_h_forged_-_-_hi"
         );
+    }
+
+    #[tokio::test]
+    async fn a_datagram_cut_at_the_cap_is_sent_and_its_whole_event_dead_lettered() {
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = peer.local_addr().unwrap().port();
+        let c = crate::load_test_config(&format!(
+            "[sources.s]\ntype = \"docker_json_file\"\n[sinks.sys]\ntype = \"syslog\"\ninputs = [\"s\"]\naddress = \"udp://127.0.0.1:{port}\"\nmax_message = \"200\"\ndead_letter = true\n"
+        ))
+        .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let mut cx = logwharf_collector::SinkContext::for_test("sys");
+        cx.data_dir = d.path().to_path_buf();
+        cx.dead_letter = c.sinks["sys"].dead_letter.clone();
+        let sink = c.sinks["sys"].inner.build(cx).unwrap();
+        let (tx, input) = logwharf_collector::SinkInput::for_test("sys");
+        let long = "y".repeat(500);
+        let batch = logwharf_collector::Batch {
+            source: "s".into(),
+            events: vec![
+                Event::new(0, Stream::Stdout, Bytes::from_static(b"short")),
+                Event::new(0, Stream::Stdout, Bytes::from(long.clone())),
+            ],
+        };
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+        let ack =
+            logwharf_collector::AckToken::new(Some(Box::new(move |ok| ack_tx.send(ok).unwrap())));
+        tx.send(logwharf_collector::SinkBatch::detached(batch, ack))
+            .unwrap();
+        drop(tx);
+        sink.run(input).await.unwrap();
+        assert_eq!(ack_rx.try_recv(), Ok(true), "settled");
+        let mut buf = [0u8; 4096];
+        for _ in 0..2 {
+            let n = peer.recv(&mut buf).unwrap();
+            assert!(n <= 200, "{n}");
+        }
+        let text = std::fs::read_to_string(d.path().join("dead-letter/sys.log")).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert_eq!(lines[0]["message"], long.as_str());
+        assert_eq!(lines[0]["dead_letter_reason"], "datagram_truncated");
     }
 }

@@ -57,6 +57,8 @@ pub struct SocketWriter {
     window: ResendWindow,
     retries: metrics::Counter,
     resent: metrics::Counter,
+    /// The sink's `/status` entry: its last error, and that it is through again.
+    status: std::sync::Arc<logwharf_collector::status::SinkStats>,
 }
 
 impl SocketWriter {
@@ -82,6 +84,7 @@ impl SocketWriter {
             },
             retries: metrics::counter!(m::SINK_RETRIES, "sink" => sink.to_string()),
             resent: metrics::counter!(m::SINK_RESENT_BYTES, "sink" => sink.to_string()),
+            status: logwharf_collector::status::global().sink(sink),
         }
     }
 
@@ -107,6 +110,9 @@ impl SocketWriter {
             match conn {
                 Connection::Stream(s) => match s.write_all(&buf).await {
                     Ok(()) => {
+                        if self.backoff.attempts() > 0 {
+                            self.status.ok();
+                        }
                         self.backoff.reset();
                         self.window.push(buf);
                         return;
@@ -178,6 +184,11 @@ impl SocketWriter {
     fn failed(&mut self, kind: &'static str, e: &anyhow::Error) {
         count_error(&self.name, kind);
         self.retries.increment(1);
+        self.status.retrying(&format!(
+            "{} {kind} to {}: {e:#}",
+            self.peer_kind,
+            self.connector.address()
+        ));
         let n = self.backoff.attempts();
         if n.is_multiple_of(10) {
             tracing::warn!(sink = %self.name, address = %self.connector.address(), attempt = n + 1,

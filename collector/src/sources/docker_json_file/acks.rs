@@ -16,7 +16,8 @@ use super::position::{ResumePoint, SavedPosition};
 use crate::ack::ordered::OrderedAcks;
 use crate::ack::OnDelivered;
 use crate::checkpoint::CheckpointStore;
-use std::sync::{Arc, Mutex};
+use crate::status::{Delivered, PositionStats};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub struct AckTracker {
     acks: Arc<OrderedAcks<ResumePoint>>,
@@ -30,6 +31,8 @@ struct Shared {
     /// The container's hold and this sink's index in it.
     hold: Option<(Arc<Hold>, usize)>,
     state: Mutex<State>,
+    /// Where `/status` learns this sink's position in the container.
+    status: OnceLock<Arc<PositionStats>>,
 }
 
 #[derive(Default)]
@@ -42,12 +45,35 @@ struct State {
 impl Shared {
     fn commit(&self, r: ResumePoint) {
         self.store.set(&self.key, self.saved(&r).to_json());
+        self.tell_status(&r);
         if let Some((hold, sink)) = &self.hold {
             hold.delivered(*sink, &r);
         }
         let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
         g.committed = Some(r);
         update_lag(&self.lag, &g);
+    }
+
+    /// Tells `/status` where this sink's checkpoint is and how much of the log lies after it.
+    /// Runs where the checkpoint is written (per delivered batch, or as the hold restamps).
+    fn tell_status(&self, r: &ResumePoint) {
+        let (Some(st), Some((hold, _))) = (self.status.get(), &self.hold) else {
+            return;
+        };
+        let (dev, ino, fp) = (r.file.dev, r.file.ino, Some(r.file.fp));
+        let (behind, newer) = match hold.facts(dev, ino, fp) {
+            Some(f) => (
+                f.size.saturating_sub(r.offset) + f.later.iter().map(|l| l.size).sum::<u64>(),
+                hold.newer_than(dev, ino, fp).unwrap_or(f.later.len()),
+            ),
+            None => (0, 0),
+        };
+        st.set_delivered(Delivered {
+            file: r.file.name.clone(),
+            offset: r.offset,
+            behind,
+            newer_files: newer as u32,
+        });
     }
 
     /// The checkpoint of `r`, with what the hold knows of its file and the files after it.
@@ -95,6 +121,7 @@ impl AckTracker {
             store,
             lag,
             hold,
+            status: OnceLock::new(),
             state: Mutex::new(State {
                 committed,
                 newest: None,
@@ -139,8 +166,29 @@ impl AckTracker {
                 self.shared
                     .store
                     .set(&self.shared.key, self.shared.saved(&r).to_json());
+                self.shared.tell_status(&r);
             }
         });
+    }
+
+    /// Reports this sink's position to `/status` from now on.
+    pub fn report_to(&self, status: Arc<PositionStats>) {
+        let _ = self.shared.status.set(status);
+    }
+
+    /// As [`AckTracker::track`], also counting the batch's `events` and message `bytes` as
+    /// delivered to `/status` once it is.
+    pub fn track_counted(&self, resume: ResumePoint, events: u64, bytes: u64) -> OnDelivered {
+        let done = self.track(resume);
+        match self.shared.status.get().cloned() {
+            None => done,
+            Some(st) => Box::new(move |ok| {
+                if ok {
+                    st.delivered(events, bytes);
+                }
+                done(ok)
+            }),
+        }
     }
 
     /// The newest file's size, for `logwharf_checkpoint_lag_bytes`.
@@ -180,8 +228,9 @@ fn update_lag(lag: &metrics::Gauge, g: &State) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::docker_json_file::fingerprint::Fingerprint;
-    use crate::sources::docker_json_file::position::{FileIdentity, SavedPosition};
+    use crate::sources::docker_json_file::position::SavedPosition;
+    use crate::tail::file::FileIdentity;
+    use crate::tail::fingerprint::Fingerprint;
 
     fn point(offset: u64) -> ResumePoint {
         ResumePoint {

@@ -28,6 +28,11 @@ pub struct DockerJsonFileConfig {
     pub read_buffer_bytes: ByteSize,
     /// Upper bound on events per batch sent into the pipeline.
     pub batch_max_events: usize,
+    /// After a container's new data wakes its reader, how long the reader lets the writer
+    /// add more before it reads: a trickle of small writes becomes one batch (one send, one
+    /// acknowledgement) per window instead of one per write. Adds at most this to a line's
+    /// latency.
+    pub batch_window: DurationValue,
     /// Enrich every line with its container's metadata from the Docker API (name, image,
     /// labels, compose project/service, selected env, tag) whenever the daemon is reachable.
     pub enrich: bool,
@@ -60,6 +65,7 @@ impl Default for DockerJsonFileConfig {
             rescan_interval: DurationValue::from_millis(1000),
             read_buffer_bytes: ByteSize(256 << 10),
             batch_max_events: 2048,
+            batch_window: DurationValue::from_millis(50),
             enrich: true,
             docker_host: None,
             metadata_wait: DurationValue::from_millis(2000),

@@ -129,12 +129,17 @@ impl Watcher {
     pub fn new(enabled: bool) -> Watcher {
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = if enabled {
-            let handler = move |res: notify::Result<notify::Event>| {
-                if let Ok(ev) = res {
-                    // Opens and closes (our own included) say nothing new.
-                    if !matches!(ev.kind, notify::EventKind::Access(_)) {
-                        let _ = tx.send(ev);
-                    }
+            let handler = move |res: notify::Result<notify::Event>| match res {
+                // Opens and closes (our own included) say nothing new.
+                Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
+                Ok(ev) => {
+                    let _ = tx.send(ev);
+                }
+                // Events may have been lost: the source looks everywhere (`need_rescan`).
+                Err(_) => {
+                    let lost = notify::Event::new(notify::EventKind::Other)
+                        .set_flag(notify::event::Flag::Rescan);
+                    let _ = tx.send(lost);
                 }
             };
             match notify::recommended_watcher(handler) {

@@ -13,11 +13,11 @@
 //! the container whose files push the total over releases its own oldest held file; a reader
 //! that then needs it counts what it never read as lost (`reason = "rotated_away"`).
 
-use super::files::OpenFile;
-use super::fingerprint::{read_full_at, Fingerprint};
 use super::listing::{open_siblings, Slot};
 use super::position::{LaterFile, ResumePoint};
 use crate::metrics as m;
+use crate::tail::file::OpenFile;
+use crate::tail::fingerprint::{read_full_at, Fingerprint};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
@@ -180,6 +180,14 @@ impl Hold {
             let same = match (&live, g.entries.back_mut()) {
                 (Some(md), Some(e)) if !e.gz && (md.dev(), md.ino()) == (e.dev, e.ino) => {
                     e.size = md.len(); // the live file's size as of now, for the checkpoints
+                    if e.fp.is_none() && e.size > 0 {
+                        // It was empty at the last full look: without its fingerprint the
+                        // checkpoints leave it out, and a restart after Docker deleted the
+                        // files before it could no longer say the loss count is exact.
+                        if let Some(f) = &e.file {
+                            e.fp = Fingerprint::of_plain(f, false)?;
+                        }
+                    }
                     true
                 }
                 _ => false,
@@ -276,6 +284,19 @@ impl Hold {
         Ok(g.signature() != before)
     }
 
+    /// For `/status`: the newest file's inode and size as last seen.
+    pub fn live(&self) -> Option<(u64, u64)> {
+        self.lock().entries.back().map(|e| (e.ino, e.size))
+    }
+
+    /// For `/status`: how many files are newer than the one a reader identifies by (`dev`,
+    /// `ino`, `fp`) — Docker deletes it at the `max-file - n`-th rotation from now.
+    pub fn newer_than(&self, dev: u64, ino: u64, fp: Option<Fingerprint>) -> Option<usize> {
+        let g = self.lock();
+        let at = g.entries.iter().position(|e| e.matches(dev, ino, fp))?;
+        Some(g.entries.len() - 1 - at)
+    }
+
     /// What the hold saw of the file a reader identifies by (`dev`, `ino`, `fp`) and of every
     /// file after it; `None` when it does not know the file.
     pub fn facts(&self, dev: u64, ino: u64, fp: Option<Fingerprint>) -> Option<FileFacts> {
@@ -305,10 +326,21 @@ impl Hold {
     }
 
     /// Sink number `sink` has delivered up to `r`: files before it are no longer needed by it.
+    /// When that moves it into another file, what every sink is past is let go at once: the
+    /// hold's own loop may be backing off on a quiet container, and the disk (and
+    /// `logwharf_held_bytes`) should not wait for it.
     pub fn delivered(&self, sink: usize, r: &ResumePoint) {
         let mut g = self.lock();
-        if let Some(d) = g.delivered.get_mut(sink) {
-            *d = Some((r.file.dev, r.file.ino, Some(r.file.fp)));
+        let now = Some((r.file.dev, r.file.ino, Some(r.file.fp)));
+        let moved = match g.delivered.get_mut(sink) {
+            Some(d) if *d != now => {
+                *d = now;
+                true
+            }
+            _ => false,
+        };
+        if moved {
+            self.drop_delivered(&mut g);
         }
     }
 

@@ -6,9 +6,10 @@
 use super::batch::BatchBuilder;
 use super::parser::{LineParser, Record};
 use super::partial::{Joined, PartialAssembler};
-use super::position::{FileIdentity, ResumePoint};
+use super::position::ResumePoint;
 use super::tailer::TailSettings;
 use crate::event::{ContainerMeta, EventFlags, Stream};
+use crate::tail::file::FileIdentity;
 use std::sync::Arc;
 use std::time::Instant;
 

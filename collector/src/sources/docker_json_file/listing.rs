@@ -3,8 +3,9 @@
 //! from and follows rotation with, and which wanted files vanished before they could be
 //! opened.
 
-use super::files::{list_siblings, OpenFile, Sibling};
 use super::position::SavedPosition;
+use crate::tail::file::OpenFile;
+use crate::tail::siblings::{list_siblings, Sibling};
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;

@@ -127,7 +127,7 @@ impl StoppedGap {
     /// `present`: the fingerprints of the files the container has now.
     pub fn assess(
         saved: &SavedPosition,
-        present: &[super::fingerprint::Fingerprint],
+        present: &[crate::tail::fingerprint::Fingerprint],
         limits: RotationLimits,
     ) -> StoppedGap {
         let surviving = saved
@@ -186,8 +186,8 @@ impl StoppedGap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::docker_json_file::fingerprint::Fingerprint;
     use crate::sources::docker_json_file::position::LaterFile;
+    use crate::tail::fingerprint::Fingerprint;
 
     fn saved(
         offset: u64,

@@ -163,6 +163,11 @@ pub fn decode_json_string(s: &[u8], out: &mut BytesMut) -> Option<usize> {
             _ => return None,
         };
         out.put_u8(byte);
+        // Docker's messages end in an escaped newline: the closing quote right after an
+        // escape needs no search.
+        if s.get(i) == Some(&b'"') {
+            return Some(i + 1);
+        }
     }
 }
 
@@ -218,7 +223,7 @@ fn parse_any_order(line: &[u8], out: &mut BytesMut, mark: usize) -> Option<Recor
 
 /// `attrs` in file order (serde_json's map would sort the keys). Values are strings in
 /// everything Docker writes; anything else is kept as its JSON text.
-struct AttrsInOrder(Attrs);
+pub struct AttrsInOrder(pub Attrs);
 
 impl<'de> Deserialize<'de> for AttrsInOrder {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

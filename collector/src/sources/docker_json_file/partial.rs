@@ -190,8 +190,8 @@ fn take(g: &mut Group, flags: EventFlags) -> Joined {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::docker_json_file::fingerprint::Fingerprint;
-    use crate::sources::docker_json_file::position::FileIdentity;
+    use crate::tail::file::FileIdentity;
+    use crate::tail::fingerprint::Fingerprint;
 
     fn at(seq: u64, offset: u64) -> ResumePoint {
         ResumePoint {

@@ -5,21 +5,10 @@
 //! lost. Offsets count decompressed bytes for `.gz` files, so a position taken while a file
 //! was the live `-json.log` stays valid after Docker compressed it into `.1.gz`.
 
-use super::fingerprint::Fingerprint;
+use crate::tail::file::FileIdentity;
+use crate::tail::fingerprint::Fingerprint;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-/// One file as a reader knows it. `seq` orders the files of one reader (older files have
-/// smaller numbers), so positions in different files compare correctly.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileIdentity {
-    pub seq: u64,
-    /// File name when it was opened (informational: Docker renames files under us).
-    pub name: String,
-    pub dev: u64,
-    pub ino: u64,
-    pub fp: Fingerprint,
-}
 
 /// A position in one of a reader's files.
 #[derive(Debug, Clone)]

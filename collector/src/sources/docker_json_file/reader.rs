@@ -11,6 +11,7 @@ use super::tailer::{ContainerTail, Flush};
 use crate::docker::MetaHandle;
 use crate::multiline::StreamMergers;
 use crate::shutdown::Shutdown;
+use crate::status::{ContainerStats, PositionStats};
 use crate::topology::SourceOutput;
 use logwharf_config::docker::MultilineConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,9 +23,9 @@ use tokio::sync::Notify;
 /// watch its directory, seldom (a safety net for lost events) where it does.
 const POLL_UNWATCHED: Duration = Duration::from_millis(250);
 const POLL_WATCHED: Duration = Duration::from_secs(2);
-/// After a wake-up, let a busy writer add more lines, so that a steady trickle becomes a
-/// few batches per second rather than one batch per line.
-const LINGER: Duration = Duration::from_millis(10);
+/// A watched reader's poll doubles, up to this, while polls find nothing (a lost event wakes
+/// every reader anyway: see the source's `route`), so that quiet containers cost nothing.
+const POLL_WATCHED_QUIET: Duration = Duration::from_secs(30);
 /// Pause after an I/O error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -72,6 +73,11 @@ pub struct Reader {
     pub multiline: MultilineConfig,
     /// The container's read rate limit (the source's `rate_limit`, or its label).
     pub rate: RateLimiter,
+    /// After a wake-up, let the writer add more lines for this long (`batch_window`), so that
+    /// a steady trickle becomes a few batches per second rather than one batch per line.
+    pub linger: Duration,
+    /// The container's `/status` entry and this sink's in it.
+    pub status: Option<(Arc<ContainerStats>, Arc<PositionStats>)>,
 }
 
 impl Reader {
@@ -88,6 +94,8 @@ impl Reader {
             metadata_wait,
             multiline,
             mut rate,
+            linger,
+            status,
         } = self;
         let id = tail.id().to_string();
         // Lines read before the metadata is known: a bounded wait, then the id alone (later
@@ -103,6 +111,8 @@ impl Reader {
         let mut safe = sent.clone();
         let mut once_flushing = false;
         let full_block = tail.read_block();
+        // Polls in a row that found nothing (a watched reader's poll slows down).
+        let mut quiet_polls = 0u32;
         loop {
             let removed = control.removed.load(Ordering::Acquire);
             let flush = if removed {
@@ -115,6 +125,9 @@ impl Reader {
             // One atomic load per batch; a new record (rename, late metadata) after a change.
             let record = meta.current();
             tail.set_meta(record);
+            if let Some((c, _)) = &status {
+                c.set_meta(record);
+            }
             tail.set_read_block(
                 rate.update(record, tokio::time::Instant::now())
                     .map_or(full_block, |b| b.min(full_block)),
@@ -128,7 +141,7 @@ impl Reader {
             }
             let read_before = tail.counts_total.read;
             let span = tracing::Span::current();
-            let joined = tokio::task::spawn_blocking(move || {
+            let joined = crate::tail::blocking::run(move || {
                 let _in = span.enter();
                 let batch = tail.next_batch(flush, Instant::now());
                 (tail, batch)
@@ -148,6 +161,12 @@ impl Reader {
             );
             if let Some((seq, size)) = batch.newest_size {
                 tracker.note_newest(seq, size);
+            }
+            if let Some((_, p)) = &status {
+                if let Some(r) = &batch.resume {
+                    p.read_at(&r.file.name, r.offset);
+                }
+                p.set_lost(tail.lost_bytes());
             }
             let mut batch = batch;
             if let Some(p) = batch.start.take() {
@@ -171,8 +190,13 @@ impl Reader {
                     safe = batch.resume.clone();
                 }
             }
+            if !batch.events.is_empty() {
+                quiet_polls = 0;
+            }
             if !batch.events.is_empty() || batch.resume != sent {
-                let on_done = ack_at.map(|r| tracker.track(r));
+                let bytes: usize = batch.events.iter().map(crate::event::Event::size).sum();
+                let n = batch.events.len() as u64;
+                let on_done = ack_at.map(|r| tracker.track_counted(r, n, bytes as u64));
                 tokio::select! {
                     biased;
                     _ = shutdown.wait() => return,
@@ -212,6 +236,8 @@ impl Reader {
             tail.release_idle_memory();
             let poll = if control.watched.load(Ordering::Relaxed) {
                 POLL_WATCHED
+                    .saturating_mul(1 << quiet_polls.min(5))
+                    .min(POLL_WATCHED_QUIET)
             } else {
                 POLL_UNWATCHED
             };
@@ -229,12 +255,13 @@ impl Reader {
                 });
             tokio::select! {
                 _ = control.wake.notified() => {
+                    quiet_polls = 0;
                     tokio::select! {
-                        _ = tokio::time::sleep(LINGER) => {}
+                        _ = tokio::time::sleep(linger) => {}
                         _ = shutdown.wait() => return,
                     }
                 }
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait) => quiet_polls += 1,
                 _ = shutdown.wait() => return,
             }
         }

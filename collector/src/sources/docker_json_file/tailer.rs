@@ -15,8 +15,6 @@
 
 use super::batch::BatchBuilder;
 use super::config::DockerJsonFileConfig;
-use super::files::{OpenFile, Sibling};
-use super::fingerprint::read_full_at;
 use super::hold::{Held, Hold};
 use super::lines::{Counts, Lines, SLOT_STREAMS};
 use super::listing::{find_saved, open_siblings, Slot};
@@ -25,6 +23,9 @@ use super::position::{ResumePoint, SavedPosition};
 use super::rotation::RotationLimits;
 use crate::event::{ContainerMeta, Event};
 use crate::metrics as m;
+use crate::tail::file::OpenFile;
+use crate::tail::fingerprint::read_full_at;
+use crate::tail::siblings::Sibling;
 use std::collections::VecDeque;
 use std::fs;
 use std::io;
@@ -223,6 +224,11 @@ impl ReadBuf {
 }
 
 impl ContainerTail {
+    /// Bytes this reader's sink lost so far, every reason together (for `/status`).
+    pub fn lost_bytes(&self) -> u64 {
+        self.metrics.loss.totals.bytes.iter().sum()
+    }
+
     /// The metadata record the next batches' events carry (the caller checks it per batch).
     pub fn set_meta(&mut self, meta: &Arc<ContainerMeta>) {
         self.lines.set_meta(meta);
@@ -439,10 +445,12 @@ impl ContainerTail {
         self.settings.read_buffer_bytes = bytes.max(4096);
     }
 
-    /// Gives back memory held for reading while the reader waits for more.
+    /// Gives back memory held for reading while the reader waits for more: a buffer grown
+    /// for a backlog shrinks to what is pending (a container writing now and then needs no
+    /// more than its smallest read, 4 KiB; 1,000 quiet containers must not keep 64 KiB each).
     pub fn release_idle_memory(&mut self) {
         let keep = self.rb.end - self.rb.start;
-        if self.rb.buf.capacity() > (2 * keep).max(64 << 10) {
+        if self.rb.buf.capacity() > (2 * keep).max(16 << 10) {
             self.rb.buf.copy_within(self.rb.start..self.rb.end, 0);
             self.rb.buf.truncate(keep);
             self.rb.buf.shrink_to_fit();

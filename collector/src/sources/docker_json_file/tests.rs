@@ -9,8 +9,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::event::{Event, EventFlags};
 use crate::shutdown::Shutdown;
 use crate::sink::{SinkBatch, SinkInput};
-use crate::sources::SourceContext;
-use crate::topology::SourceOutput;
+use crate::sources::testing::{self, Running};
 use logwharf_config::DurationValue;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -88,28 +87,9 @@ impl Root {
     }
 }
 
-struct Running {
-    input: SinkInput,
-    shutdown: Shutdown,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
 fn run(config: DockerJsonFileConfig, store: Arc<CheckpointStore>, once: bool) -> Running {
-    let (out, input) = SourceOutput::for_test("src", 1 << 20);
-    let shutdown = Shutdown::new();
-    let ctx = SourceContext {
-        name: "src".into(),
-        out,
-        shutdown: shutdown.clone(),
-        checkpoints: store,
-        once,
-    };
-    let src: Box<dyn Source> = Box::new(DockerJsonFile::new(config).unwrap());
-    Running {
-        input,
-        shutdown,
-        task: tokio::spawn(src.run(ctx)),
-    }
+    let src = Box::new(DockerJsonFile::new(config).unwrap());
+    testing::run("src", src, store, 1 << 20, once)
 }
 
 fn texts(events: &[Event]) -> Vec<String> {
@@ -607,17 +587,8 @@ fn run_sinks(
     Shutdown,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
-    let (out, inputs) = SourceOutput::for_test_sinks("src", sinks);
-    let shutdown = Shutdown::new();
-    let ctx = SourceContext {
-        name: "src".into(),
-        out,
-        shutdown: shutdown.clone(),
-        checkpoints: store,
-        once,
-    };
-    let src: Box<dyn Source> = Box::new(DockerJsonFile::new(config).unwrap());
-    (inputs, shutdown, tokio::spawn(src.run(ctx)))
+    let src = Box::new(DockerJsonFile::new(config).unwrap());
+    testing::run_sinks("src", src, store, sinks, once)
 }
 
 /// Docker's rotation with `max-file=2`: `.1` deleted, the live file becomes `.1`.

@@ -52,6 +52,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn count_error(source: &str, peer: &str, e: &DecodeError) {
     metrics::counter!(m::SOURCE_ERRORS, "source" => source.to_string(), "kind" => e.kind)
         .increment(1);
+    crate::status::global().receiver(source).error(e.kind);
     tracing::warn!(
         source,
         peer = %peer,

@@ -115,6 +115,8 @@ impl Source for FluentSource {
             tasks.spawn(
                 async move {
                     g.increment(1.0);
+                    let receiver = crate::status::global().receiver(&s.source);
+                    receiver.connected();
                     tracing::debug!(source = %s.source, peer, "connection accepted");
                     match (stream, tls) {
                         (Accepted::Tcp(t), Some(acceptor)) => {
@@ -144,6 +146,7 @@ impl Source for FluentSource {
                         (Accepted::Unix(u), _) => conn::serve(u, peer, s).await,
                     }
                     g.decrement(1.0);
+                    receiver.disconnected();
                     drop(permit);
                 }
                 .in_current_span(),

@@ -4,7 +4,11 @@
 //! last, so the next unmarked record of the same container and stream completes the line.
 //! A joined line is capped at `max_line_bytes` (the rest is cut, flagged and counted); pieces
 //! whose continuation does not come within `partial_timeout` (or before the connection ends)
-//! are shipped flagged partial, never dropped.
+//! are shipped flagged partial, never dropped. A connection holds at most
+//! [`MAX_OPEN_LINES`] open lines and [`MAX_OPEN_FACTOR`] × `max_line_bytes` of them: a peer
+//! that opens more (distinct `partial_id`s that never end) gets its oldest line shipped
+//! flagged partial and counted (`logwharf_source_errors_total{kind="too_many_partials"}`), so
+//! memory and the search through open lines stay bounded.
 
 use super::record::PartialMeta;
 use crate::event::{Event, EventFlags, Stream};
@@ -12,6 +16,12 @@ use crate::metrics as m;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Open lines per connection at most (Docker's fluentd driver has at most one per stream of
+/// its container; a forwarder of many containers a few more).
+pub const MAX_OPEN_LINES: usize = 256;
+/// Bytes of open lines per connection at most, in units of `max_line_bytes`.
+pub const MAX_OPEN_FACTOR: usize = 16;
 
 struct Open {
     container: Option<String>,
@@ -112,8 +122,25 @@ impl Partials {
                     out.push(self.finish(o, false));
                 } else {
                     self.open.push(o);
+                    self.shed(out);
                 }
             }
+        }
+    }
+
+    /// Ships the oldest open lines, flagged partial, while the connection holds too many.
+    fn shed(&mut self, out: &mut Vec<Event>) {
+        let cap = self.max_bytes.saturating_mul(MAX_OPEN_FACTOR);
+        let mut bytes: usize = self.open.iter().map(|o| o.buf.len()).sum();
+        while self.open.len() > MAX_OPEN_LINES || (bytes > cap && self.open.len() > 1) {
+            let Some(oldest) = (0..self.open.len()).min_by_key(|&i| self.open[i].since) else {
+                return;
+            };
+            let o = self.open.swap_remove(oldest);
+            bytes -= o.buf.len();
+            metrics::counter!(m::SOURCE_ERRORS, "source" => self.source.to_string(), "kind" => "too_many_partials")
+                .increment(1);
+            out.push(self.finish(o, true));
         }
     }
 
@@ -188,6 +215,26 @@ mod tests {
             ordinal: Some(ord),
             last,
         })
+    }
+
+    #[test]
+    fn lines_that_never_end_are_shipped_oldest_first_past_the_cap() {
+        let mut p = Partials::new("s".into(), 1 << 20, Duration::from_secs(5));
+        let mut out = Vec::new();
+        for i in 0..MAX_OPEN_LINES + 10 {
+            p.push(ev("piece"), pm(&format!("id{i}"), 1, false), &mut out);
+        }
+        assert_eq!(p.open.len(), MAX_OPEN_LINES);
+        assert_eq!(out.len(), 10);
+        assert!(out.iter().all(|e| e.flags.contains(EventFlags::PARTIAL)));
+        // By bytes: a few huge lines.
+        let mut p = Partials::new("s".into(), 8, Duration::from_secs(5));
+        let mut out = Vec::new();
+        for i in 0..MAX_OPEN_FACTOR + 3 {
+            p.push(ev("12345678"), pm(&format!("id{i}"), 1, false), &mut out);
+        }
+        assert_eq!(p.open.len(), MAX_OPEN_FACTOR);
+        assert_eq!(out.len(), 3);
     }
 
     #[test]

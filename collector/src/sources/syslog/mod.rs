@@ -84,6 +84,7 @@ impl Shared {
     fn error(&self, kind: &'static str) {
         metrics::counter!(m::SOURCE_ERRORS, "source" => self.source.to_string(), "kind" => kind)
             .increment(1);
+        crate::status::global().receiver(&self.source).error(kind);
     }
 }
 
@@ -204,6 +205,9 @@ async fn serve_stream(
         }
         active.fetch_add(1, Ordering::AcqRel);
         gauge.set(active.load(Ordering::Acquire) as f64);
+        crate::status::global()
+            .receiver(&shared.source)
+            .set_connections(active.load(Ordering::Acquire));
         let tls = tls.clone();
         let (shared, out, shutdown, active, gauge) = (
             shared.clone(),
@@ -243,6 +247,9 @@ async fn serve_stream(
                 }
                 active.fetch_sub(1, Ordering::AcqRel);
                 gauge.set(active.load(Ordering::Acquire) as f64);
+                crate::status::global()
+                    .receiver(&shared.source)
+                    .set_connections(active.load(Ordering::Acquire));
                 tracing::debug!(source = %shared.source, peer, "syslog: connection closed");
             }
             .in_current_span(),

@@ -1,7 +1,7 @@
 //! The hold's accounting: what it keeps, when it lets go, and what a release costs a reader.
 
 use super::*;
-use crate::sources::docker_json_file::position::FileIdentity;
+use crate::tail::file::FileIdentity;
 use std::fs;
 use std::path::Path;
 

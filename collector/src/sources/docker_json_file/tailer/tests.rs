@@ -2,9 +2,9 @@
 
 use super::*;
 use crate::event::{EventFlags, Stream};
-use crate::sources::docker_json_file::files::list_siblings;
-use crate::sources::docker_json_file::fingerprint::Fingerprint;
 use crate::sources::docker_json_file::listing::unexplained;
+use crate::tail::fingerprint::Fingerprint;
+use crate::tail::siblings::list_siblings;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::fs::OpenOptions;

@@ -1,11 +1,13 @@
 //! Content fingerprints: which file is this, across renames, compression and inode reuse?
 //!
-//! A json-file log's first line carries a nanosecond timestamp, so the CRC32 of that line is
-//! as good as a name for the file's content. Docker's rotation keeps the inode on rename
-//! (`-json.log` → `.1`) but gives the compressed copy (`.1.gz`) a new one, and a deleted
-//! file's inode may be reused by a new log. So the fingerprint is computed over the first
-//! line of the *decompressed* content, and device + inode only break ties (see
-//! [`super::position`]). A file whose first line is not complete yet has no fingerprint.
+//! A log's first line carries a timestamp (a json-file line's nanosecond `time`, dockerd's
+//! `time="…"`), so the CRC32 of that line is as good as a name for the file's content.
+//! Rotation keeps the inode on rename (`-json.log` → `.1`) but gives the compressed copy
+//! (`.1.gz`) a new one, a deleted file's inode may be reused by a new log, and logrotate's
+//! `copytruncate` keeps the inode for new content. So the fingerprint is computed over the
+//! first line of the *decompressed* content, and device + inode only break ties (see
+//! `sources::docker_json_file::position`). A file whose first line is not complete yet has no
+//! fingerprint.
 
 use flate2::read::MultiGzDecoder;
 use std::fs::File;

@@ -1,82 +1,30 @@
-//! A container's log files as Docker lays them out — the live `<id>-json.log` and its rotated
-//! siblings `.1`, `.2`, … (or `.1.gz`, `.2.gz`, … with `compress=true`) — listed oldest first,
-//! and [`OpenFile`]: one of them held open by a reader.
+//! [`OpenFile`]: a log file held open by a reader, and [`FileIdentity`], which file it is to
+//! the reader's positions.
 //!
-//! Holding the descriptor is what makes rotation safe: Docker may rename, compress and delete
-//! a file while we are still behind in it, but the inode stays readable through our
-//! descriptor until we have read it to its end and drop it.
+//! Holding the descriptor is what makes rotation safe: Docker (or logrotate) may rename,
+//! compress and delete a file while we are still behind in it, but the inode stays readable
+//! through our descriptor until we have read it to its end and drop it. Reads go through
+//! `pread`, so several readers can share one descriptor (the json-file hold does).
 
 use super::fingerprint::{read_full_at, FileAt, Fingerprint};
-use super::position::FileIdentity;
+use super::siblings::Sibling;
 use flate2::read::MultiGzDecoder;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
 
-/// One entry of a container's directory that belongs to its log.
+/// One file as a reader knows it. `seq` orders the files of one reader (older files have
+/// smaller numbers), so positions in different files compare correctly.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sibling {
+pub struct FileIdentity {
+    pub seq: u64,
+    /// File name when it was opened (informational: Docker renames files under us).
     pub name: String,
-    /// 0 for the live file, N for `.N` / `.N.gz`: higher is older.
-    pub rank: u32,
-    pub gz: bool,
-    /// Size and inode when listed (to count what is lost if it vanishes before we open it).
-    pub size: u64,
+    pub dev: u64,
     pub ino: u64,
-}
-
-/// The log files of a container, oldest first (`.N` … `.1`, then the live file).
-pub fn list_siblings(dir: &Path, live_name: &str) -> io::Result<Vec<Sibling>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        let Some((rank, gz)) = sibling_rank(&name, live_name) else {
-            continue;
-        };
-        let Ok(md) = entry.metadata() else {
-            continue; // gone since the readdir
-        };
-        if !md.is_file() {
-            continue;
-        }
-        out.push(Sibling {
-            name,
-            rank,
-            gz,
-            size: md.len(),
-            ino: md.ino(),
-        });
-    }
-    // While Docker compresses `.1` into `.1.gz` both exist and the `.gz` is still being
-    // written: the plain one is complete, so it is the one to read (plain sorts first).
-    out.sort_by(|a, b| b.rank.cmp(&a.rank).then(a.gz.cmp(&b.gz)));
-    out.dedup_by(|later, kept| later.rank == kept.rank);
-    Ok(out)
-}
-
-/// `Some((rank, gz))` when `name` is the live file or one of its rotated siblings.
-fn sibling_rank(name: &str, live_name: &str) -> Option<(u32, bool)> {
-    let rest = name.strip_prefix(live_name)?;
-    if rest.is_empty() {
-        return Some((0, false));
-    }
-    let rest = rest.strip_prefix('.')?;
-    let (num, gz) = match rest.strip_suffix(".gz") {
-        Some(n) => (n, true),
-        None => (rest, false),
-    };
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    match num.parse::<u32>() {
-        Ok(0) | Err(_) => None,
-        Ok(rank) => Some((rank, gz)),
-    }
+    pub fp: Fingerprint,
 }
 
 /// Keeps the "files watched" gauge equal to the number of files held open.
@@ -324,47 +272,11 @@ impl OpenFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tail::siblings::list_siblings;
     use flate2::write::GzEncoder;
     use flate2::Compression;
+    use std::fs;
     use std::io::Write;
-
-    fn names(dir: &Path, live: &str) -> Vec<String> {
-        list_siblings(dir, live)
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect()
-    }
-
-    #[test]
-    fn lists_oldest_first_and_prefers_plain_while_compressing() {
-        let d = tempfile::tempdir().unwrap();
-        let live = "abc-json.log";
-        for n in [
-            "abc-json.log",
-            "abc-json.log.1",
-            "abc-json.log.1.gz", // being written from .1
-            "abc-json.log.2.gz",
-            "abc-json.log.10.gz",
-            "abc-json.log.x",
-            "abc-json.log.0",
-            "abc-json.logs",
-            "config.v2.json",
-            "other-json.log",
-        ] {
-            fs::write(d.path().join(n), b"").unwrap();
-        }
-        fs::create_dir(d.path().join("abc-json.log.3")).unwrap();
-        assert_eq!(
-            names(d.path(), live),
-            vec![
-                "abc-json.log.10.gz",
-                "abc-json.log.2.gz",
-                "abc-json.log.1",
-                "abc-json.log"
-            ]
-        );
-    }
 
     #[test]
     fn reads_plain_and_gzip_and_seeks_in_decompressed_bytes() {
