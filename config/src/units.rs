@@ -87,7 +87,11 @@ impl DurationValue {
         if !secs.is_finite() || secs < 0.0 {
             return Err(bad());
         }
-        Ok(DurationValue(Duration::from_secs_f64(secs)))
+        // Finite yet past Duration's range (`3333…3s`, found by fuzzing): from_secs_f64
+        // would panic.
+        Duration::try_from_secs_f64(secs)
+            .map(DurationValue)
+            .map_err(|_| format!("invalid duration {s:?} (too long)"))
     }
 }
 
@@ -123,6 +127,17 @@ mod tests {
         assert_eq!(ByteSize::parse("512").unwrap().0, 512);
         assert_eq!(ByteSize::parse("1.5k").unwrap().0, 1536);
         assert_eq!(ByteSize::parse("10MiB").unwrap().0, 10 << 20);
+    }
+
+    #[test]
+    fn a_duration_past_durations_range_is_an_error_not_a_panic() {
+        let e = DurationValue::parse(&format!("{}s", "3".repeat(90))).unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        assert!(DurationValue::parse("1e400s").is_err());
+        assert_eq!(
+            DurationValue::parse("1.5s").unwrap().0,
+            Duration::from_millis(1500)
+        );
     }
 
     #[test]

@@ -6,7 +6,6 @@ pub mod docker_api;
 pub mod docker_daemon;
 pub mod docker_json_file;
 pub mod fluent;
-#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod syslog;
 #[cfg(test)]
@@ -81,7 +80,6 @@ pub const TYPES: &[SourceType] = &[
     source_type::<docker_daemon::DockerDaemonConfig>("docker_daemon"),
     source_type::<docker_json_file::DockerJsonFileConfig>("docker_json_file"),
     source_type::<fluent::FluentSourceConfig>("fluent"),
-    #[cfg(feature = "kafka")]
     source_type::<kafka::KafkaSourceConfig>("kafka"),
     source_type::<syslog::SyslogSourceConfig>("syslog"),
 ];
