@@ -11,11 +11,11 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use logwharf_collector::event::{EventFlags, Stream};
-use logwharf_collector::tail::fingerprint::Fingerprint;
 use logwharf_collector::sources::docker_json_file::parser::LineParser;
 use logwharf_collector::sources::docker_json_file::partial::{Joined, PartialAssembler};
 use logwharf_collector::sources::docker_json_file::position::ResumePoint;
 use logwharf_collector::tail::file::FileIdentity;
+use logwharf_collector::tail::fingerprint::Fingerprint;
 use logwharf_fuzz::split_control;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

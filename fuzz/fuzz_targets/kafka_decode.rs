@@ -25,7 +25,10 @@ fn message(d: &mut MessageDecoder, decoding: Decoding, data: &[u8], timestamp_ms
     let names: Vec<(String, &[u8])> = {
         let mut v = Vec::new();
         while let Some(k) = pieces.next() {
-            v.push((String::from_utf8_lossy(k).into_owned(), pieces.next().unwrap_or(b"")));
+            v.push((
+                String::from_utf8_lossy(k).into_owned(),
+                pieces.next().unwrap_or(b""),
+            ));
         }
         v
     };

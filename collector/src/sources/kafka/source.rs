@@ -66,4 +66,3 @@ impl Source for KafkaSource {
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the kafka consumer thread panicked")))
     }
 }
-
