@@ -22,7 +22,7 @@ use logwharf_collector::sources::fluent::decode::{ForwardDecoder, Limits};
 use logwharf_collector::sources::fluent::handshake;
 use logwharf_collector::sources::fluent::msgpack::{value_len, MpError};
 use logwharf_collector::sources::fluent::partial::Partials;
-use logwharf_collector::untrusted::is_container_id;
+use logwharf_fuzz::assert_trusted_container;
 use std::io::Write;
 use std::time::Duration;
 
@@ -33,14 +33,7 @@ const MAX_LINE: usize = 1024;
 fn check(events: &[Event]) {
     for ev in events {
         if let Some(c) = &ev.container {
-            assert!(
-                c.id.is_empty() || is_container_id(c.id.as_bytes()),
-                "id {:?}",
-                c.id
-            );
-            if let Some(n) = &c.name {
-                assert!(!n.chars().any(char::is_control), "name {n:?}");
-            }
+            assert_trusted_container(c);
         }
         if ev.flags.contains(EventFlags::TRUNCATED) {
             assert!(

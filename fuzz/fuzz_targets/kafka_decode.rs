@@ -17,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 use logwharf_collector::event::EventFlags;
 use logwharf_collector::sources::kafka::config::Decoding;
 use logwharf_collector::sources::kafka::decode::{MessageDecoder, MessageMeta};
-use logwharf_collector::untrusted::is_container_id;
+use logwharf_fuzz::assert_trusted_container;
 
 fn message(d: &mut MessageDecoder, decoding: Decoding, data: &[u8], timestamp_ms: Option<i64>) {
     let mut pieces = data.split(|&b| b == 0xff);
@@ -55,14 +55,7 @@ fn message(d: &mut MessageDecoder, decoding: Decoding, data: &[u8], timestamp_ms
         Decoding::Json => {}
     }
     if let Some(c) = &ev.container {
-        assert!(
-            c.id.is_empty() || is_container_id(c.id.as_bytes()),
-            "id {:?}",
-            c.id
-        );
-        if let Some(n) = &c.name {
-            assert!(!n.chars().any(char::is_control), "name {n:?}");
-        }
+        assert_trusted_container(c);
     }
 }
 

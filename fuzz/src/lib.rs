@@ -12,6 +12,19 @@ pub mod confine;
 #[path = "../../sinks/src/util/render.rs"]
 pub mod render;
 
+/// The trust boundary's promise for what a peer sent (collector/src/untrusted.rs): a
+/// container id is empty or Docker's 64-hex form, a name has no control characters.
+pub fn assert_trusted_container(c: &logwharf_collector::event::ContainerMeta) {
+    assert!(
+        c.id.is_empty() || logwharf_collector::untrusted::is_container_id(c.id.as_bytes()),
+        "id {:?}",
+        c.id
+    );
+    if let Some(n) = &c.name {
+        assert!(!n.chars().any(char::is_control), "name {n:?}");
+    }
+}
+
 /// Splits a fuzz input into a few control bytes and the data after them (zeros when short).
 pub fn split_control<const N: usize>(data: &[u8]) -> ([u8; N], &[u8]) {
     let mut c = [0u8; N];
