@@ -172,14 +172,7 @@ impl Emulator {
 /// Starts `logwharf run` with a clean AWS environment plus `env`.
 pub fn start_logwharf(config: &Path, env: &[(&str, &str)]) -> Logwharf {
     let dir = config.parent().unwrap();
-    let mut n = 0;
-    let stderr_path = loop {
-        let p = dir.join(format!("logwharf-{n}.log"));
-        if !p.exists() {
-            break p;
-        }
-        n += 1;
-    };
+    let stderr_path = next_log_path(dir);
     let mut cmd = Command::new(bin());
     cmd.args(["run", "-c", config.to_str().unwrap()])
         .env("LOGWHARF_LOG", "info,logwharf_sinks=debug")

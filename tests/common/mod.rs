@@ -119,18 +119,20 @@ pub struct Logwharf {
     pub stderr_path: PathBuf,
 }
 
+/// The first `<dir>/logwharf-<n>.log` that does not exist yet: each start of logwharf in a
+/// test keeps its own stderr, so a restart's log does not overwrite the first run's.
+pub fn next_log_path(dir: &Path) -> PathBuf {
+    (0..)
+        .map(|n| dir.join(format!("logwharf-{n}.log")))
+        .find(|p| !p.exists())
+        .unwrap()
+}
+
 impl Logwharf {
     /// Starts `logwharf run -c CONFIG [extra…]`, stderr to `<dir>/logwharf-<n>.log`.
     pub fn start(config: &Path, extra: &[&str]) -> Logwharf {
         let dir = config.parent().unwrap();
-        let mut n = 0;
-        let stderr_path = loop {
-            let p = dir.join(format!("logwharf-{n}.log"));
-            if !p.exists() {
-                break p;
-            }
-            n += 1;
-        };
+        let stderr_path = next_log_path(dir);
         let child = Command::new(bin())
             .args(["run", "-c", config.to_str().unwrap()])
             .args(extra)
