@@ -17,17 +17,17 @@ use bytes::Bytes;
 use common::docker::{self, Container};
 use common::rsyslog::Rsyslog;
 use common::*;
-use kafka_support::{require_tansu, Tansu};
+use kafka_support::{require_tansu, Collector, Tansu};
 use logwharf_collector::sources::kafka::config::Decoding;
 use logwharf_collector::sources::kafka::decode::{MessageDecoder, MessageMeta};
 use logwharf_collector::{ContainerMeta, Event, EventFlags, Stream};
 use logwharf_config::Encoding;
 use logwharf_sinks::encoding::Encoder;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn container(i: usize) -> Arc<ContainerMeta> {
@@ -196,6 +196,27 @@ fn tansu() -> Option<std::path::PathBuf> {
 
 /// Writes events `range` (of `n`) of `containers` containers, in the sink's json encoding,
 /// keyed by container id (as the sink does), numbered in their message.
+/// The test producer's delivery reports: the index of every event the broker refused.
+/// (librdkafka's default context drops a failed delivery silently: an event the broker
+/// lost on the way in would then look like an event the aggregators lost.)
+#[derive(Default)]
+struct Deliveries {
+    failed: Mutex<Vec<(usize, String)>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<usize>;
+    fn delivery(&self, result: &DeliveryResult<'_>, i: Box<usize>) {
+        if let Err((e, _)) = result {
+            self.failed.lock().unwrap().push((*i, e.to_string()));
+        }
+    }
+}
+
+/// Produces events `range` of `n` (keyed by container id, in the sink's json encoding),
+/// idempotently, and sends again every one whose delivery failed until all are in.
 fn produce_json_events(
     brokers: &str,
     topic: &str,
@@ -203,44 +224,90 @@ fn produce_json_events(
     n: usize,
     containers: usize,
 ) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
         .set("partitioner", "murmur2_random")
-        .create()
+        .set("enable.idempotence", "true")
+        .create_with_context(Deliveries::default())
         .expect("create the test producer");
     let enc = Encoder::new(Encoding::Json);
     let metas: Vec<_> = (0..containers).map(container).collect();
     let mut value = Vec::new();
-    for i in range {
-        let c = &metas[i % containers];
-        let mut e = Event::new(
-            1_795_611_862_000_000_000 + i as i64,
-            Stream::Stdout,
-            Bytes::from(format!(
-                "event {i:06} of {n} from {}",
-                c.name.as_deref().unwrap()
-            )),
-        );
-        e.container = Some(c.clone());
-        value.clear();
-        enc.encode("agent", &e, &mut value);
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
-            .key(c.id.as_bytes())
-            .payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(5));
+    let mut todo: Vec<usize> = range.collect();
+    for attempt in 1.. {
+        for &i in &todo {
+            let c = &metas[i % containers];
+            let mut e = Event::new(
+                1_795_611_862_000_000_000 + i as i64,
+                Stream::Stdout,
+                Bytes::from(format!(
+                    "event {i:06} of {n} from {}",
+                    c.name.as_deref().unwrap()
+                )),
+            );
+            e.container = Some(c.clone());
+            value.clear();
+            enc.encode("agent", &e, &mut value);
+            let mut record =
+                BaseRecord::<[u8], [u8], Box<usize>>::with_opaque_to(topic, Box::new(i))
+                    .key(c.id.as_bytes())
+                    .payload(&value);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
                 }
             }
         }
+        producer
+            .flush(Duration::from_secs(120))
+            .expect("the test producer's queue drained");
+        let failed = std::mem::take(&mut *producer.context().failed.lock().unwrap());
+        if failed.is_empty() {
+            return;
+        }
+        eprintln!(
+            "the broker refused {} of the test producer's events (attempt {attempt}, first: {:?}); sending them again",
+            failed.len(),
+            failed[0]
+        );
+        assert!(attempt < 10, "the broker kept refusing events: {failed:?}");
+        todo = failed.into_iter().map(|(i, _)| i).collect();
+        todo.sort_unstable();
     }
-    producer
-        .flush(Duration::from_secs(120))
-        .expect("the test producer delivered everything");
+}
+
+/// Where the topic itself holds each of `events` (partition, offset), read back from the
+/// beginning: tells an event the aggregators lost from one the broker never kept.
+fn where_in_topic(
+    brokers: &str,
+    topic: &str,
+    (n, containers): (usize, usize),
+    events: &[usize],
+) -> Vec<String> {
+    let collector = Collector::start(brokers, &[topic]);
+    collector.wait_quiet(Duration::from_secs(3), Duration::from_secs(60));
+    let records = collector.finish();
+    let mut at = HashMap::new();
+    for r in &records {
+        if let Some(m) = r.json()["message"].as_str() {
+            at.insert(m.to_string(), (r.partition, r.offset));
+        }
+    }
+    events
+        .iter()
+        .map(|i| {
+            let m = format!("event {i:06} of {n} from svc-{}", i % containers);
+            match at.get(&m) {
+                Some((p, o)) => format!("{i}: in the topic at logs[{p}]@{o}"),
+                None => format!("{i}: not in the topic ({} records there)", records.len()),
+            }
+        })
+        .collect()
 }
 
 fn aggregator_config(t: &TestDir, brokers: &str, group: &str, out: &Path) -> std::path::PathBuf {
@@ -442,11 +509,21 @@ fn two_aggregators_in_a_group_one_killed_every_event_arrives_once_or_in_the_unco
             !times.contains_key(&format!("event {i:06} of {N} from svc-{c}"))
         })
         .collect();
+    let where_missing = if missing.is_empty() {
+        Vec::new()
+    } else {
+        where_in_topic(
+            &broker.address(),
+            "logs",
+            (N, CONTAINERS),
+            &missing[..missing.len().min(20)],
+        )
+    };
     assert!(
         done && missing.is_empty(),
         "{} of {N} events missing (first: {:?});\nB:\n{}\nA restarted:\n{}\nbroker:\n{}",
         missing.len(),
-        &missing[..missing.len().min(10)],
+        where_missing,
         b.log(),
         restarted.as_ref().map(|r| r.log()).unwrap_or_default(),
         group_log(t.path())

@@ -287,8 +287,11 @@ address = "tcp://127.0.0.1:{port}"
         samples.len(),
         lw.log()
     );
+    // Within the last second or two the estimate may reach 0 ("now") a little early: it
+    // is about 5 % low (the write rate is measured over the last seconds).
     assert!(
-        samples.iter().all(|(_, t)| t.is_finite() && *t > 0.0),
+        samples.iter().all(|(at, t)| t.is_finite()
+            && (*t > 0.0 || (*t == 0.0 && deleted.duration_since(*at) < Duration::from_secs(2)))),
         "{samples:?}"
     );
     let (first, last) = (samples[0].1, samples[samples.len() - 1].1);
