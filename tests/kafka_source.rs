@@ -194,8 +194,11 @@ fn tansu() -> Option<std::path::PathBuf> {
     require_tansu()
 }
 
-/// Writes events `range` (of `n`) of `containers` containers, in the sink's json encoding,
-/// keyed by container id (as the sink does), numbered in their message.
+/// The message of event `i` of `n`, from container `i % containers` (named `svc-<c>`).
+fn event_message(i: usize, n: usize, containers: usize) -> String {
+    format!("event {i:06} of {n} from svc-{}", i % containers)
+}
+
 /// The test producer's delivery reports: the index of every event the broker refused.
 /// (librdkafka's default context drops a failed delivery silently: an event the broker
 /// lost on the way in would then look like an event the aggregators lost.)
@@ -241,10 +244,7 @@ fn produce_json_events(
             let mut e = Event::new(
                 1_795_611_862_000_000_000 + i as i64,
                 Stream::Stdout,
-                Bytes::from(format!(
-                    "event {i:06} of {n} from {}",
-                    c.name.as_deref().unwrap()
-                )),
+                Bytes::from(event_message(i, n, containers)),
             );
             e.container = Some(c.clone());
             value.clear();
@@ -300,12 +300,9 @@ fn where_in_topic(
     }
     events
         .iter()
-        .map(|i| {
-            let m = format!("event {i:06} of {n} from svc-{}", i % containers);
-            match at.get(&m) {
-                Some((p, o)) => format!("{i}: in the topic at logs[{p}]@{o}"),
-                None => format!("{i}: not in the topic ({} records there)", records.len()),
-            }
+        .map(|i| match at.get(&event_message(*i, n, containers)) {
+            Some((p, o)) => format!("{i}: in the topic at logs[{p}]@{o}"),
+            None => format!("{i}: not in the topic ({} records there)", records.len()),
         })
         .collect()
 }
@@ -504,10 +501,7 @@ fn two_aggregators_in_a_group_one_killed_every_event_arrives_once_or_in_the_unco
         }
     }
     let missing: Vec<usize> = (0..N)
-        .filter(|i| {
-            let c = i % CONTAINERS;
-            !times.contains_key(&format!("event {i:06} of {N} from svc-{c}"))
-        })
+        .filter(|&i| !times.contains_key(&event_message(i, N, CONTAINERS)))
         .collect();
     let where_missing = if missing.is_empty() {
         Vec::new()
