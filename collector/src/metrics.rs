@@ -140,3 +140,8 @@ pub const KAFKA_DECODE_ERRORS: &str = "logwharf_kafka_decode_errors_total";
 /// Messages a `kafka` source had sent into the pipeline from a partition it gave up before
 /// every sink delivered them: the partition's next owner reads them again (label: source).
 pub const KAFKA_UNSETTLED_ON_REVOKE: &str = "logwharf_kafka_unsettled_batches_on_revoke_total";
+/// Offsets between the group's committed offset and the first message an assignment read
+/// (labels: source, topic, partition): deleted by retention before they were read, compacted
+/// away, transaction markers, or not returned by the broker. Read from the committed offset
+/// once per partition and assignment.
+pub const KAFKA_SKIPPED_OFFSETS: &str = "logwharf_kafka_skipped_offsets_total";

@@ -93,7 +93,7 @@ impl Context {
         }
         match r {
             Ok(()) => {
-                tracing::debug!(source = %self.source, partitions = offsets.len(), "offsets committed")
+                tracing::debug!(source = %self.source, offsets = %offset_names(offsets), "offsets committed")
             }
             Err(e) => {
                 tracing::warn!(source = %self.source, error = %e, "committing offsets failed; retried with the next commit (the partitions' next owner reads from the last committed one)")
@@ -115,7 +115,7 @@ impl Context {
         for (topic, p) in tps {
             lag_gauge(&self.source, topic, *p).set(0.0);
         }
-        tracing::info!(source = %self.source, partitions = %names(tps), committed = offsets.len(), "partitions revoked");
+        tracing::info!(source = %self.source, partitions = %names(tps), committed = %offset_names(&offsets), "partitions revoked");
     }
 }
 
@@ -204,6 +204,15 @@ fn names(tps: &[Tp]) -> String {
     v.join(" ")
 }
 
+/// `logs[2]@4834 …`: each partition with its offset, for the logs.
+fn offset_names(offsets: &[(Tp, i64)]) -> String {
+    let v: Vec<String> = offsets
+        .iter()
+        .map(|((t, p), o)| format!("{t}[{p}]@{o}"))
+        .collect();
+    v.join(" ")
+}
+
 fn list(offsets: &[(Tp, i64)]) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::with_capacity(offsets.len());
     for ((topic, p), o) in offsets {
@@ -283,6 +292,9 @@ struct Reader<'a> {
     headers: Vec<(String, Vec<u8>)>,
     last_error: Option<Instant>,
     last_commit: Instant,
+    /// Per partition: the assignment (generation) and offset of the last message read, to log
+    /// where each assignment starts reading and any jump in the offsets.
+    positions: HashMap<Tp, (u64, i64)>,
     /// Value bytes read since the last batch was sent (`logwharf_source_read_bytes_total`).
     read_bytes: u64,
 }
@@ -339,6 +351,7 @@ impl Reader<'_> {
             // From an assignment that is over: not committed, so its next owner reads it.
             return;
         };
+        self.note_position(consumer, &tp, generation, msg.offset());
         self.headers.clear();
         if let Some(h) = msg.headers() {
             for h in h.iter() {
@@ -368,6 +381,52 @@ impl Reader<'_> {
     }
 }
 
+impl Reader<'_> {
+    /// Logs where an assignment starts reading a partition, and offsets that do not follow
+    /// the previous one (compaction and transaction markers leave such gaps in a topic; a
+    /// fetch that skipped messages would too, so it is on record).
+    fn note_position(
+        &mut self,
+        consumer: &BaseConsumer<Context>,
+        tp: &Tp,
+        generation: u64,
+        offset: i64,
+    ) {
+        let (t, p) = tp;
+        match self.positions.insert(tp.clone(), (generation, offset)) {
+            Some((g, last)) if g == generation => {
+                if offset != last + 1 {
+                    tracing::debug!(source = %self.s.source, partition = %format!("{t}[{p}]"), offset, previous = last, "offset does not follow the previous message's");
+                }
+            }
+            _ => {
+                let committed = committed_offset(consumer, tp);
+                tracing::info!(source = %self.s.source, partition = %format!("{t}[{p}]"), offset, committed, "reading the partition from this offset (its first message in this assignment)");
+                if let Some(c) = committed.filter(|&c| offset > c) {
+                    // Once per assignment, so a compacted topic does not flood the log.
+                    tracing::warn!(source = %self.s.source, partition = %format!("{t}[{p}]"), committed = c, first_read = offset, skipped = offset - c, "the partition's first message is past the group's committed offset: the offsets between were deleted by retention, compacted away, transaction markers, or not returned by the broker; counted in logwharf_kafka_skipped_offsets_total");
+                    metrics::counter!(m::KAFKA_SKIPPED_OFFSETS, "source" => self.s.source.to_string(), "topic" => t.to_string(), "partition" => p.to_string())
+                        .increment((offset - c) as u64);
+                }
+            }
+        }
+    }
+}
+
+/// The group's committed offset of `tp` as the broker has it now (`None`: none committed,
+/// or the broker did not answer within 5 s; the check is skipped then).
+fn committed_offset(consumer: &BaseConsumer<Context>, (t, p): &Tp) -> Option<i64> {
+    let mut tpl = TopicPartitionList::with_capacity(1);
+    tpl.add_partition(t, *p);
+    let tpl = consumer
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .ok()?;
+    match tpl.find_partition(t, *p)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
 /// Runs the consumer until `shutdown`: subscribes, reads, sends, commits; at the end lets
 /// what is in flight settle for `revoke_timeout`, commits it and leaves the group.
 pub fn run(
@@ -393,6 +452,7 @@ pub fn run(
         headers: Vec::new(),
         last_error: None,
         last_commit: Instant::now(),
+        positions: HashMap::new(),
         read_bytes: 0,
     };
     while !shutdown.is_triggered() {
@@ -413,7 +473,7 @@ pub fn run(
         .partitions()
         .revoke(&owned, s.revoke_timeout);
     consumer.context().commit(&consumer, &offsets);
-    tracing::info!(source = %s.source, committed = offsets.len(), unsettled, "kafka source stopped");
+    tracing::info!(source = %s.source, committed = %offset_names(&offsets), unsettled, "kafka source stopped");
     consumer.unsubscribe();
     Ok(())
 }
