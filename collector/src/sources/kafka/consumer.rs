@@ -392,20 +392,21 @@ impl Reader<'_> {
         generation: u64,
         offset: i64,
     ) {
-        let (t, p) = tp;
+        // Named only where a line is logged: this runs for every message.
+        let name = || names(std::slice::from_ref(tp));
         match self.positions.insert(tp.clone(), (generation, offset)) {
             Some((g, last)) if g == generation => {
                 if offset != last + 1 {
-                    tracing::debug!(source = %self.s.source, partition = %format!("{t}[{p}]"), offset, previous = last, "offset does not follow the previous message's");
+                    tracing::debug!(source = %self.s.source, partition = %name(), offset, previous = last, "offset does not follow the previous message's");
                 }
             }
             _ => {
                 let committed = committed_offset(consumer, tp);
-                tracing::info!(source = %self.s.source, partition = %format!("{t}[{p}]"), offset, committed, "reading the partition from this offset (its first message in this assignment)");
+                tracing::info!(source = %self.s.source, partition = %name(), offset, committed, "reading the partition from this offset (its first message in this assignment)");
                 if let Some(c) = committed.filter(|&c| offset > c) {
                     // Once per assignment, so a compacted topic does not flood the log.
-                    tracing::warn!(source = %self.s.source, partition = %format!("{t}[{p}]"), committed = c, first_read = offset, skipped = offset - c, "the partition's first message is past the group's committed offset: the offsets between were deleted by retention, compacted away, transaction markers, or not returned by the broker; counted in logwharf_kafka_skipped_offsets_total");
-                    metrics::counter!(m::KAFKA_SKIPPED_OFFSETS, "source" => self.s.source.to_string(), "topic" => t.to_string(), "partition" => p.to_string())
+                    tracing::warn!(source = %self.s.source, partition = %name(), committed = c, first_read = offset, skipped = offset - c, "the partition's first message is past the group's committed offset: the offsets between were deleted by retention, compacted away, transaction markers, or not returned by the broker; counted in logwharf_kafka_skipped_offsets_total");
+                    metrics::counter!(m::KAFKA_SKIPPED_OFFSETS, "source" => self.s.source.to_string(), "topic" => tp.0.to_string(), "partition" => tp.1.to_string())
                         .increment((offset - c) as u64);
                 }
             }
