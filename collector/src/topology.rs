@@ -262,21 +262,37 @@ impl SourceOutput {
             }
             return Ok(());
         }
-        let bytes: usize = events.iter().map(Event::size).sum();
-        if self.counts {
-            metrics::counter!(m::SOURCE_EVENTS, "source" => self.source.to_string())
-                .increment(events.len() as u64);
-            metrics::counter!(m::SOURCE_BYTES, "source" => self.source.to_string())
-                .increment(bytes as u64);
-            status::global()
-                .source(&self.source)
-                .sent(events.len() as u64, bytes as u64);
-        }
-        let n = events.len();
         let batch = Arc::new(Batch {
             source: self.source.clone(),
             events,
         });
+        self.send_batch(batch, on_done).await
+    }
+
+    /// As [`SourceOutput::send`], for a batch that several outputs share (a reader that reads
+    /// a container once for several sinks sends one batch through each sink's view).
+    pub async fn send_batch(
+        &self,
+        batch: Arc<Batch>,
+        on_done: Option<OnDelivered>,
+    ) -> Result<(), Closed> {
+        if batch.events.is_empty() {
+            if let Some(f) = on_done {
+                f(true);
+            }
+            return Ok(());
+        }
+        let bytes: usize = batch.events.iter().map(Event::size).sum();
+        if self.counts {
+            metrics::counter!(m::SOURCE_EVENTS, "source" => self.source.to_string())
+                .increment(batch.events.len() as u64);
+            metrics::counter!(m::SOURCE_BYTES, "source" => self.source.to_string())
+                .increment(bytes as u64);
+            status::global()
+                .source(&self.source)
+                .sent(batch.events.len() as u64, bytes as u64);
+        }
+        let n = batch.events.len();
         let on_done = match &self.outstanding {
             Some(o) => Some(o.track(on_done)),
             None => on_done,

@@ -380,10 +380,36 @@ impl Hold {
         listed: &[(u64, u64)],
         files_gauge: &metrics::Gauge,
     ) -> Option<Vec<Held>> {
+        self.files_from(dev, ino, fp, listed, files_gauge, 1)
+    }
+
+    /// As [`Hold::after`], the reader's file included (first): a reader that starts in the
+    /// middle of a run from another reader's position (a sink detached from the container's
+    /// shared reader) finds it here when Docker deleted it meanwhile.
+    pub fn at_and_after(
+        &self,
+        dev: u64,
+        ino: u64,
+        fp: Option<Fingerprint>,
+        listed: &[(u64, u64)],
+        files_gauge: &metrics::Gauge,
+    ) -> Option<Vec<Held>> {
+        self.files_from(dev, ino, fp, listed, files_gauge, 0)
+    }
+
+    fn files_from(
+        &self,
+        dev: u64,
+        ino: u64,
+        fp: Option<Fingerprint>,
+        listed: &[(u64, u64)],
+        files_gauge: &metrics::Gauge,
+        skip: usize,
+    ) -> Option<Vec<Held>> {
         let g = self.lock();
         let at = g.entries.iter().position(|e| e.matches(dev, ino, fp))?;
         let mut out = Vec::new();
-        for e in g.entries.iter().skip(at + 1) {
+        for e in g.entries.iter().skip(at + skip) {
             if listed.iter().any(|&(d, i)| e.is(d, i)) {
                 continue;
             }

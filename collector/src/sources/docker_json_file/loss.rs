@@ -18,6 +18,8 @@ use super::position::SavedPosition;
 use super::rotation::RotationLimits;
 use crate::metrics as m;
 use crate::time::{format_rfc3339, Fraction};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Why lines were lost (the `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,27 +62,63 @@ impl LossTotals {
     }
 }
 
-/// One (container, sink) reader's loss counters.
+/// One container reader's loss counters: of its sink, or of every sink attached to the
+/// container's shared reader ([`LossCounters::shared`]) at the time of the loss.
 pub struct LossCounters {
+    sinks: Vec<SinkLoss>,
+    pub totals: LossTotals,
+}
+
+struct SinkLoss {
     bytes: [metrics::Counter; 3],
     gaps: [metrics::Counter; 3],
-    pub totals: LossTotals,
+    /// Whether the sink reads through this reader now (`None`: always).
+    attached: Option<Arc<AtomicBool>>,
+}
+
+impl SinkLoss {
+    fn new(
+        source: &str,
+        container: &str,
+        sink: &str,
+        attached: Option<Arc<AtomicBool>>,
+    ) -> SinkLoss {
+        let counter = |name: &'static str, r: LossReason| metrics::counter!(name, "source" => source.to_string(), "container" => container.to_string(), "sink" => sink.to_string(), "reason" => r.label());
+        SinkLoss {
+            bytes: LossReason::ALL.map(|r| counter(m::LOST_BYTES, r)),
+            gaps: LossReason::ALL.map(|r| counter(m::LOST_GAPS, r)),
+            attached,
+        }
+    }
 }
 
 impl LossCounters {
     pub fn new(source: &str, container: &str, sink: &str) -> LossCounters {
-        let counter = |name: &'static str, r: LossReason| metrics::counter!(name, "source" => source.to_string(), "container" => container.to_string(), "sink" => sink.to_string(), "reason" => r.label());
         LossCounters {
-            bytes: LossReason::ALL.map(|r| counter(m::LOST_BYTES, r)),
-            gaps: LossReason::ALL.map(|r| counter(m::LOST_GAPS, r)),
+            sinks: vec![SinkLoss::new(source, container, sink, None)],
+            totals: LossTotals::default(),
+        }
+    }
+
+    /// The counters of a reader shared by several sinks: a loss counts for the sinks
+    /// attached to it at the time.
+    pub fn shared(
+        source: &str,
+        container: &str,
+        sinks: &[(Arc<str>, Arc<AtomicBool>)],
+    ) -> LossCounters {
+        LossCounters {
+            sinks: sinks
+                .iter()
+                .map(|(name, a)| SinkLoss::new(source, container, name, Some(a.clone())))
+                .collect(),
             totals: LossTotals::default(),
         }
     }
 
     pub fn noop() -> LossCounters {
         LossCounters {
-            bytes: std::array::from_fn(|_| metrics::Counter::noop()),
-            gaps: std::array::from_fn(|_| metrics::Counter::noop()),
+            sinks: Vec::new(),
             totals: LossTotals::default(),
         }
     }
@@ -88,8 +126,15 @@ impl LossCounters {
     /// One gap of `bytes` bytes known lost.
     pub fn gap(&mut self, r: LossReason, bytes: u64) {
         let i = r as usize;
-        self.gaps[i].increment(1);
-        self.bytes[i].increment(bytes);
+        for s in &self.sinks {
+            if s.attached
+                .as_ref()
+                .is_none_or(|a| a.load(Ordering::Acquire))
+            {
+                s.gaps[i].increment(1);
+                s.bytes[i].increment(bytes);
+            }
+        }
         self.totals.gaps[i] += 1;
         self.totals.bytes[i] += bytes;
     }

@@ -31,7 +31,9 @@
 pub mod acks;
 mod batch;
 pub mod config;
+mod container;
 pub mod discovery;
+pub mod group;
 pub mod hold;
 mod lines;
 mod listing;
@@ -46,20 +48,19 @@ pub mod tailer;
 
 use super::{Source, SourceContext};
 use crate::checkpoint::{per_sink, CheckpointStore};
-use crate::docker::{MetaHandle, MetadataService};
+use crate::docker::MetadataService;
 use crate::tail::blocking;
 use acks::AckTracker;
 pub use config::{DockerJsonFileConfig, ReadFrom};
 use discovery::{Found, IdFilter, Watcher};
 use hold::{Hold, HoldBudget};
 use position::SavedPosition;
-use rate_limit::RateLimiter;
-use reader::{Reader, ReaderControl};
+use reader::ReaderControl;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tailer::{ContainerTail, StartAt, StartParams, TailMetrics, TailSettings};
+use tailer::{StartAt, TailSettings};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -315,11 +316,17 @@ impl Runner {
                 }
             })
             .collect();
+        // With several sinks, the container's shared reader has a control of its own.
+        let group_control = first.sibling();
+        let mut all_controls = controls.clone();
+        if views.len() > 1 {
+            all_controls.push(group_control.clone());
+        }
         let hold_wake = Arc::new(tokio::sync::Notify::new());
         self.readers.insert(
             id.clone(),
             Running {
-                controls: controls.clone(),
+                controls: all_controls,
                 hold_wake: hold_wake.clone(),
                 dir: dir.clone(),
             },
@@ -338,7 +345,7 @@ impl Runner {
             sinks.len(),
             self.budget.clone(),
         );
-        let mut readers = Vec::new();
+        let mut parts = Vec::new();
         for (view, control) in views.into_iter().zip(controls) {
             let (sink, out) = match view {
                 Some(i) => (sinks[i].clone(), self.ctx.out.only(i)),
@@ -348,117 +355,42 @@ impl Runner {
                 Some(_) => sink_checkpoint_key(&self.ctx.name, &id, &sink),
                 None => checkpoint_key(&self.ctx.name, &id),
             };
-            let saved = store.get(&key).and_then(|v| SavedPosition::from_json(&v));
-            let params = StartParams {
-                metrics: TailMetrics::for_sink(&self.ctx.name, &id, &sink, view.unwrap_or(0) == 0),
-                id: id.clone(),
-                dir: dir.clone(),
-                live_name: live_name.clone(),
-                settings: self.settings.clone(),
-                saved,
-                start_at,
-                hold: view.map(|_| hold.clone()),
-                sink: sink.clone(),
-            };
-            let lag = metrics::gauge!(crate::metrics::CHECKPOINT_LAG_BYTES, "source" => self.ctx.name.to_string(), "container" => id.clone(), "sink" => sink.to_string());
-            let rate = RateLimiter::new(
-                self.rate_limit,
-                &self.ctx.name,
-                &id,
-                &sink,
-                view.unwrap_or(0) == 0,
-            );
-            let position = view.map(|_| stats.sink(&sink));
-            readers.push(SinkReader {
-                position,
-                rate,
-                params,
+            parts.push(container::SinkPart {
+                saved: store.get(&key).and_then(|v| SavedPosition::from_json(&v)),
+                lag: metrics::gauge!(crate::metrics::CHECKPOINT_LAG_BYTES, "source" => self.ctx.name.to_string(), "container" => id.clone(), "sink" => sink.to_string()),
+                position: view.map(|_| stats.sink(&sink)),
+                sink: view.map(|i| (i, sink)),
                 key,
-                lag,
                 out,
                 control,
-                hold_index: view,
-                meta: MetaHandle::new(self.service.clone(), &id),
             });
         }
-        let (shutdown, once) = (self.ctx.shutdown.clone(), self.ctx.once);
-        let watched = first.watched.clone();
-        let (metadata_wait, linger) = (self.metadata_wait, self.linger);
-        let multiline = self.multiline.clone();
+        let common = container::Common {
+            source: self.ctx.name.clone(),
+            id: id.clone(),
+            dir,
+            live_name,
+            settings: self.settings.clone(),
+            hold,
+            hold_wake,
+            service: self.service.clone(),
+            store,
+            stats,
+            shutdown: self.ctx.shutdown.clone(),
+            once: self.ctx.once,
+            metadata_wait: self.metadata_wait,
+            linger: self.linger,
+            multiline: self.multiline.clone(),
+            rate_limit: self.rate_limit,
+            start_at,
+            watched: first.watched.clone(),
+        };
         // A child of the source's span: every log line of this container's readers names it.
         let span = tracing::info_span!("container", id = %&id[..id.floor_char_boundary(12)]);
-        self.tasks.spawn(async move {
-            // The hold looks first, so that it has every file the readers start from.
-            let h = hold.clone();
-            if let Ok(Err(e)) = blocking::look(move || h.refresh()).await {
-                tracing::warn!(container = %id, error = %e, "cannot hold the container's log files open");
-            }
-            let mut started = Vec::new();
-            let mut trackers = Vec::new();
-            for r in readers {
-                let SinkReader { params, key, lag, out, control, hold_index, meta, rate, position } = r;
-                let span = tracing::Span::current();
-                let opened = blocking::run(move || span.in_scope(|| ContainerTail::start(params))).await;
-                let (tail, commit_now) = match opened {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        tracing::warn!(container = %id, error = %e, "cannot open the container's log; will try again later");
-                        return (id, false);
-                    }
-                    Err(e) => {
-                        tracing::error!(container = %id, error = %e, "opening the container's log panicked");
-                        return (id, false);
-                    }
-                };
-                let tracker = AckTracker::with_hold(
-                    store.clone(),
-                    key,
-                    id.clone(),
-                    lag,
-                    tail.resume_point(),
-                    hold_index.map(|i| (hold.clone(), i)),
-                );
-                if let Some(p) = &position {
-                    tracker.report_to(p.clone());
-                }
-                match commit_now {
-                    Some(p) => tracker.commit_now(p),
-                    None => tracker.restamp(), // with what the hold sees now
-                }
-                trackers.push(tracker.clone());
-                started.push(Reader {
-                    tail,
-                    tracker,
-                    out,
-                    shutdown: shutdown.clone(),
-                    once,
-                    control,
-                    meta,
-                    metadata_wait,
-                    multiline: multiline.clone(),
-                    rate,
-                    linger,
-                    status: position.map(|p| (stats.clone(), p)),
-                });
-            }
-            tracing::debug!(container = %id, readers = started.len(), "reading container log");
-            let mut running = JoinSet::new();
-            for r in started {
-                running.spawn(r.run().in_current_span());
-            }
-            let readers_done = async { while running.join_next().await.is_some() {} };
-            let last_look = hold.clone();
-            tokio::select! {
-                _ = readers_done => {}
-                _ = hold_loop(hold, hold_wake, watched, shutdown.clone(), trackers.clone(), stats.clone()) => {}
-            }
-            // The files as they are now, for a restart (a no-op for a removed container): a
-            // quiet hold may not have looked since the last rotation, and a restart counts what
-            // Docker deletes meanwhile exactly only from what the checkpoint says of them.
-            let _ = blocking::look(move || last_look.refresh()).await;
-            trackers.iter().for_each(|t| t.restamp());
-            (id, true)
-        }.instrument(span));
+        self.tasks.spawn(
+            async move { (id, container::run(common, parts, group_control).await) }
+                .instrument(span),
+        );
     }
 
     fn reader_ended(&mut self, done: Result<(String, bool), tokio::task::JoinError>) {
@@ -540,26 +472,11 @@ fn migrate_checkpoint(store: &CheckpointStore, source: &str, id: &str, sinks: &[
     per_sink::carry_over(store, source, id, sinks);
 }
 
-/// One sink's reader of a container, before it starts.
-struct SinkReader {
-    params: StartParams,
-    key: String,
-    lag: metrics::Gauge,
-    out: crate::topology::SourceOutput,
-    control: ReaderControl,
-    /// The sink's number in the container's hold (`None`: no sink reads the source).
-    hold_index: Option<usize>,
-    meta: MetaHandle,
-    rate: RateLimiter,
-    /// This sink's `/status` entry of the container (`None`: no sink reads the source).
-    position: Option<Arc<crate::status::PositionStats>>,
-}
-
 /// Keeps a container's hold looking at its directory: woken by inotify, or every
 /// [`HOLD_POLL`] (slowing down to [`HOLD_POLL_QUIET`] while a watched directory is quiet);
 /// each sink's checkpoint learns what it saw. Runs until dropped (when the container's
 /// readers are done) or shutdown.
-async fn hold_loop(
+pub(super) async fn hold_loop(
     hold: Arc<Hold>,
     wake: Arc<tokio::sync::Notify>,
     watched: Arc<std::sync::atomic::AtomicBool>,

@@ -4,20 +4,27 @@
 //! when caught up — woken by inotify (through discovery), a poll, a partial line's deadline,
 //! removal of the container, or shutdown. A container over its `rate_limit` is read more
 //! slowly: the reader sleeps before its next read ([`RateLimiter`]).
+//!
+//! A reader reads either for the sinks in step ([`Output::Group`]: the container's shared
+//! reader, see [`super::group`]) or for one sink ([`Output::Sink`]: the only one, or one
+//! detached from the group, which joins the group again once it caught up with it).
 
 use super::acks::AckTracker;
+use super::group::{LaneItem, ReadGroup};
+use super::position::ResumePoint;
 use super::rate_limit::RateLimiter;
 use super::tailer::{ContainerTail, Flush};
 use crate::docker::MetaHandle;
+use crate::event::Event;
 use crate::multiline::StreamMergers;
 use crate::shutdown::Shutdown;
 use crate::status::{ContainerStats, PositionStats};
-use crate::topology::SourceOutput;
+use crate::topology::{Closed, SourceOutput};
 use logwharf_config::docker::MultilineConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 /// How often an idle reader looks again without being woken: often where inotify does not
 /// watch its directory, seldom (a safety net for lost events) where it does.
@@ -57,10 +64,70 @@ impl ReaderControl {
     }
 }
 
+/// Whom a reader reads for.
+pub enum Output {
+    /// One sink; `group` is the container's shared reader it may join.
+    Sink {
+        tracker: Arc<AckTracker>,
+        out: SourceOutput,
+        /// This sink's `/status` entry of the container.
+        position: Option<Arc<PositionStats>>,
+        group: Option<(Arc<ReadGroup>, usize)>,
+    },
+    /// The sinks attached to the container's shared reader.
+    Group(Arc<ReadGroup>),
+}
+
+impl Output {
+    fn trackers(&self) -> Vec<&Arc<AckTracker>> {
+        match self {
+            Output::Sink { tracker, .. } => vec![tracker],
+            Output::Group(g) => g.attached().map(|m| &m.tracker).collect(),
+        }
+    }
+
+    fn positions(&self) -> Vec<&Arc<PositionStats>> {
+        match self {
+            Output::Sink { position, .. } => position.iter().collect(),
+            Output::Group(g) => g.attached().filter_map(|m| m.position.as_ref()).collect(),
+        }
+    }
+
+    async fn send(
+        &self,
+        events: Vec<Event>,
+        ack_at: Option<ResumePoint>,
+        join_at: Option<ResumePoint>,
+    ) -> Result<(), Closed> {
+        match self {
+            Output::Sink { tracker, out, .. } => {
+                let bytes: usize = events.iter().map(Event::size).sum();
+                let n = events.len() as u64;
+                let on_done = ack_at.map(|r| tracker.track_counted(r, n, bytes as u64));
+                out.send(events, on_done).await
+            }
+            Output::Group(g) => g.send(events, ack_at, join_at).await,
+        }
+    }
+
+    /// A sink's reader at `at`, holding nothing back, joins the group if it is there too.
+    fn join(&self, at: Option<&ResumePoint>) -> Option<mpsc::Receiver<LaneItem>> {
+        match (self, at) {
+            (
+                Output::Sink {
+                    group: Some((g, i)),
+                    ..
+                },
+                Some(at),
+            ) => g.join(*i, at),
+            _ => None,
+        }
+    }
+}
+
 pub struct Reader {
     pub tail: ContainerTail,
-    pub tracker: Arc<AckTracker>,
-    pub out: SourceOutput,
+    pub output: Output,
     pub shutdown: Shutdown,
     /// `run --once`: read to the current end, flush partial lines, return.
     pub once: bool,
@@ -76,17 +143,18 @@ pub struct Reader {
     /// After a wake-up, let the writer add more lines for this long (`batch_window`), so that
     /// a steady trickle becomes a few batches per second rather than one batch per line.
     pub linger: Duration,
-    /// The container's `/status` entry and this sink's in it.
-    pub status: Option<(Arc<ContainerStats>, Arc<PositionStats>)>,
+    /// The container's `/status` entry.
+    pub status: Option<Arc<ContainerStats>>,
 }
 
 impl Reader {
-    /// Reads until shutdown, removal of the container, or (with `once`) the end of its files.
-    pub async fn run(self) {
+    /// Reads until shutdown, removal of the container, or (with `once`) the end of its files;
+    /// or, for a sink detached from the container's shared reader, until it joins it again
+    /// (`Some`: its lane).
+    pub async fn run(self) -> Option<mpsc::Receiver<LaneItem>> {
         let Reader {
             mut tail,
-            tracker,
-            out,
+            output,
             shutdown,
             once,
             control,
@@ -102,7 +170,7 @@ impl Reader {
         // batches carry the record as soon as the service has it).
         tokio::select! {
             _ = meta.wait_known(metadata_wait) => {}
-            _ = shutdown.wait() => return,
+            _ = shutdown.wait() => return None,
         }
         let mut sent = tail.resume_point();
         // With multiline merging, the checkpoint moves only at batch ends where no event is held
@@ -125,7 +193,7 @@ impl Reader {
             // One atomic load per batch; a new record (rename, late metadata) after a change.
             let record = meta.current();
             tail.set_meta(record);
-            if let Some((c, _)) = &status {
+            if let Some(c) = &status {
                 c.set_meta(record);
             }
             tail.set_read_block(
@@ -136,7 +204,7 @@ impl Reader {
                 // Over the limit: the file keeps the lines until the bucket allows reading on.
                 tokio::select! {
                     _ = tokio::time::sleep(d) => rate.waited(d),
-                    _ = shutdown.wait() => return,
+                    _ = shutdown.wait() => return None,
                 }
             }
             let read_before = tail.counts_total.read;
@@ -152,7 +220,7 @@ impl Reader {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(container = %id, error = %e, "container reader panicked; this container is no longer read until it is rediscovered");
-                    return;
+                    return None;
                 }
             };
             rate.spend(
@@ -160,9 +228,12 @@ impl Reader {
                 tokio::time::Instant::now(),
             );
             if let Some((seq, size)) = batch.newest_size {
-                tracker.note_newest(seq, size);
+                output
+                    .trackers()
+                    .iter()
+                    .for_each(|t| t.note_newest(seq, size));
             }
-            if let Some((_, p)) = &status {
+            for p in output.positions() {
                 if let Some(r) = &batch.resume {
                     p.read_at(&r.file.name, r.offset);
                 }
@@ -170,7 +241,10 @@ impl Reader {
             }
             let mut batch = batch;
             if let Some(p) = batch.start.take() {
-                tracker.commit_now(p);
+                output
+                    .trackers()
+                    .iter()
+                    .for_each(|t| t.commit_now(p.clone()));
             }
             if !meta.current().enabled() {
                 batch.events.clear(); // label logwharf.enable=false: read and checkpoint, ship nothing
@@ -193,14 +267,15 @@ impl Reader {
             if !batch.events.is_empty() {
                 quiet_polls = 0;
             }
+            // Where another reader of the container may join this one: the next batch starts
+            // there and nothing before it is held back.
+            let holding = merger.as_ref().is_some_and(StreamMergers::holding);
+            let join_at = if holding { None } else { batch.resume.clone() };
             if !batch.events.is_empty() || batch.resume != sent {
-                let bytes: usize = batch.events.iter().map(crate::event::Event::size).sum();
-                let n = batch.events.len() as u64;
-                let on_done = ack_at.map(|r| tracker.track_counted(r, n, bytes as u64));
                 tokio::select! {
                     biased;
-                    _ = shutdown.wait() => return,
-                    r = out.send(batch.events, on_done) => if r.is_err() { return },
+                    _ = shutdown.wait() => return None,
+                    r = output.send(batch.events, ack_at, join_at.clone()) => if r.is_err() { return None },
                 }
                 sent = batch.resume;
             }
@@ -208,30 +283,35 @@ impl Reader {
                 tracing::warn!(container = %id, error = %e, "reading the container's log failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(ERROR_BACKOFF) => continue,
-                    _ = shutdown.wait() => return,
+                    _ = shutdown.wait() => return None,
                 }
             }
             if !batch.idle {
                 if shutdown.is_triggered() {
-                    return;
+                    return None;
                 }
                 continue;
             }
             // Caught up with what is written.
             if flush == Flush::Final {
-                tracker.remove();
+                output.trackers().iter().for_each(|t| t.remove());
                 tracing::info!(container = %id, "container removed; its log was read to the end");
-                return;
+                return None;
             }
             if once {
                 if once_flushing {
-                    return;
+                    return None;
                 }
                 once_flushing = true;
                 continue;
             }
             if control.removed.load(Ordering::Acquire) {
                 continue; // removed meanwhile: one more pass to drain and flush
+            }
+            if !holding {
+                if let Some(lane) = output.join(join_at.as_ref()) {
+                    return Some(lane);
+                }
             }
             tail.release_idle_memory();
             let poll = if control.watched.load(Ordering::Relaxed) {
@@ -258,11 +338,11 @@ impl Reader {
                     quiet_polls = 0;
                     tokio::select! {
                         _ = tokio::time::sleep(linger) => {}
-                        _ = shutdown.wait() => return,
+                        _ = shutdown.wait() => return None,
                     }
                 }
                 _ = tokio::time::sleep(wait) => quiet_polls += 1,
-                _ = shutdown.wait() => return,
+                _ = shutdown.wait() => return None,
             }
         }
     }

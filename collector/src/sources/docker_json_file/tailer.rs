@@ -129,6 +129,22 @@ impl TailMetrics {
     /// bytes; only the `primary` one counts what describes the input (bytes read, malformed
     /// lines, …), so that those figures do not grow with the number of sinks.
     pub fn for_sink(source: &str, container: &str, sink: &str, primary: bool) -> TailMetrics {
+        let loss = LossCounters::new(source, container, sink);
+        TailMetrics::with_loss(source, container, primary, loss)
+    }
+
+    /// The metrics of the container's reader shared by several sinks (it counts what
+    /// describes the input; a loss counts for the sinks attached at the time).
+    pub fn shared(
+        source: &str,
+        container: &str,
+        sinks: &[(Arc<str>, Arc<std::sync::atomic::AtomicBool>)],
+    ) -> TailMetrics {
+        let loss = LossCounters::shared(source, container, sinks);
+        TailMetrics::with_loss(source, container, true, loss)
+    }
+
+    fn with_loss(source: &str, container: &str, primary: bool, loss: LossCounters) -> TailMetrics {
         let (s, c) = (source.to_string(), container.to_string());
         let input = |name: &'static str| {
             if primary {
@@ -143,7 +159,7 @@ impl TailMetrics {
             truncated: input(m::PARTIAL_TRUNCATED),
             skipped: input(m::SKIPPED_BYTES),
             rewritten: input(m::FILES_REWRITTEN),
-            loss: LossCounters::new(source, container, sink),
+            loss,
             files: metrics::gauge!(m::FILES_WATCHED, "source" => s.clone()),
         }
     }
@@ -284,6 +300,9 @@ impl ContainerTail {
                     tail.current = Some(f);
                     tail.queue = tail.adopt(rest).into();
                 }
+                None if tail.start_from_hold(&saved, &mut slots)? => {
+                    tail.queue = tail.adopt(slots).into();
+                }
                 None => {
                     // Docker rotated the checkpointed file away and deleted it while logwharf
                     // was not running: count what is known lost, read every file present.
@@ -331,6 +350,49 @@ impl ContainerTail {
             }
         }
         Ok((tail, commit_now))
+    }
+
+    /// Starting in the middle of a run at `saved` (another reader's position: a sink detached
+    /// from the container's shared reader), in a file Docker deleted meanwhile: the hold still
+    /// has it. Makes it the current file and puts the held files after it before `slots`.
+    fn start_from_hold(
+        &mut self,
+        saved: &SavedPosition,
+        slots: &mut Vec<Slot>,
+    ) -> io::Result<bool> {
+        let Some(hold) = self.hold.clone() else {
+            return Ok(false);
+        };
+        let listed: Vec<(u64, u64)> = slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Open(f) => Some((f.dev, f.ino)),
+                Slot::Vanished(_) => None,
+            })
+            .collect();
+        let fp = Some(saved.fingerprint());
+        let Some(held) = hold.at_and_after(saved.dev, saved.ino, fp, &listed, &self.metrics.files)
+        else {
+            return Ok(false);
+        };
+        let mut held = held.into_iter();
+        let Some(Held::Open(mut f)) = held.next() else {
+            return Ok(false); // released over the budget: counted as a gap by the caller
+        };
+        f.seq = self.take_seq();
+        self.seek_checkpoint(&mut f, saved.offset)?;
+        self.lines.last_time_ns = saved.time_ns;
+        self.current = Some(f);
+        let mut before = Vec::new();
+        for h in held {
+            match h {
+                Held::Open(f) => before.push(Slot::Open(f)),
+                Held::Released { name, bytes } => self.count_released(&name, bytes),
+            }
+        }
+        before.append(slots);
+        *slots = before;
+        Ok(true)
     }
 
     /// The container id.

@@ -1,0 +1,337 @@
+//! One container read once for the sinks that are in step, and the detour of a sink that
+//! falls behind.
+//!
+//! Sinks in step share one reader of the container ([`super::reader`] with a [`ReadGroup`]
+//! as its output): every line is read and parsed once, and each batch goes to every attached
+//! sink through that sink's lane ([`run_lane`]), a task with a queue of [`LANE_QUEUE`]
+//! batches that forwards them into the sink's buffer. Each sink keeps its own ack tracker
+//! and checkpoint, so delivery and restarts are per sink as before.
+//!
+//! Isolation: a sink whose lane has no room [`DETACH_AFTER`] after another sink took the
+//! batch is detached. The group no longer sends to it, and its lane, once it has forwarded
+//! what it holds, reads the container itself from where the group's last batch for it ended
+//! (the files Docker deleted meanwhile are in the container's hold). A sink that is down,
+//! slow or retrying thus costs the others one wait of at most [`DETACH_AFTER`]. A detached
+//! reader that catches up with the group — the same file and offset, nothing held back for
+//! multiline merging on either side — joins it again and stops reading on its own.
+
+use super::acks::AckTracker;
+use super::position::{ResumePoint, SavedPosition};
+use super::tailer::StartAt;
+use crate::ack::OnDelivered;
+use crate::event::{Batch, Event};
+use crate::status::PositionStats;
+use crate::topology::{Closed, SourceOutput};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How long the group waits for a sink that has no room once another sink took the batch:
+/// long enough that two healthy sinks' jitter does not split them, short enough that a dead
+/// sink costs the others a fraction of their buffer.
+pub const DETACH_AFTER: Duration = Duration::from_millis(250);
+/// Batches a lane holds between the group and the sink's buffer.
+pub const LANE_QUEUE: usize = 2;
+
+/// A batch on its way to one sink, and that sink's acknowledgement of it.
+pub struct LaneItem {
+    batch: Arc<Batch>,
+    done: Option<OnDelivered>,
+}
+
+/// One sink of the group (attached or not).
+pub struct Member {
+    pub sink: Arc<str>,
+    pub tracker: Arc<AckTracker>,
+    /// This sink's `/status` entry of the container.
+    pub position: Option<Arc<PositionStats>>,
+    /// Whether the group reads for it now (shared with the group reader's loss counters).
+    pub attached: Arc<AtomicBool>,
+}
+
+/// The container's shared reader's side: its members and their lanes.
+pub struct ReadGroup {
+    source: Arc<str>,
+    container: String,
+    members: Vec<Member>,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Per member: its lane's sender while attached.
+    lanes: Vec<Option<Lane>>,
+    /// Per member detached from the group: where its own reader starts.
+    handoffs: Vec<Option<Handoff>>,
+    /// Where the group's next batch starts, when a reader at that point may join (nothing is
+    /// held back for multiline merging).
+    join_at: Option<ResumePoint>,
+    /// The group's reader runs (joining is possible).
+    open: bool,
+}
+
+/// Where a member's own reader starts.
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    pub saved: Option<SavedPosition>,
+    /// Without a position.
+    pub start_at: StartAt,
+}
+
+struct Lane {
+    tx: mpsc::Sender<LaneItem>,
+    /// The position the last batch given to this lane makes its checkpoint.
+    last: Option<ResumePoint>,
+}
+
+/// The same place in the same file, whichever reader numbered the files (`seq` is per
+/// reader).
+fn same_place(a: &ResumePoint, b: &ResumePoint) -> bool {
+    a.offset == b.offset
+        && (a.file.dev, a.file.ino, a.file.fp) == (b.file.dev, b.file.ino, b.file.fp)
+}
+
+impl ReadGroup {
+    pub fn new(source: Arc<str>, container: String, members: Vec<Member>) -> Arc<ReadGroup> {
+        let n = members.len();
+        Arc::new(ReadGroup {
+            source,
+            container,
+            members,
+            state: Mutex::new(State {
+                lanes: (0..n).map(|_| None).collect(),
+                handoffs: vec![None; n],
+                join_at: None,
+                open: true,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// Member `i` starts on its own (its checkpoint is not the group's): its lane starts
+    /// with its own reader.
+    pub fn start_detached(
+        &self,
+        i: usize,
+        saved: Option<SavedPosition>,
+        start_at: StartAt,
+    ) -> mpsc::Receiver<LaneItem> {
+        let (_, rx) = mpsc::channel(1);
+        self.lock().handoffs[i] = Some(Handoff { saved, start_at });
+        rx
+    }
+
+    /// Attaches member `i` with its position `at`; returns the receiving end of its lane.
+    pub fn attach(&self, i: usize, at: Option<ResumePoint>) -> mpsc::Receiver<LaneItem> {
+        let (tx, rx) = mpsc::channel(LANE_QUEUE);
+        let mut g = self.lock();
+        g.lanes[i] = Some(Lane { tx, last: at });
+        g.handoffs[i] = None;
+        self.members[i].attached.store(true, Ordering::Release);
+        rx
+    }
+
+    /// Member `i`'s reader, at `at` and holding nothing back, joins the group if the group's
+    /// next batch starts there.
+    pub fn join(&self, i: usize, at: &ResumePoint) -> Option<mpsc::Receiver<LaneItem>> {
+        {
+            let g = self.lock();
+            let meets = g.open && g.join_at.as_ref().is_some_and(|j| same_place(j, at));
+            if !meets || g.lanes[i].is_some() {
+                return None;
+            }
+        }
+        // Nobody else changes member i's lane or the join point between the two locks: only
+        // member i joins as i, and the group moves `join_at` only in `send`, whose batch then
+        // starts past `at` — checked again below.
+        let (tx, rx) = mpsc::channel(LANE_QUEUE);
+        let mut g = self.lock();
+        if !(g.open && g.join_at.as_ref().is_some_and(|j| same_place(j, at))) {
+            return None;
+        }
+        g.lanes[i] = Some(Lane {
+            tx,
+            last: Some(at.clone()),
+        });
+        self.members[i].attached.store(true, Ordering::Release);
+        drop(g);
+        tracing::info!(container = %self.container, sink = %self.members[i].sink, "sink caught up with the container's shared reader; reading for it there again");
+        Some(rx)
+    }
+
+    /// Where member `i`'s own reader starts, once its lane closed because it was detached
+    /// (`None`: the group ended, and so does the lane).
+    pub fn take_handoff(&self, i: usize) -> Option<Handoff> {
+        self.lock().handoffs[i].take()
+    }
+
+    /// The members the group reads for now.
+    pub fn attached(&self) -> impl Iterator<Item = &Member> {
+        self.members
+            .iter()
+            .filter(|m| m.attached.load(Ordering::Acquire))
+    }
+
+    /// The group's reader stopped: every lane forwards what it holds and ends.
+    pub fn close(&self) {
+        let mut g = self.lock();
+        g.open = false;
+        g.join_at = None;
+        for (i, l) in g.lanes.iter_mut().enumerate() {
+            if l.take().is_some() {
+                self.members[i].attached.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    fn detach(&self, i: usize) {
+        let mut g = self.lock();
+        if let Some(lane) = g.lanes[i].take() {
+            g.handoffs[i] = Some(Handoff {
+                saved: lane.last.as_ref().map(ResumePoint::to_saved),
+                start_at: StartAt::Beginning,
+            });
+            self.members[i].attached.store(false, Ordering::Release);
+            drop(g);
+            tracing::info!(container = %self.container, sink = %self.members[i].sink, "sink is not keeping up with the others; reading the container for it on its own until it catches up");
+        }
+    }
+
+    /// Sends one batch to every attached sink: its delivery makes `ack_at` each one's
+    /// checkpoint. `join_at` is where the next batch starts, if a reader may join there.
+    /// Waits while every lane is full; a lane still full [`DETACH_AFTER`] after another
+    /// took the batch is detached. `Err` once no sink is left (the pipeline shuts down).
+    pub async fn send(
+        &self,
+        events: Vec<Event>,
+        ack_at: Option<ResumePoint>,
+        join_at: Option<ResumePoint>,
+    ) -> Result<(), Closed> {
+        let lanes: Vec<(usize, mpsc::Sender<LaneItem>)> = {
+            let mut g = self.lock();
+            g.join_at = join_at;
+            g.lanes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| l.as_ref().map(|l| (i, l.tx.clone())))
+                .collect()
+        };
+        if lanes.is_empty() {
+            return Err(Closed);
+        }
+        if events.is_empty() {
+            // Only the position moves: settled at once, in order behind what is in flight.
+            if let Some(r) = ack_at {
+                for (i, _) in &lanes {
+                    self.members[*i].tracker.track(r.clone())(true);
+                    self.set_last(*i, &r);
+                }
+            }
+            return Ok(());
+        }
+        let n = events.len() as u64;
+        let bytes: u64 = events.iter().map(Event::size).sum::<usize>() as u64;
+        let batch = Arc::new(Batch {
+            source: self.source.clone(),
+            events,
+        });
+        let mut waiting: Vec<usize> = lanes.iter().map(|(i, _)| *i).collect();
+        let mut pending: FuturesUnordered<_> = lanes
+            .into_iter()
+            .map(|(i, tx)| async move { (i, tx.reserve_owned().await) })
+            .collect();
+        let mut deadline = None;
+        let mut taken = 0;
+        loop {
+            let next = match deadline {
+                None => pending.next().await,
+                Some(d) => tokio::select! {
+                    r = pending.next() => r,
+                    _ = tokio::time::sleep_until(d) => break,
+                },
+            };
+            let Some((i, reserved)) = next else { break };
+            waiting.retain(|w| *w != i);
+            match reserved {
+                Ok(permit) => {
+                    let m = &self.members[i];
+                    let done = ack_at.clone().map(|r| m.tracker.track_counted(r, n, bytes));
+                    permit.send(LaneItem {
+                        batch: batch.clone(),
+                        done,
+                    });
+                    if let Some(r) = &ack_at {
+                        self.set_last(i, r);
+                    }
+                    taken += 1;
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + DETACH_AFTER);
+                }
+                Err(_) => self.detach_closed(i), // the lane ended: its sink is gone
+            }
+        }
+        drop(pending);
+        if taken == 0 {
+            return Err(Closed);
+        }
+        for i in waiting {
+            self.detach(i);
+        }
+        Ok(())
+    }
+
+    fn set_last(&self, i: usize, r: &ResumePoint) {
+        if let Some(l) = self.lock().lanes[i].as_mut() {
+            l.last = Some(r.clone());
+        }
+    }
+
+    fn detach_closed(&self, i: usize) {
+        let mut g = self.lock();
+        g.lanes[i] = None;
+        self.members[i].attached.store(false, Ordering::Release);
+    }
+}
+
+/// What a lane needs to read the container on its own once detached.
+#[async_trait::async_trait]
+pub trait OwnReader: Send {
+    /// Reads for the member from `from` until the container's end, shutdown, or until it
+    /// joins the group again (`Some`: its new lane).
+    async fn read_from(&mut self, from: Handoff) -> Option<mpsc::Receiver<LaneItem>>;
+}
+
+/// One sink's lane: forwards the group's batches into the sink's buffer (waiting there is
+/// the sink's backpressure, and only the lane's), and when detached reads on its own.
+pub async fn run_lane(
+    group: Arc<ReadGroup>,
+    i: usize,
+    mut rx: mpsc::Receiver<LaneItem>,
+    out: SourceOutput,
+    mut own: impl OwnReader,
+) {
+    loop {
+        while let Some(item) = rx.recv().await {
+            if out.send_batch(item.batch, item.done).await.is_err() {
+                return;
+            }
+        }
+        let Some(from) = group.take_handoff(i) else {
+            return; // the group ended
+        };
+        match own.read_from(from).await {
+            Some(joined) => rx = joined,
+            None => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
