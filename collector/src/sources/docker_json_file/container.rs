@@ -340,7 +340,7 @@ async fn start_group(
         };
         running.spawn(run_lane(group.clone(), i, rx, part.out, own_reader).in_current_span());
     }
-    let rate = RateLimiter::new(common.rate_limit, &common.source, &common.id, &label, true);
+    let rate = RateLimiter::shared(common.rate_limit, &common.source, &common.id, &names);
     let reader = common.reader(
         shared_tail,
         Output::Group(group.clone()),

@@ -8,15 +8,16 @@
 //! the debt is paid. A limited reader also reads in slices of a quarter second's worth, so its
 //! lines arrive evenly rather than one large block every few seconds.
 //!
-//! Each (container, sink) reader has its own bucket at the container's rate. Every sink's
-//! reader reads the same bytes, so one shared bucket would either charge them once per sink
-//! (two sinks: half the rate each) or tie the sinks together again (a lagging sink's catch-up
-//! would spend the budget of the sink that is current). With a bucket per reader every sink
-//! receives the container's lines at the configured rate, independently of the others.
+//! Each reader of a container has its own bucket at the container's rate: the shared reader
+//! of the sinks in step, and each detached sink's own reader. One bucket for all would either
+//! charge the bytes once per reader (half the rate each) or tie the sinks together again (a
+//! lagging sink's catch-up would spend the budget of the sinks that are current). So every
+//! sink receives the container's lines at the configured rate, independently of the others.
 
 use crate::event::ContainerMeta;
 use crate::metrics as m;
 use logwharf_config::ByteSize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -106,6 +107,10 @@ impl TokenBucket {
     }
 }
 
+fn limited_seconds(source: &str, container: &str, sink: &str) -> metrics::Counter {
+    metrics::counter!(m::RATE_LIMITED_SECONDS, "source" => source.to_string(), "container" => container.to_string(), "sink" => sink.to_string())
+}
+
 /// One reader's limit: follows the container's label, holds its bucket, counts the waits.
 pub struct RateLimiter {
     /// The source's `rate_limit`.
@@ -116,7 +121,8 @@ pub struct RateLimiter {
     /// This reader reports a bad label (one reader per container does, not one per sink).
     reports: bool,
     source: Arc<str>,
-    limited_seconds: metrics::Counter,
+    /// Per sink read through this reader; a shared reader's sink counts while attached.
+    limited_seconds: Vec<(metrics::Counter, Option<Arc<AtomicBool>>)>,
     /// Waited time not yet counted: the counter counts whole seconds.
     carry: f64,
 }
@@ -129,13 +135,38 @@ impl RateLimiter {
         sink: &str,
         reports: bool,
     ) -> RateLimiter {
+        let counters = vec![(limited_seconds(source, container, sink), None)];
+        RateLimiter::with_counters(default, source, reports, counters)
+    }
+
+    /// The limit of the container's reader shared by several sinks (each is charged the
+    /// waits while it is attached); it reports bad labels.
+    pub fn shared(
+        default: Option<u64>,
+        source: &str,
+        container: &str,
+        sinks: &[(Arc<str>, Arc<AtomicBool>)],
+    ) -> RateLimiter {
+        let counters = sinks
+            .iter()
+            .map(|(s, a)| (limited_seconds(source, container, s), Some(a.clone())))
+            .collect();
+        RateLimiter::with_counters(default, source, true, counters)
+    }
+
+    fn with_counters(
+        default: Option<u64>,
+        source: &str,
+        reports: bool,
+        limited_seconds: Vec<(metrics::Counter, Option<Arc<AtomicBool>>)>,
+    ) -> RateLimiter {
         RateLimiter {
             default,
             bucket: None,
             seen: None,
             reports,
             source: source.into(),
-            limited_seconds: metrics::counter!(m::RATE_LIMITED_SECONDS, "source" => source.to_string(), "container" => container.to_string(), "sink" => sink.to_string()),
+            limited_seconds,
             carry: 0.0,
         }
     }
@@ -187,7 +218,11 @@ impl RateLimiter {
         self.carry += d.as_secs_f64();
         let whole = self.carry.floor();
         if whole >= 1.0 {
-            self.limited_seconds.increment(whole as u64);
+            for (c, attached) in &self.limited_seconds {
+                if attached.as_ref().is_none_or(|a| a.load(Ordering::Acquire)) {
+                    c.increment(whole as u64);
+                }
+            }
             self.carry -= whole;
         }
     }
