@@ -7,11 +7,14 @@
 //! batches that forwards them into the sink's buffer. Each sink keeps its own ack tracker
 //! and checkpoint, so delivery and restarts are per sink as before.
 //!
-//! Isolation: a sink whose lane has no room [`DETACH_AFTER`] after another sink took the
-//! batch is detached. The group no longer sends to it, and its lane, once it has forwarded
-//! what it holds, reads the container itself from where the group's last batch for it ended
-//! (the files Docker deleted meanwhile are in the container's hold). A sink that is down,
-//! slow or retrying thus costs the others one wait of at most [`DETACH_AFTER`]. A detached
+//! Isolation: a sink whose lane has no room for a batch that another sink's lane takes is
+//! detached at once — it is a whole lane and its share of the sink's buffer behind. The
+//! group no longer sends to it, and its lane, once it has forwarded what it holds, reads the
+//! container itself from where the group's last batch for it ended (the files Docker deleted
+//! meanwhile are in the container's hold). The group never waits for a sink while another
+//! has room: a sink that is down, slow or retrying does not slow the others. Only when every
+//! lane is full does the group wait (that is backpressure), and then the lanes that are still
+//! full [`DETACH_AFTER`] after the first had room are detached. A detached
 //! reader that catches up with the group — the same file and offset, nothing held back for
 //! multiline merging on either side — joins it again and stops reading on its own.
 
@@ -28,12 +31,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// How long the group waits for a sink that has no room once another sink took the batch:
-/// long enough that two healthy sinks' jitter does not split them, short enough that a dead
-/// sink costs the others a fraction of their buffer.
-pub const DETACH_AFTER: Duration = Duration::from_millis(250);
-/// Batches a lane holds between the group and the sink's buffer.
-pub const LANE_QUEUE: usize = 2;
+/// When every lane was full, how long the others may take to follow the first that has room:
+/// long enough that sinks of equal speed, all busy, stay together; short next to the backlog
+/// a full lane still holds, so the first sink does not run dry meanwhile.
+pub const DETACH_AFTER: Duration = Duration::from_millis(50);
+/// Batches a lane holds between the group and the sink's buffer: with the lane's share of the
+/// buffer, the jitter between sinks that does not detach one.
+pub const LANE_QUEUE: usize = 4;
 
 /// A batch on its way to one sink, and that sink's acknowledgement of it.
 pub struct LaneItem {
@@ -207,8 +211,9 @@ impl ReadGroup {
 
     /// Sends one batch to every attached sink: its delivery makes `ack_at` each one's
     /// checkpoint. `join_at` is where the next batch starts, if a reader may join there.
-    /// Waits while every lane is full; a lane still full [`DETACH_AFTER`] after another
-    /// took the batch is detached. `Err` once no sink is left (the pipeline shuts down).
+    /// A lane that is full while another takes the batch is detached; while every lane is
+    /// full this waits, and detaches those still full [`DETACH_AFTER`] after the first had
+    /// room. `Err` once no sink is left (the pipeline shuts down).
     pub async fn send(
         &self,
         events: Vec<Event>,
@@ -243,48 +248,75 @@ impl ReadGroup {
             source: self.source.clone(),
             events,
         });
-        let mut waiting: Vec<usize> = lanes.iter().map(|(i, _)| *i).collect();
-        let mut pending: FuturesUnordered<_> = lanes
-            .into_iter()
-            .map(|(i, tx)| async move { (i, tx.reserve_owned().await) })
-            .collect();
-        let mut deadline = None;
         let mut taken = 0;
-        loop {
-            let next = match deadline {
-                None => pending.next().await,
-                Some(d) => tokio::select! {
-                    r = pending.next() => r,
-                    _ = tokio::time::sleep_until(d) => break,
-                },
-            };
-            let Some((i, reserved)) = next else { break };
-            waiting.retain(|w| *w != i);
-            match reserved {
+        let mut full = Vec::new();
+        for (i, tx) in lanes {
+            match tx.try_reserve_owned() {
                 Ok(permit) => {
-                    let m = &self.members[i];
-                    let done = ack_at.clone().map(|r| m.tracker.track_counted(r, n, bytes));
-                    permit.send(LaneItem {
-                        batch: batch.clone(),
-                        done,
-                    });
-                    if let Some(r) = &ack_at {
-                        self.set_last(i, r);
-                    }
+                    self.give(i, permit, &batch, &ack_at, n, bytes);
                     taken += 1;
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + DETACH_AFTER);
                 }
-                Err(_) => self.detach_closed(i), // the lane ended: its sink is gone
+                Err(mpsc::error::TrySendError::Full(tx)) => full.push((i, tx)),
+                Err(mpsc::error::TrySendError::Closed(_)) => self.detach_closed(i),
             }
         }
-        drop(pending);
+        let mut behind: Vec<usize> = full.iter().map(|(i, _)| *i).collect();
+        if taken == 0 && !full.is_empty() {
+            // Every lane is full: wait for the first with room (backpressure), then give the
+            // others DETACH_AFTER to follow.
+            let mut pending: FuturesUnordered<_> = full
+                .drain(..)
+                .map(|(i, tx)| async move { (i, tx.reserve_owned().await) })
+                .collect();
+            let mut deadline = None;
+            loop {
+                let next = match deadline {
+                    None => pending.next().await,
+                    Some(d) => tokio::select! {
+                        r = pending.next() => r,
+                        _ = tokio::time::sleep_until(d) => break,
+                    },
+                };
+                let Some((i, reserved)) = next else { break };
+                behind.retain(|w| *w != i);
+                match reserved {
+                    Ok(permit) => {
+                        self.give(i, permit, &batch, &ack_at, n, bytes);
+                        taken += 1;
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + DETACH_AFTER);
+                    }
+                    Err(_) => self.detach_closed(i), // the lane ended: its sink is gone
+                }
+            }
+        }
         if taken == 0 {
             return Err(Closed);
         }
-        for i in waiting {
+        for i in behind {
             self.detach(i);
         }
         Ok(())
+    }
+
+    /// Hands the batch to lane `i`, tracked by its sink's checkpoint.
+    fn give(
+        &self,
+        i: usize,
+        permit: mpsc::OwnedPermit<LaneItem>,
+        batch: &Arc<Batch>,
+        ack_at: &Option<ResumePoint>,
+        n: u64,
+        bytes: u64,
+    ) {
+        let m = &self.members[i];
+        let done = ack_at.clone().map(|r| m.tracker.track_counted(r, n, bytes));
+        permit.send(LaneItem {
+            batch: batch.clone(),
+            done,
+        });
+        if let Some(r) = ack_at {
+            self.set_last(i, r);
+        }
     }
 
     fn set_last(&self, i: usize, r: &ResumePoint) {
