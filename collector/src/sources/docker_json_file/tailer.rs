@@ -376,14 +376,20 @@ impl ContainerTail {
             return Ok(false);
         };
         let mut held = held.into_iter();
-        let Some(Held::Open(mut f)) = held.next() else {
-            return Ok(false); // released over the budget: counted as a gap by the caller
-        };
-        f.seq = self.take_seq();
-        self.seek_checkpoint(&mut f, saved.offset)?;
-        self.lines.last_time_ns = saved.time_ns;
-        self.current = Some(f);
         let mut before = Vec::new();
+        match held.next() {
+            Some(Held::Open(mut f)) => {
+                f.seq = self.take_seq();
+                self.seek_checkpoint(&mut f, saved.offset)?;
+                self.lines.last_time_ns = saved.time_ns;
+                self.current = Some(f);
+            }
+            Some(Held::Released { name, bytes }) => {
+                // Released over the budget: what the sink had not read of it is lost.
+                self.count_released(&name, bytes.saturating_sub(saved.offset));
+            }
+            None => return Ok(false),
+        }
         for h in held {
             match h {
                 Held::Open(f) => before.push(Slot::Open(f)),
@@ -392,6 +398,14 @@ impl ContainerTail {
         }
         before.append(slots);
         *slots = before;
+        if self.current.is_none() {
+            // Its file was released: reading goes on with the next one, from its start.
+            let mut next = self.adopt(std::mem::take(slots));
+            if !next.is_empty() {
+                self.current = Some(next.remove(0));
+            }
+            *slots = next.into_iter().map(Slot::Open).collect();
+        }
         Ok(true)
     }
 
