@@ -338,7 +338,15 @@ async fn start_group(
             position: part.position,
             first: own.map(|(t, _)| t),
         };
-        running.spawn(run_lane(group.clone(), i, rx, part.out, own_reader).in_current_span());
+        let lane = run_lane(
+            group.clone(),
+            i,
+            rx,
+            part.out,
+            common.shutdown.clone(),
+            own_reader,
+        );
+        running.spawn(lane.in_current_span());
     }
     let rate = RateLimiter::shared(common.rate_limit, &common.source, &common.id, &names);
     let reader = common.reader(

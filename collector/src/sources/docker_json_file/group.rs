@@ -23,6 +23,7 @@ use super::position::{ResumePoint, SavedPosition};
 use super::tailer::StartAt;
 use crate::ack::OnDelivered;
 use crate::event::{Batch, Event};
+use crate::shutdown::Shutdown;
 use crate::status::PositionStats;
 use crate::topology::{Closed, SourceOutput};
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -347,12 +348,22 @@ pub async fn run_lane(
     i: usize,
     mut rx: mpsc::Receiver<LaneItem>,
     out: SourceOutput,
+    shutdown: Shutdown,
     mut own: impl OwnReader,
 ) {
     loop {
-        while let Some(item) = rx.recv().await {
-            if out.send_batch(item.batch, item.done).await.is_err() {
-                return;
+        loop {
+            // As a reader's send: shutdown does not wait for a sink that has no room.
+            let item = tokio::select! {
+                biased;
+                _ = shutdown.wait() => return,
+                item = rx.recv() => item,
+            };
+            let Some(item) = item else { break };
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => return,
+                r = out.send_batch(item.batch, item.done) => if r.is_err() { return },
             }
         }
         let Some(from) = group.take_handoff(i) else {

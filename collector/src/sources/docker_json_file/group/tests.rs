@@ -89,6 +89,7 @@ fn setup(sinks: &[(&str, u32)], attached: &[usize]) -> Setup {
             i,
             rx,
             out.only(i),
+            Shutdown::new(),
             Recorder(tx.clone()),
         ));
     }
