@@ -227,6 +227,20 @@ impl SourceOutput {
         self.targets.iter().map(|t| t.name.clone()).collect()
     }
 
+    /// Events sent through this output that its sinks hold in memory now (a view: what its
+    /// share of the sink's buffer holds), for a source that wants to know whether a sink has
+    /// work to do.
+    pub fn backlog(&self) -> u64 {
+        self.targets
+            .iter()
+            .map(|t| {
+                let b = t.share.as_ref().unwrap_or(&t.buffer);
+                u64::from(b.capacity).saturating_sub(b.permits.available_permits() as u64)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// This output narrowed to sink number `i` (of [`SourceOutput::sinks`]): a source that
     /// reads its input once per sink sends through these, so that a sink that is down or slow
     /// holds back only its own reader. Only the view of the first sink counts the source's

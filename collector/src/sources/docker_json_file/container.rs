@@ -318,6 +318,7 @@ async fn start_group(
             tracker,
             position: part.position.clone(),
             attached: attached[i].clone(),
+            out: part.out.clone(),
         });
     }
     let group = ReadGroup::new(common.source.clone(), common.id.clone(), members);

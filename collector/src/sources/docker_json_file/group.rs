@@ -12,9 +12,10 @@
 //! group no longer sends to it, and its lane, once it has forwarded what it holds, reads the
 //! container itself from where the group's last batch for it ended (the files Docker deleted
 //! meanwhile are in the container's hold). The group never waits for a sink while another
-//! has room: a sink that is down, slow or retrying does not slow the others. Only when every
-//! lane is full does the group wait (that is backpressure), and then the lanes that are still
-//! full [`DETACH_AFTER`] after the first had room are detached. A detached
+//! has room and nothing more to do: a sink that is down, slow or retrying does not slow the
+//! others. When every lane is full, or those with room have more batches queued (all sinks
+//! work through a backlog, a little apart), the group waits (that is backpressure), and the
+//! lanes still full [`DETACH_AFTER`] after the first had room are detached. A detached
 //! reader that catches up with the group — the same file and offset, nothing held back for
 //! multiline merging on either side — joins it again and stops reading on its own.
 
@@ -54,6 +55,8 @@ pub struct Member {
     pub position: Option<Arc<PositionStats>>,
     /// Whether the group reads for it now (shared with the group reader's loss counters).
     pub attached: Arc<AtomicBool>,
+    /// The sink's view of the source (what its share of the sink's buffer holds).
+    pub out: SourceOutput,
 }
 
 /// The container's shared reader's side: its members and their lanes.
@@ -197,7 +200,7 @@ impl ReadGroup {
         }
     }
 
-    fn detach(&self, i: usize) {
+    fn detach(&self, i: usize, waited: bool) {
         let mut g = self.lock();
         if let Some(lane) = g.lanes[i].take() {
             g.handoffs[i] = Some(Handoff {
@@ -206,15 +209,17 @@ impl ReadGroup {
             });
             self.members[i].attached.store(false, Ordering::Release);
             drop(g);
-            tracing::info!(container = %self.container, sink = %self.members[i].sink, "sink is not keeping up with the others; reading the container for it on its own until it catches up");
+            let backlog = self.members[i].out.backlog();
+            tracing::info!(container = %self.container, sink = %self.members[i].sink, waited, backlog, "sink is not keeping up with the others; reading the container for it on its own until it catches up");
         }
     }
 
     /// Sends one batch to every attached sink: its delivery makes `ack_at` each one's
     /// checkpoint. `join_at` is where the next batch starts, if a reader may join there.
-    /// A lane that is full while another takes the batch is detached; while every lane is
-    /// full this waits, and detaches those still full [`DETACH_AFTER`] after the first had
-    /// room. `Err` once no sink is left (the pipeline shuts down).
+    /// A lane that is full while another with nothing else queued takes the batch is detached
+    /// at once; otherwise this waits for room, and detaches the lanes still full
+    /// [`DETACH_AFTER`] after the first had room. `Err` once no sink is left (the pipeline
+    /// shuts down).
     pub async fn send(
         &self,
         events: Vec<Event>,
@@ -250,11 +255,17 @@ impl ReadGroup {
             events,
         });
         let mut taken = 0;
+        // Whether every lane that took the batch has more to do — batches queued, or a batch's
+        // worth in its sink's buffer —, so that a short wait for the others leaves no sink
+        // idle.
+        let mut busy = true;
         let mut full = Vec::new();
         for (i, tx) in lanes {
             match tx.try_reserve_owned() {
                 Ok(permit) => {
-                    self.give(i, permit, &batch, &ack_at, n, bytes);
+                    let tx = self.give(i, permit, &batch, &ack_at, n, bytes);
+                    let queued = tx.max_capacity() - tx.capacity() >= 2;
+                    busy &= queued || self.members[i].out.backlog() >= n;
                     taken += 1;
                 }
                 Err(mpsc::error::TrySendError::Full(tx)) => full.push((i, tx)),
@@ -262,14 +273,16 @@ impl ReadGroup {
             }
         }
         let mut behind: Vec<usize> = full.iter().map(|(i, _)| *i).collect();
-        if taken == 0 && !full.is_empty() {
-            // Every lane is full: wait for the first with room (backpressure), then give the
-            // others DETACH_AFTER to follow.
+        let waited = !full.is_empty() && (taken == 0 || busy);
+        if waited {
+            // Every lane is full, or those with room are busy too (the sinks are all working
+            // through a backlog, a little apart): wait for room (backpressure), and give the
+            // lanes still full DETACH_AFTER from the first with room to follow.
             let mut pending: FuturesUnordered<_> = full
                 .drain(..)
                 .map(|(i, tx)| async move { (i, tx.reserve_owned().await) })
                 .collect();
-            let mut deadline = None;
+            let mut deadline = (taken > 0).then(|| tokio::time::Instant::now() + DETACH_AFTER);
             loop {
                 let next = match deadline {
                     None => pending.next().await,
@@ -294,7 +307,7 @@ impl ReadGroup {
             return Err(Closed);
         }
         for i in behind {
-            self.detach(i);
+            self.detach(i, waited);
         }
         Ok(())
     }
@@ -308,16 +321,17 @@ impl ReadGroup {
         ack_at: &Option<ResumePoint>,
         n: u64,
         bytes: u64,
-    ) {
+    ) -> mpsc::Sender<LaneItem> {
         let m = &self.members[i];
         let done = ack_at.clone().map(|r| m.tracker.track_counted(r, n, bytes));
-        permit.send(LaneItem {
+        let tx = permit.send(LaneItem {
             batch: batch.clone(),
             done,
         });
         if let Some(r) = ack_at {
             self.set_last(i, r);
         }
+        tx
     }
 
     fn set_last(&self, i: usize, r: &ResumePoint) {

@@ -60,9 +60,12 @@ fn setup(sinks: &[(&str, u32)], attached: &[usize]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(CheckpointStore::open(dir.path()).unwrap());
     let (out, inputs) = SourceOutput::for_test_sinks("src", sinks);
+    let views: Vec<SourceOutput> = (0..sinks.len()).map(|i| out.only(i)).collect();
     let members = sinks
         .iter()
-        .map(|(name, _)| Member {
+        .enumerate()
+        .map(|(i, (name, _))| Member {
+            out: views[i].clone(),
             sink: (*name).into(),
             tracker: AckTracker::new(
                 store.clone(),
@@ -88,7 +91,7 @@ fn setup(sinks: &[(&str, u32)], attached: &[usize]) -> Setup {
             group.clone(),
             i,
             rx,
-            out.only(i),
+            views[i].clone(),
             Shutdown::new(),
             Recorder(tx.clone()),
         ));
@@ -257,7 +260,7 @@ async fn a_detached_reader_joins_only_where_the_groups_next_batch_starts() {
     assert_eq!(committed(&s.group.members()[1]), Some(6));
     // The group holds something back for multiline merging (no join point), or has ended:
     // nobody joins.
-    s.group.detach(1);
+    s.group.detach(1, false);
     assert!(s.group.join(1, &point(0, 6)).is_none());
     s.group.close();
     assert!(s.group.join(1, &point(0, 6)).is_none());
