@@ -81,7 +81,7 @@ fn setup(sinks: &[(&str, u32)], attached: &[usize]) -> Setup {
     let group = ReadGroup::new("src".into(), "c".into(), members);
     let (tx, handoffs) = mpsc::unbounded_channel();
     let mut lanes = tokio::task::JoinSet::new();
-    for i in 0..sinks.len() {
+    for (i, view) in views.iter().enumerate() {
         let rx = if attached.contains(&i) {
             group.attach(i, None)
         } else {
@@ -91,7 +91,7 @@ fn setup(sinks: &[(&str, u32)], attached: &[usize]) -> Setup {
             group.clone(),
             i,
             rx,
-            views[i].clone(),
+            view.clone(),
             Shutdown::new(),
             Recorder(tx.clone()),
         ));
