@@ -7,9 +7,10 @@
 //! batches that forwards them into the sink's buffer. Each sink keeps its own ack tracker
 //! and checkpoint, so delivery and restarts are per sink as before.
 //!
-//! Isolation: a sink whose lane has no room for a batch that another sink's lane takes is
-//! detached at once — it is a whole lane and its share of the sink's buffer behind. The
-//! group no longer sends to it, and its lane, once it has forwarded what it holds, reads the
+//! Isolation: a sink whose lane has no room for a batch that another sink takes, while that
+//! other sink has nothing more queued, is detached at once — it is a whole lane and its
+//! share of the sink's buffer behind a sink that waits for work. The group no longer sends
+//! to it, and its lane, once it has forwarded what it holds, reads the
 //! container itself from where the group's last batch for it ended (the files Docker deleted
 //! meanwhile are in the container's hold). The group never waits for a sink while another
 //! has room and nothing more to do: a sink that is down, slow or retrying does not slow the
