@@ -270,12 +270,6 @@ impl SourceOutput {
         events: Vec<Event>,
         on_done: Option<OnDelivered>,
     ) -> Result<(), Closed> {
-        if events.is_empty() {
-            if let Some(f) = on_done {
-                f(true);
-            }
-            return Ok(());
-        }
         let batch = Arc::new(Batch {
             source: self.source.clone(),
             events,

@@ -229,21 +229,9 @@ fn update_lag(lag: &metrics::Gauge, g: &State) {
 mod tests {
     use super::*;
     use crate::sources::docker_json_file::position::SavedPosition;
-    use crate::tail::file::FileIdentity;
-    use crate::tail::fingerprint::Fingerprint;
 
     fn point(offset: u64) -> ResumePoint {
-        ResumePoint {
-            file: Arc::new(FileIdentity {
-                seq: 0,
-                name: "c-json.log".into(),
-                dev: 1,
-                ino: 2,
-                fp: Fingerprint { crc: 3, len: 4 },
-            }),
-            offset,
-            time_ns: None,
-        }
+        ResumePoint::for_test(0, offset)
     }
 
     fn stored(store: &CheckpointStore) -> Option<u64> {

@@ -9,7 +9,7 @@ use super::acks::AckTracker;
 use super::group::{run_lane, Handoff, LaneItem, Member, OwnReader, ReadGroup};
 use super::hold::Hold;
 use super::hold_loop;
-use super::position::SavedPosition;
+use super::position::{ResumePoint, SavedPosition};
 use super::rate_limit::RateLimiter;
 use super::reader::{Output, Reader, ReaderControl};
 use super::tailer::{ContainerTail, StartAt, StartParams, TailMetrics, TailSettings};
@@ -100,10 +100,7 @@ fn largest_agreeing(parts: &[SinkPart]) -> Vec<usize> {
 }
 
 /// Opens the container's files for one reader (blocking I/O on the pool).
-async fn open_tail(
-    params: StartParams,
-    id: &str,
-) -> Option<(ContainerTail, Option<super::position::ResumePoint>)> {
+async fn open_tail(params: StartParams, id: &str) -> Option<(ContainerTail, Option<ResumePoint>)> {
     let span = tracing::Span::current();
     match blocking::run(move || span.in_scope(|| ContainerTail::start(params))).await {
         Ok(Ok(t)) => Some(t),
@@ -140,7 +137,15 @@ impl Common {
         }
     }
 
-    fn tracker(&self, part: &SinkPart, tail: &ContainerTail) -> Arc<AckTracker> {
+    /// The sink's tracker, starting where `tail` does; checkpointed at once at `commit_now`
+    /// (where reading starts without a checkpoint, or after a gap), else re-stamped with what
+    /// the hold sees now.
+    fn tracker(
+        &self,
+        part: &SinkPart,
+        tail: &ContainerTail,
+        commit_now: Option<ResumePoint>,
+    ) -> Arc<AckTracker> {
         let tracker = AckTracker::with_hold(
             self.store.clone(),
             part.key.clone(),
@@ -151,6 +156,10 @@ impl Common {
         );
         if let Some(p) = &part.position {
             tracker.report_to(p.clone());
+        }
+        match commit_now {
+            Some(p) => tracker.commit_now(p),
+            None => tracker.restamp(),
         }
         tracker
     }
@@ -207,11 +216,7 @@ pub(super) async fn run(
             let Some((tail, commit_now)) = open_tail(params, &common.id).await else {
                 return false;
             };
-            let tracker = common.tracker(&part, &tail);
-            match commit_now {
-                Some(p) => tracker.commit_now(p),
-                None => tracker.restamp(), // with what the hold sees now
-            }
+            let tracker = common.tracker(&part, &tail, commit_now);
             trackers.push(tracker.clone());
             let rate = RateLimiter::new(
                 common.rate_limit,
@@ -304,14 +309,10 @@ async fn start_group(
     }
     let mut members = Vec::new();
     for (i, part) in parts.iter().enumerate() {
-        let (tracker, commit_now) = match &own_tails[i] {
-            Some((tail, c)) => (common.tracker(part, tail), c.clone()),
-            None => (common.tracker(part, &shared_tail), shared_commit.clone()),
+        let tracker = match &own_tails[i] {
+            Some((tail, c)) => common.tracker(part, tail, c.clone()),
+            None => common.tracker(part, &shared_tail, shared_commit.clone()),
         };
-        match commit_now {
-            Some(p) => tracker.commit_now(p),
-            None => tracker.restamp(),
-        }
         trackers.push(tracker.clone());
         members.push(Member {
             sink: part.name(),

@@ -151,21 +151,12 @@ impl ReadGroup {
     /// Member `i`'s reader, at `at` and holding nothing back, joins the group if the group's
     /// next batch starts there.
     pub fn join(&self, i: usize, at: &ResumePoint) -> Option<mpsc::Receiver<LaneItem>> {
-        {
-            let g = self.lock();
-            let meets = g.open && g.join_at.as_ref().is_some_and(|j| same_place(j, at));
-            if !meets || g.lanes[i].is_some() {
-                return None;
-            }
-        }
-        // Nobody else changes member i's lane or the join point between the two locks: only
-        // member i joins as i, and the group moves `join_at` only in `send`, whose batch then
-        // starts past `at` — checked again below.
-        let (tx, rx) = mpsc::channel(LANE_QUEUE);
         let mut g = self.lock();
-        if !(g.open && g.join_at.as_ref().is_some_and(|j| same_place(j, at))) {
+        let meets = g.open && g.join_at.as_ref().is_some_and(|j| same_place(j, at));
+        if !meets || g.lanes[i].is_some() {
             return None;
         }
+        let (tx, rx) = mpsc::channel(LANE_QUEUE);
         g.lanes[i] = Some(Lane {
             tx,
             last: Some(at.clone()),

@@ -132,6 +132,18 @@ pub(super) fn unexplained(vanished: Vec<Sibling>, present: &[(u64, bool)]) -> Ve
         .collect()
 }
 
+/// The `(dev, ino)` of the files a listing opened (what the hold's lookups skip: the
+/// directory still shows them).
+pub(super) fn listed_inodes(slots: &[Slot]) -> Vec<(u64, u64)> {
+    slots
+        .iter()
+        .filter_map(|s| match s {
+            Slot::Open(f) => Some((f.dev, f.ino)),
+            Slot::Vanished(_) => None,
+        })
+        .collect()
+}
+
 /// The checkpointed file among those listed: the same first line, the same inode preferred
 /// (a compressed copy has another inode; a copy made by copytruncate too).
 pub(super) fn find_saved(slots: &[Slot], saved: &SavedPosition) -> Option<usize> {

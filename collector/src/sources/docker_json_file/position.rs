@@ -48,6 +48,24 @@ impl ResumePoint {
     }
 }
 
+#[cfg(test)]
+impl ResumePoint {
+    /// Offset `offset` of file number `seq` of one reader, in a made-up file (unit tests).
+    pub fn for_test(seq: u64, offset: u64) -> ResumePoint {
+        use crate::tail::fingerprint::Fingerprint;
+        ResumePoint::at(
+            Arc::new(FileIdentity {
+                seq,
+                name: "c-json.log".into(),
+                dev: 1,
+                ino: 2,
+                fp: Fingerprint { crc: 3, len: 4 },
+            }),
+            offset,
+        )
+    }
+}
+
 impl PartialEq for ResumePoint {
     fn eq(&self, other: &ResumePoint) -> bool {
         self.order_key() == other.order_key() && self.file == other.file

@@ -17,7 +17,7 @@ use super::batch::BatchBuilder;
 use super::config::DockerJsonFileConfig;
 use super::hold::{Held, Hold};
 use super::lines::{Counts, Lines, SLOT_STREAMS};
-use super::listing::{find_saved, open_siblings, Slot};
+use super::listing::{find_saved, listed_inodes, open_siblings, Slot};
 use super::loss::{LossCounters, LossReason, LossTotals, StoppedGap};
 use super::position::{ResumePoint, SavedPosition};
 use super::rotation::RotationLimits;
@@ -302,6 +302,10 @@ impl ContainerTail {
                 }
                 None if tail.start_from_hold(&saved, &mut slots)? => {
                     tail.queue = tail.adopt(slots).into();
+                    if tail.current.is_none() {
+                        // Its file was released: reading goes on with the next, from its start.
+                        tail.current = tail.queue.pop_front();
+                    }
                 }
                 None => {
                     // Docker rotated the checkpointed file away and deleted it while logwharf
@@ -354,7 +358,8 @@ impl ContainerTail {
 
     /// Starting in the middle of a run at `saved` (another reader's position: a sink detached
     /// from the container's shared reader), in a file Docker deleted meanwhile: the hold still
-    /// has it. Makes it the current file and puts the held files after it before `slots`.
+    /// has it. Makes it the current file (none when the hold released it: its unread rest is
+    /// counted) and puts the held files after it before `slots`.
     fn start_from_hold(
         &mut self,
         saved: &SavedPosition,
@@ -363,13 +368,7 @@ impl ContainerTail {
         let Some(hold) = self.hold.clone() else {
             return Ok(false);
         };
-        let listed: Vec<(u64, u64)> = slots
-            .iter()
-            .filter_map(|s| match s {
-                Slot::Open(f) => Some((f.dev, f.ino)),
-                Slot::Vanished(_) => None,
-            })
-            .collect();
+        let listed = listed_inodes(slots);
         let fp = Some(saved.fingerprint());
         let Some(held) = hold.at_and_after(saved.dev, saved.ino, fp, &listed, &self.metrics.files)
         else {
@@ -398,14 +397,6 @@ impl ContainerTail {
         }
         before.append(slots);
         *slots = before;
-        if self.current.is_none() {
-            // Its file was released: reading goes on with the next one, from its start.
-            let mut next = self.adopt(std::mem::take(slots));
-            if !next.is_empty() {
-                self.current = Some(next.remove(0));
-            }
-            *slots = next.into_iter().map(Slot::Open).collect();
-        }
         Ok(true)
     }
 
@@ -724,13 +715,7 @@ impl ContainerTail {
                     Some(i) => slots.split_off(i + 1),
                     None => {
                         // Docker deleted files after ours: the hold may still have them.
-                        let listed: Vec<(u64, u64)> = slots
-                            .iter()
-                            .filter_map(|s| match s {
-                                Slot::Open(f) => Some((f.dev, f.ino)),
-                                Slot::Vanished(_) => None,
-                            })
-                            .collect();
+                        let listed = listed_inodes(&slots);
                         let fp = n.fp.or_else(|| n.current_fingerprint().ok().flatten());
                         held = self
                             .hold

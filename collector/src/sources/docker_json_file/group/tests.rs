@@ -3,21 +3,10 @@ use crate::checkpoint::CheckpointStore;
 use crate::event::Stream;
 use crate::sink::SinkInput;
 use crate::tail::file::FileIdentity;
-use crate::tail::fingerprint::Fingerprint;
 use bytes::Bytes;
 
 fn point(seq: u64, offset: u64) -> ResumePoint {
-    ResumePoint {
-        file: Arc::new(FileIdentity {
-            seq,
-            name: "c-json.log".into(),
-            dev: 1,
-            ino: 2,
-            fp: Fingerprint { crc: 3, len: 4 },
-        }),
-        offset,
-        time_ns: None,
-    }
+    ResumePoint::for_test(seq, offset)
 }
 
 /// Batch `k`: three events numbered `3k..3k+3`; delivered, it makes offset `3k+3` the
