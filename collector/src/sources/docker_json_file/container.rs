@@ -46,7 +46,6 @@ pub(super) struct Common {
     pub shutdown: Shutdown,
     pub once: bool,
     pub metadata_wait: Duration,
-    pub linger: Duration,
     pub multiline: MultilineConfig,
     pub rate_limit: Option<u64>,
     pub start_at: StartAt,
@@ -181,7 +180,6 @@ impl Common {
             metadata_wait: self.metadata_wait,
             multiline: self.multiline.clone(),
             rate,
-            linger: self.linger,
             status: Some(self.stats.clone()),
         }
     }

@@ -1,18 +1,13 @@
 //! Finding containers: which `<root>/<id>/` directories hold a json-file log, filtered by
-//! `include`/`exclude` id prefixes, and the inotify watches (`notify` crate) that tell us
-//! within milliseconds when one appears, disappears or is written to. A periodic rescan backs
-//! inotify up (watch limits, filesystems without inotify, events lost under load).
-//!
-//! The root itself and each container directory are watched non-recursively: root events
-//! mean containers came or went (rescan), container-directory events mean new data or a
-//! rotation (wake that container's reader).
+//! `include`/`exclude` id prefixes. The inotify watches that tell within milliseconds when one
+//! appears, disappears or is written to are [`super::watch`]'s; a periodic rescan backs them
+//! up (watch limits, filesystems without inotify, events lost under load).
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use tokio::sync::mpsc;
 
 /// `include`/`exclude` by container id prefix. A pattern is a glob matched against the start
 /// of the id (`3f2a` and `3f2a*` mean the same); `exclude` wins.
@@ -113,99 +108,6 @@ pub fn live_log_name(dir: &Path, id: &str) -> Option<String> {
         }
     }
     other
-}
-
-/// inotify watches on the root and the container directories, delivering events to the
-/// source's task. Without inotify (limits reached, unsupported filesystem) it is a no-op
-/// and the periodic rescan and reader polling carry on alone.
-pub struct Watcher {
-    inner: Option<notify::RecommendedWatcher>,
-    rx: mpsc::UnboundedReceiver<notify::Event>,
-    watched: HashSet<PathBuf>,
-    warned: bool,
-}
-
-impl Watcher {
-    pub fn new(enabled: bool) -> Watcher {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let inner = if enabled {
-            let handler = move |res: notify::Result<notify::Event>| match res {
-                // Opens and closes (our own included) say nothing new.
-                Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
-                Ok(ev) => {
-                    let _ = tx.send(ev);
-                }
-                // Events may have been lost: the source looks everywhere (`need_rescan`).
-                Err(_) => {
-                    let lost = notify::Event::new(notify::EventKind::Other)
-                        .set_flag(notify::event::Flag::Rescan);
-                    let _ = tx.send(lost);
-                }
-            };
-            match notify::recommended_watcher(handler) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    tracing::warn!(error = %e, "inotify is unavailable; finding containers and new lines by polling only");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        Watcher {
-            inner,
-            rx,
-            watched: HashSet::new(),
-            warned: false,
-        }
-    }
-
-    /// Watches `dir` (not recursively) unless already watched; whether it is watched.
-    pub fn watch(&mut self, dir: &Path) -> bool {
-        use notify::Watcher as _;
-        let Some(w) = self.inner.as_mut() else {
-            return false;
-        };
-        if self.watched.contains(dir) {
-            return true;
-        }
-        match w.watch(dir, notify::RecursiveMode::NonRecursive) {
-            Ok(()) => {
-                self.watched.insert(dir.to_path_buf());
-                true
-            }
-            Err(e) => {
-                if !self.warned {
-                    self.warned = true;
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch with inotify (raise fs.inotify.max_user_watches?); relying on polling there");
-                }
-                false
-            }
-        }
-    }
-
-    /// Forgets a watch (the directory is gone: the kernel dropped the watch already).
-    pub fn forget(&mut self, dir: &Path) {
-        use notify::Watcher as _;
-        if self.watched.remove(dir) {
-            if let Some(w) = self.inner.as_mut() {
-                let _ = w.unwatch(dir);
-            }
-        }
-    }
-
-    /// The next event; never resolves without inotify.
-    pub async fn next(&mut self) -> Option<notify::Event> {
-        if self.inner.is_none() {
-            return std::future::pending().await;
-        }
-        self.rx.recv().await
-    }
-
-    /// An event already waiting, if any.
-    pub fn try_next(&mut self) -> Option<notify::Event> {
-        self.rx.try_recv().ok()
-    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the hold lists the directory in full even when the live file did not change.
-const FULL_LOOK: Duration = Duration::from_secs(1);
+pub const FULL_LOOK: Duration = Duration::from_secs(1);
 
 /// The source-wide budget of held deleted bytes, and its gauge `logwharf_held_bytes{source}`.
 pub struct HoldBudget {
@@ -170,9 +170,16 @@ impl Hold {
     /// deleted, lets go of what every sink has, and keeps to the budget. `true` when what it
     /// knows of the files changed (a file came or went, a size changed).
     pub fn refresh(&self) -> io::Result<bool> {
+        self.refresh_listing_every(FULL_LOOK)
+    }
+
+    /// [`Hold::refresh`], listing the directory when the live file changed, when told to
+    /// ([`Hold::look_again`]), and otherwise at most `every` (where inotify watches, names
+    /// changes wake the hold and say so: `Duration::MAX`).
+    pub fn refresh_listing_every(&self, every: Duration) -> io::Result<bool> {
         // Docker deletes files only when it rotates, which replaces the live file; between
-        // rotations (most wake-ups: every write wakes us) a stat of the live path is enough.
-        // A full look now and then catches compression (`.1` → `.1.gz`, then `.1` deleted).
+        // rotations a stat of the live path is enough. Unwatched, a full look now and then
+        // catches compression (`.1` → `.1.gz`, then `.1` deleted).
         let before = {
             let mut g = self.lock();
             let live = std::fs::metadata(self.dir.join(&self.live_name)).ok();
@@ -192,7 +199,7 @@ impl Hold {
                 }
                 _ => false,
             };
-            if same && g.listed_at.is_some_and(|t| t.elapsed() < FULL_LOOK) {
+            if same && g.listed_at.is_some_and(|t| t.elapsed() < every) {
                 self.drop_delivered(&mut g);
                 return Ok(g.signature() != before);
             }
@@ -285,6 +292,11 @@ impl Hold {
     }
 
     /// For `/status`: the newest file's inode and size as last seen.
+    /// The next [`Hold::refresh`] lists the directory (names changed: inotify said so).
+    pub fn look_again(&self) {
+        self.lock().listed_at = None;
+    }
+
     pub fn live(&self) -> Option<(u64, u64)> {
         self.lock().entries.back().map(|e| (e.ino, e.size))
     }

@@ -45,6 +45,7 @@ pub mod rate_limit;
 pub mod reader;
 pub mod rotation;
 pub mod tailer;
+pub mod watch;
 
 use super::{Source, SourceContext};
 use crate::checkpoint::{per_sink, CheckpointStore};
@@ -52,7 +53,7 @@ use crate::docker::MetadataService;
 use crate::tail::blocking;
 use acks::AckTracker;
 pub use config::{DockerJsonFileConfig, ReadFrom};
-use discovery::{Found, IdFilter, Watcher};
+use discovery::{Found, IdFilter};
 use hold::{Hold, HoldBudget};
 use position::SavedPosition;
 use reader::ReaderControl;
@@ -63,6 +64,7 @@ use std::time::{Duration, Instant};
 use tailer::{StartAt, TailSettings};
 use tokio::task::JoinSet;
 use tracing::Instrument;
+use watch::{Change, Watcher};
 
 /// After a reader failed to start (e.g. permissions), wait this long before trying again.
 const RETRY_FAILED_START: Duration = Duration::from_secs(30);
@@ -70,11 +72,14 @@ const RETRY_FAILED_START: Duration = Duration::from_secs(30);
 /// enough to open a rotated file before Docker deletes it (`max-file=2` at full speed rotates
 /// several times a second).
 const HOLD_POLL: Duration = Duration::from_millis(50);
-/// Where inotify watches the directory (every rename and write wakes the hold at once, and
-/// a lost event wakes every hold: see [`Runner::route`]) the poll is only a safety net: it
-/// slows down, doubling from [`HOLD_POLL`] up to this, while the directory does not change —
-/// so that 1,000 quiet containers do not cost 20,000 looks a second.
-const HOLD_POLL_QUIET: Duration = Duration::from_secs(5);
+/// Where inotify watches the directory (every rename wakes the hold at once, and a lost event
+/// wakes every hold: see [`Runner::route`]) the poll is only a safety net, and a cheap one (a
+/// stat of the live file) — so that 1,000 containers do not cost 20,000 looks a second.
+/// Writes do not wake the hold: the readers tell `/status` the live file's size.
+const HOLD_POLL_WATCHED: Duration = Duration::from_secs(60);
+/// Where inotify watches the root, the periodic rescan (`rescan_interval`) is a safety net
+/// only: at least this far apart.
+const RESCAN_WATCHED: Duration = Duration::from_secs(30);
 /// How often at most the sinks' checkpoints are re-written with what the hold saw.
 const RESTAMP: Duration = Duration::from_millis(100);
 
@@ -108,7 +113,7 @@ impl Source for DockerJsonFile {
             budget: HoldBudget::new(&ctx.name, self.config.hold_max_bytes.0),
             service,
             metadata_wait: self.config.metadata_wait.0,
-            linger: self.config.batch_window.0,
+            window: self.config.batch_window.0,
             multiline: self.config.docker.multiline.clone(),
             rate_limit: self.config.rate_limit.map(|r| r.0),
             root: self.config.root.clone(),
@@ -121,6 +126,7 @@ impl Source for DockerJsonFile {
             retry_after: HashMap::new(),
             tasks: JoinSet::new(),
             root_present: None,
+            root_watched: false,
             pruned: false,
             ctx,
         }
@@ -138,11 +144,17 @@ struct Running {
 }
 
 impl Running {
-    fn wake(&self) {
-        self.hold_wake.notify_one();
+    /// The container's log was written: its readers read on.
+    fn wake_readers(&self) {
         for c in &self.controls {
             c.wake.notify_one();
         }
+    }
+
+    /// Its files changed (a rotation) or events were lost: the hold looks too.
+    fn wake(&self) {
+        self.hold_wake.notify_one();
+        self.wake_readers();
     }
 }
 
@@ -154,8 +166,9 @@ struct Runner {
     service: Option<Arc<MetadataService>>,
     /// How long a container's first lines wait for its metadata.
     metadata_wait: Duration,
-    /// `batch_window`: how long a woken reader lets the writer add more.
-    linger: Duration,
+    /// `batch_window`: after inotify events, read the next ones this much later, so that the
+    /// writes of that time (of every container) wake their readers together, once.
+    window: Duration,
     /// Multiline merging options.
     multiline: logwharf_config::docker::MultilineConfig,
     /// The source's `rate_limit` (bytes per second per container).
@@ -173,6 +186,8 @@ struct Runner {
     tasks: JoinSet<(String, bool)>,
     /// Whether the root existed at the last look (`None`: not looked yet).
     root_present: Option<bool>,
+    /// inotify watches the root (the periodic rescan is then a safety net only).
+    root_watched: bool,
     /// Checkpoints of vanished containers were dropped (at the first look at the root).
     pruned: bool,
     ctx: SourceContext,
@@ -180,27 +195,35 @@ struct Runner {
 
 impl Runner {
     async fn run(mut self) -> anyhow::Result<()> {
-        let mut tick = tokio::time::interval(self.rescan_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
         let mut first = true;
         let mut rescan = true;
+        let mut next_rescan = tokio::time::Instant::now();
+        let mut changes = Vec::new();
+        // After writes were read, the next ones wait for the batching window.
+        let mut writes_from = tokio::time::Instant::now();
         loop {
             if rescan {
-                self.rescan(first).await;
+                let settled = self.rescan(first).await;
                 first = false;
                 rescan = false;
+                let every = if settled && self.root_watched {
+                    self.rescan_every.max(RESCAN_WATCHED)
+                } else {
+                    self.rescan_every
+                };
+                next_rescan = tokio::time::Instant::now() + every;
             }
             if self.ctx.once {
                 break;
             }
             tokio::select! {
-                _ = tick.tick() => rescan = true,
-                ev = self.watcher.next() => {
-                    let mut ev = ev;
-                    while let Some(e) = ev {
-                        rescan |= self.route(&e);
-                        ev = self.watcher.try_next();
+                _ = tokio::time::sleep_until(next_rescan) => rescan = true,
+                queue = self.watcher.next(&mut changes, writes_from) => {
+                    for c in changes.drain(..) {
+                        rescan |= self.route(&c);
+                    }
+                    if queue == watch::Queue::Writes {
+                        writes_from = tokio::time::Instant::now() + self.window;
                     }
                 }
                 Some(done) = self.tasks.join_next() => self.reader_ended(done),
@@ -213,8 +236,10 @@ impl Runner {
         Ok(())
     }
 
-    /// Starts readers for new containers and stops those whose directory is gone.
-    async fn rescan(&mut self, first: bool) {
+    /// Starts readers for new containers and stops those whose directory is gone. Whether it
+    /// settled: no directory was newly watched before its log appeared (the log may have come
+    /// between the look and the watch, so the next rescan should not be long).
+    async fn rescan(&mut self, first: bool) -> bool {
         let (root, filter) = (self.root.clone(), self.filter.clone());
         let known: HashSet<String> = self.readers.keys().cloned().collect();
         let scanned = blocking::run(move || discovery::scan(&root, &filter, &known)).await;
@@ -229,15 +254,16 @@ impl Runner {
                     );
                 }
                 self.root_present = Some(false);
-                return;
+                self.root_watched = false;
+                return false;
             }
             Ok(Err(e)) => {
                 tracing::warn!(source = %self.ctx.name, root = %self.root.display(), error = %e, "cannot list Docker's container directory; will retry");
-                return;
+                return false;
             }
             Err(e) => {
                 tracing::error!(error = %e, "container scan panicked");
-                return;
+                return false;
             }
         };
         if self.root_present == Some(false) {
@@ -245,7 +271,7 @@ impl Runner {
         }
         self.root_present = Some(true);
         let root = self.root.clone();
-        let _ = self.watcher.watch(&root);
+        self.root_watched = self.watcher.watch_root(&root);
         if !self.pruned {
             self.pruned = true;
             self.prune_checkpoints();
@@ -278,8 +304,13 @@ impl Runner {
             StartAt::Beginning
         };
         let now = Instant::now();
+        let mut settled = true;
         for f in found {
-            let watched = self.watcher.watch(&f.dir);
+            let new = !self.watcher.watches(&f.dir);
+            let watched = self.watcher.watch_container(&f.dir, &f.id);
+            if new && f.live_name.is_none() && !self.readers.contains_key(&f.id) {
+                settled = false;
+            }
             if f.live_name.is_some()
                 && !self.readers.contains_key(&f.id)
                 && self.retry_after.get(&f.id).is_none_or(|t| *t <= now)
@@ -287,6 +318,7 @@ impl Runner {
                 self.spawn_reader(f, start_at, watched);
             }
         }
+        settled
     }
 
     fn spawn_reader(&mut self, found: Found, start_at: StartAt, watched: bool) {
@@ -379,7 +411,6 @@ impl Runner {
             shutdown: self.ctx.shutdown.clone(),
             once: self.ctx.once,
             metadata_wait: self.metadata_wait,
-            linger: self.linger,
             multiline: self.multiline.clone(),
             rate_limit: self.rate_limit,
             start_at,
@@ -409,31 +440,33 @@ impl Runner {
         }
     }
 
-    /// Routes an inotify event: new data for a reader, or a change that needs a rescan.
-    /// Events lost (the kernel's queue overflowed, or the watcher failed) wake every reader
-    /// and hold, which then look for themselves: their polls are slow where inotify watches.
-    fn route(&mut self, ev: &notify::Event) -> bool {
-        if ev.need_rescan() {
-            self.readers.values().for_each(Running::wake);
-            return true;
-        }
-        let mut rescan = false;
-        for p in &ev.paths {
-            let parent = p.parent();
-            if p == &self.root || parent == Some(self.root.as_path()) {
-                rescan = true; // a container directory came or went
-            } else if let Some(dir) = parent.filter(|d| d.parent() == Some(self.root.as_path())) {
-                match dir
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|id| self.readers.get(id))
-                {
-                    Some(r) => r.wake(),
-                    None => rescan = true, // maybe its first log file
-                }
+    /// Routes an inotify change: new data for a container's readers, a rotation for its
+    /// readers and hold, or a change that needs a rescan (whether it does). Events lost (the
+    /// kernel's queue overflowed, or inotify failed) wake every reader and hold, which then
+    /// look for themselves: their polls are slow where inotify watches.
+    fn route(&mut self, change: &Change) -> bool {
+        match change {
+            Change::Lost => {
+                self.readers.values().for_each(Running::wake);
+                true
             }
+            Change::Root => true,
+            Change::Written(id) => match self.readers.get(&**id) {
+                Some(r) => {
+                    r.wake_readers();
+                    false
+                }
+                // Its reader failed to start: retried on its own schedule, not per write.
+                None => !self.retry_after.contains_key(&**id),
+            },
+            Change::Files(id) => match self.readers.get(&**id) {
+                Some(r) => {
+                    r.wake();
+                    false
+                }
+                None => true, // maybe its first log file
+            },
         }
-        rescan
     }
 
     /// Drops the checkpoints of containers whose directory is gone (never while the root
@@ -472,8 +505,9 @@ fn migrate_checkpoint(store: &CheckpointStore, source: &str, id: &str, sinks: &[
     per_sink::carry_over(store, source, id, sinks);
 }
 
-/// Keeps a container's hold looking at its directory: woken by inotify, or every
-/// [`HOLD_POLL`] (slowing down to [`HOLD_POLL_QUIET`] while a watched directory is quiet);
+/// Keeps a container's hold looking at its directory: woken by inotify when names change, or
+/// every [`HOLD_POLL`] where inotify does not watch (where it does, every
+/// [`HOLD_POLL_WATCHED`] as a safety net);
 /// each sink's checkpoint learns what it saw. Runs until dropped (when the container's
 /// readers are done) or shutdown.
 pub(super) async fn hold_loop(
@@ -487,30 +521,35 @@ pub(super) async fn hold_loop(
     let mut warned = false;
     let mut stale = false;
     let mut stamped = Instant::now();
-    let mut poll = HOLD_POLL;
+    let watched = || watched.load(std::sync::atomic::Ordering::Relaxed);
     loop {
+        let poll = match (watched(), stale) {
+            // What it saw is not in the checkpoints yet: look again when they may be rewritten.
+            (_, true) => RESTAMP.saturating_sub(stamped.elapsed()),
+            (true, false) => HOLD_POLL_WATCHED,
+            (false, false) => HOLD_POLL,
+        };
         tokio::select! {
-            _ = wake.notified() => poll = HOLD_POLL,
-            _ = tokio::time::sleep(poll) => {
-                poll = if watched.load(std::sync::atomic::Ordering::Relaxed) {
-                    (poll * 2).min(HOLD_POLL_QUIET)
-                } else {
-                    HOLD_POLL
-                };
-            }
+            // Woken by a name change (not by writes): list the directory now.
+            _ = wake.notified() => hold.look_again(),
+            _ = tokio::time::sleep(poll) => {}
             _ = shutdown.wait() => return,
         }
         let h = hold.clone();
-        match blocking::look(move || h.refresh()).await {
+        let every = if watched() {
+            Duration::MAX
+        } else {
+            hold::FULL_LOOK
+        };
+        match blocking::look(move || h.refresh_listing_every(every)).await {
             Ok(Ok(changed)) => {
                 warned = false;
                 if changed {
-                    poll = HOLD_POLL;
                     if let Some((ino, size)) = hold.live() {
                         stats.observe_live(ino, size); // the write rate, for /status
                     }
                 }
-                // Every write changes the live file's size: re-written at most every RESTAMP.
+                // A write changes the live file's size: re-written at most every RESTAMP.
                 stale |= changed;
                 if stale && stamped.elapsed() >= RESTAMP {
                     trackers.iter().for_each(|t| t.restamp());

@@ -27,12 +27,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
 /// How often an idle reader looks again without being woken: often where inotify does not
-/// watch its directory, seldom (a safety net for lost events) where it does.
+/// watch its directory, seldom (a safety net: lost events wake every reader anyway, see the
+/// source's `route`) where it does, so that quiet containers cost nothing.
 const POLL_UNWATCHED: Duration = Duration::from_millis(250);
-const POLL_WATCHED: Duration = Duration::from_secs(2);
-/// A watched reader's poll doubles, up to this, while polls find nothing (a lost event wakes
-/// every reader anyway: see the source's `route`), so that quiet containers cost nothing.
-const POLL_WATCHED_QUIET: Duration = Duration::from_secs(30);
+const POLL_WATCHED: Duration = Duration::from_secs(60);
 /// Pause after an I/O error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -140,9 +138,6 @@ pub struct Reader {
     pub multiline: MultilineConfig,
     /// The container's read rate limit (the source's `rate_limit`, or its label).
     pub rate: RateLimiter,
-    /// After a wake-up, let the writer add more lines for this long (`batch_window`), so that
-    /// a steady trickle becomes a few batches per second rather than one batch per line.
-    pub linger: Duration,
     /// The container's `/status` entry.
     pub status: Option<Arc<ContainerStats>>,
 }
@@ -162,7 +157,6 @@ impl Reader {
             metadata_wait,
             multiline,
             mut rate,
-            linger,
             status,
         } = self;
         let id = tail.id().to_string();
@@ -179,8 +173,6 @@ impl Reader {
         let mut safe = sent.clone();
         let mut once_flushing = false;
         let full_block = tail.read_block();
-        // Polls in a row that found nothing (a watched reader's poll slows down).
-        let mut quiet_polls = 0u32;
         loop {
             let removed = control.removed.load(Ordering::Acquire);
             let flush = if removed {
@@ -227,6 +219,9 @@ impl Reader {
                 tail.counts_total.read - read_before,
                 tokio::time::Instant::now(),
             );
+            if let (Some(c), Some((ino, size))) = (&status, batch.live) {
+                c.observe_live(ino, size); // the write rate, for /status
+            }
             if let Some((seq, size)) = batch.newest_size {
                 output
                     .trackers()
@@ -263,9 +258,6 @@ impl Reader {
                 } else {
                     safe = batch.resume.clone();
                 }
-            }
-            if !batch.events.is_empty() {
-                quiet_polls = 0;
             }
             // Where another reader of the container may join this one: the next batch starts
             // there and nothing before it is held back.
@@ -316,8 +308,6 @@ impl Reader {
             tail.release_idle_memory();
             let poll = if control.watched.load(Ordering::Relaxed) {
                 POLL_WATCHED
-                    .saturating_mul(1 << quiet_polls.min(5))
-                    .min(POLL_WATCHED_QUIET)
             } else {
                 POLL_UNWATCHED
             };
@@ -334,14 +324,10 @@ impl Reader {
                     d.saturating_duration_since(Instant::now()).min(poll)
                 });
             tokio::select! {
-                _ = control.wake.notified() => {
-                    quiet_polls = 0;
-                    tokio::select! {
-                        _ = tokio::time::sleep(linger) => {}
-                        _ = shutdown.wait() => return None,
-                    }
-                }
-                _ = tokio::time::sleep(wait) => quiet_polls += 1,
+                // The source wakes readers once per batching window (`batch_window`): the
+                // writes of that time are one batch.
+                _ = control.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.wait() => return None,
             }
         }

@@ -104,6 +104,8 @@ pub struct TailBatch {
     pub partial_deadline: Option<Instant>,
     /// The newest file's order number and size (for the lag gauge).
     pub newest_size: Option<(u64, u64)>,
+    /// The newest file's inode and size (the write rate in `/status`).
+    pub live: Option<(u64, u64)>,
     /// An I/O error stopped this batch early; what was read before it is in `events`.
     pub error: Option<io::Error>,
     /// Without a checkpoint, once the first file has an identity: its start, to checkpoint
@@ -477,12 +479,14 @@ impl ContainerTail {
             .filter_map(|p| p.deadline(self.settings.partial_timeout))
             .min();
         let resume = self.resume_point();
-        let newest_size = self
+        let newest = self
             .queue
             .back()
             .or(self.current.as_ref())
             .filter(|f| !f.gz)
-            .and_then(|f| f.size().ok().map(|s| (f.seq, s)));
+            .and_then(|f| f.size().ok().map(|s| (f.seq, f.ino, s)));
+        let newest_size = newest.map(|(seq, _, size)| (seq, size));
+        let live = newest.map(|(_, ino, size)| (ino, size));
         self.flush_counts();
         let events = b.finish();
         if self.pending_gap.is_some() && (idle || !events.is_empty()) {
@@ -498,6 +502,7 @@ impl ContainerTail {
             idle,
             partial_deadline,
             newest_size,
+            live,
             error,
         }
     }
