@@ -31,6 +31,8 @@ use tokio::sync::{mpsc, Notify};
 /// source's `route`) where it does, so that quiet containers cost nothing.
 const POLL_UNWATCHED: Duration = Duration::from_millis(250);
 const POLL_WATCHED: Duration = Duration::from_secs(60);
+/// The most a caught-up reader reads inline, on the async worker, after a wake-up.
+const INLINE_BLOCK: usize = 64 * 1024;
 /// Pause after an I/O error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -173,6 +175,8 @@ impl Reader {
         let mut safe = sent.clone();
         let mut once_flushing = false;
         let full_block = tail.read_block();
+        // The last batch read everything there was (the next one may run inline).
+        let mut caught_up = false;
         loop {
             let removed = control.removed.load(Ordering::Acquire);
             let flush = if removed {
@@ -188,10 +192,18 @@ impl Reader {
             if let Some(c) = &status {
                 c.set_meta(record);
             }
-            tail.set_read_block(
-                rate.update(record, tokio::time::Instant::now())
-                    .map_or(full_block, |b| b.min(full_block)),
-            );
+            let block = rate
+                .update(record, tokio::time::Instant::now())
+                .map_or(full_block, |b| b.min(full_block));
+            // Caught up and woken: what came since is small and in the page cache (Docker just
+            // wrote it), so it is read right here — a few microseconds, less than handing the
+            // batch to a pool thread and back. More than one small block goes to the pool.
+            let inline = caught_up && !once;
+            tail.set_read_block(if inline {
+                block.min(INLINE_BLOCK)
+            } else {
+                block
+            });
             if let Some(d) = rate.delay(tokio::time::Instant::now()) {
                 // Over the limit: the file keeps the lines until the bucket allows reading on.
                 tokio::select! {
@@ -200,13 +212,22 @@ impl Reader {
                 }
             }
             let read_before = tail.counts_total.read;
-            let span = tracing::Span::current();
-            let joined = crate::tail::blocking::run(move || {
-                let _in = span.enter();
-                let batch = tail.next_batch(flush, Instant::now());
-                (tail, batch)
-            })
-            .await;
+            let joined = if inline {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    tail.next_batch(flush, Instant::now())
+                }))
+                .map(|batch| (tail, batch))
+                .map_err(|_| "a panic".to_string())
+            } else {
+                let span = tracing::Span::current();
+                crate::tail::blocking::run(move || {
+                    let _in = span.enter();
+                    let batch = tail.next_batch(flush, Instant::now());
+                    (tail, batch)
+                })
+                .await
+                .map_err(|e| e.to_string())
+            };
             let batch;
             (tail, batch) = match joined {
                 Ok(r) => r,
@@ -215,6 +236,7 @@ impl Reader {
                     return None;
                 }
             };
+            caught_up = batch.idle && batch.error.is_none();
             rate.spend(
                 tail.counts_total.read - read_before,
                 tokio::time::Instant::now(),

@@ -231,6 +231,8 @@ struct ReadBuf {
     end: usize,
     /// Inside a raw line that went over the cap: drop bytes up to its newline.
     discarding: bool,
+    /// The last read took all the (plain) file had when it was looked at.
+    at_end: bool,
 }
 
 impl ReadBuf {
@@ -238,6 +240,7 @@ impl ReadBuf {
         self.start = 0;
         self.end = 0;
         self.discarding = false;
+        self.at_end = false;
     }
 }
 
@@ -586,7 +589,11 @@ impl ContainerTail {
             }
             if !b.events.is_empty() {
                 // One read block per batch: the batch's buffers were sized for this block.
-                return Ok(false);
+                // A read that took the whole live file makes this batch the last one for
+                // now: the next write wakes the reader again (or its poll does), so a line
+                // written now and then costs one batch, not a second one that finds nothing.
+                let caught_up = rb.at_end && cur.rank == 0 && !cur.gz && self.queue.is_empty();
+                return Ok(caught_up);
             }
             let n = read_more(rb, cur, self.settings.read_buffer_bytes)?;
             if n > 0 {
@@ -981,6 +988,7 @@ fn read_more(rb: &mut ReadBuf, cur: &mut OpenFile, block: usize) -> io::Result<u
     }
     let n = cur.read(&mut rb.buf[rb.end..])?;
     rb.end += n;
+    rb.at_end = !cur.gz && cur.read_pos >= cur.seen;
     Ok(n)
 }
 

@@ -68,24 +68,56 @@ fn register(inotify: Inotify) -> io::Result<AsyncFd<Inotify>> {
         .map_err(|e| e.into_parts().1)
 }
 
+/// An inotify descriptor, waited on through the runtime, or (a busy queue) read now and
+/// then without being woken: epoll wakes a waiter at every event queued, not only at the
+/// first one, so a queue read once per window is taken off the runtime's epoll meanwhile.
+enum Fd {
+    Waited(AsyncFd<Inotify>),
+    Read(Inotify),
+    /// Only between the two (never across an await).
+    Moving,
+}
+
+impl Fd {
+    fn inotify(&self) -> Option<&Inotify> {
+        match self {
+            Fd::Waited(fd) => Some(fd.get_ref()),
+            Fd::Read(fd) => Some(fd),
+            Fd::Moving => None,
+        }
+    }
+}
+
 /// One inotify instance and what its watch descriptors stand for.
 struct Instance {
-    fd: AsyncFd<Inotify>,
+    fd: Fd,
+    /// After events, stop waiting on the descriptor until a read finds nothing (writes).
+    read_while_busy: bool,
     targets: HashMap<c_int, Target>,
     by_dir: HashMap<PathBuf, inotify::WatchDescriptor>,
 }
 
+enum Outcome {
+    Read,
+    Empty,
+    Failed(io::Error),
+}
+
 impl Instance {
-    fn new() -> io::Result<Instance> {
+    fn new(read_while_busy: bool) -> io::Result<Instance> {
         Ok(Instance {
-            fd: register(Inotify::init()?)?,
+            fd: Fd::Waited(register(Inotify::init()?)?),
+            read_while_busy,
             targets: HashMap::new(),
             by_dir: HashMap::new(),
         })
     }
 
     fn add(&mut self, dir: &Path, mask: WatchMask, target: Target) -> io::Result<()> {
-        let wd = self.fd.get_ref().watches().add(dir, mask)?;
+        let Some(fd) = self.fd.inotify() else {
+            return Err(io::Error::other("inotify is gone"));
+        };
+        let wd = fd.watches().add(dir, mask)?;
         self.targets.insert(wd.get_watch_descriptor_id(), target);
         self.by_dir.insert(dir.to_path_buf(), wd);
         Ok(())
@@ -94,24 +126,50 @@ impl Instance {
     fn remove(&mut self, dir: &Path) {
         if let Some(wd) = self.by_dir.remove(dir) {
             self.targets.remove(&wd.get_watch_descriptor_id());
-            let _ = self.fd.get_ref().watches().remove(wd); // already gone with the directory
+            if let Some(fd) = self.fd.inotify() {
+                let _ = fd.watches().remove(wd); // already gone with the directory
+            }
         }
     }
 
     /// Waits for events, then appends what they mean to `out`; an error only if inotify
     /// itself failed.
     async fn next(&mut self, buf: &mut [u8], out: &mut Vec<Change>) -> io::Result<()> {
-        let Instance { fd, targets, .. } = self;
         loop {
-            let mut guard = fd.readable_mut().await?;
-            match guard.try_io(|fd| drain(fd.get_mut(), buf, targets, out)) {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "reading inotify events failed; looking everywhere");
-                    out.push(Change::Lost);
+            let targets = &mut self.targets;
+            let outcome = match &mut self.fd {
+                Fd::Read(fd) => match drain(fd, buf, targets, out) {
+                    Ok(()) => Outcome::Read,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Outcome::Empty,
+                    Err(e) => Outcome::Failed(e),
+                },
+                Fd::Waited(fd) => {
+                    let mut guard = fd.readable_mut().await?;
+                    match guard.try_io(|fd| drain(fd.get_mut(), buf, targets, out)) {
+                        Ok(Ok(())) => Outcome::Read,
+                        Ok(Err(e)) => Outcome::Failed(e),
+                        Err(_would_block) => continue,
+                    }
+                }
+                Fd::Moving => return Err(io::Error::other("inotify is gone")),
+            };
+            // Synchronous from here on: the future may be dropped at any await, never here.
+            match (outcome, std::mem::replace(&mut self.fd, Fd::Moving)) {
+                (Outcome::Read, Fd::Waited(fd)) if self.read_while_busy => {
+                    self.fd = Fd::Read(fd.into_inner());
                     return Ok(());
                 }
-                Err(_would_block) => continue,
+                (Outcome::Empty, Fd::Read(fd)) => {
+                    self.fd = Fd::Waited(register(fd)?); // quiet again: wait for the next event
+                }
+                (outcome, fd) => {
+                    self.fd = fd;
+                    if let Outcome::Failed(e) = outcome {
+                        tracing::warn!(error = %e, "reading inotify events failed; looking everywhere");
+                        out.push(Change::Lost);
+                    }
+                    return Ok(());
+                }
             }
         }
     }
@@ -132,7 +190,7 @@ pub struct Watcher {
 impl Watcher {
     pub fn new(enabled: bool) -> Watcher {
         let queues = if enabled {
-            match Instance::new().and_then(|n| Ok((n, Instance::new()?))) {
+            match Instance::new(false).and_then(|n| Ok((n, Instance::new(true)?))) {
                 Ok(q) => Some(q),
                 Err(e) => {
                     tracing::warn!(error = %e, "inotify is unavailable; finding containers and new lines by polling only");
