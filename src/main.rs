@@ -296,8 +296,12 @@ fn run(
     // Before anything else (the API's port included): a second process on this data_dir
     // stops here, naming the directory and the other pid.
     let _lock = logwharf_collector::lock::DataDirLock::acquire(&config.data_dir)?;
+    // A bounded blocking pool, whatever the number of containers: the file sources' jobs
+    // take at most two sets of slots (see `tail::blocking`), the rest is for checkpoint
+    // writes and the sinks' file and console writes.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(2 * logwharf_collector::tail::blocking::slots() + 4)
         .build()
         .context("starting the runtime")?;
     // `--once` on a terminal draws a progress line; elsewhere (pipes, journald) plain logs.

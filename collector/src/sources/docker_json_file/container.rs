@@ -171,7 +171,7 @@ impl Common {
         rate: RateLimiter,
     ) -> Reader {
         Reader {
-            tail,
+            tail: Box::new(tail),
             output,
             shutdown: self.shutdown.clone(),
             once: self.once,

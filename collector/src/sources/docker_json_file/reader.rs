@@ -126,7 +126,9 @@ impl Output {
 }
 
 pub struct Reader {
-    pub tail: ContainerTail,
+    /// Boxed: it moves to a pool thread and back with every batch, and the task's future
+    /// would otherwise hold it twice (1,000 containers, 1,000 futures).
+    pub tail: Box<ContainerTail>,
     pub output: Output,
     pub shutdown: Shutdown,
     /// `run --once`: read to the current end, flush partial lines, return.
