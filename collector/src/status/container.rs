@@ -36,6 +36,9 @@ pub(super) struct Names {
 struct Live {
     ino: u64,
     size: u64,
+    /// The live file before the last rotation: a late report of it (a reader that has not
+    /// looked again yet) is not a rotation back.
+    before: Option<u64>,
 }
 
 impl ContainerStats {
@@ -84,12 +87,17 @@ impl ContainerStats {
     /// to `max-size` (Docker rotates once a file reaches it).
     pub fn observe_live(&self, ino: u64, size: u64) {
         let mut g = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let grew = match *g {
-            None => 0,
-            Some(l) if l.ino == ino => size.saturating_sub(l.size),
-            Some(l) => self.max_size.unwrap_or(l.size).saturating_sub(l.size) + size,
+        let (grew, before) = match *g {
+            None => (0, None),
+            // Several readers and the hold report: an older report is nothing new.
+            Some(l) if l.before == Some(ino) || (l.ino == ino && size < l.size) => return,
+            Some(l) if l.ino == ino => (size - l.size, l.before),
+            Some(l) => (
+                self.max_size.unwrap_or(l.size).saturating_sub(l.size) + size,
+                Some(l.ino),
+            ),
         };
-        *g = Some(Live { ino, size });
+        *g = Some(Live { ino, size, before });
         drop(g);
         self.written.add(grew);
     }

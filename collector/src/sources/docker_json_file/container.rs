@@ -51,6 +51,8 @@ pub(super) struct Common {
     pub start_at: StartAt,
     /// inotify watches the container's directory.
     pub watched: Arc<AtomicBool>,
+    /// The source's batches read and not yet handed to the sinks (see [`Reader::inflight`]).
+    pub inflight: Arc<tokio::sync::Semaphore>,
 }
 
 /// One sink's part, before it starts (`sink` is `None` when no sink reads the source: one
@@ -170,8 +172,14 @@ impl Common {
         control: ReaderControl,
         rate: RateLimiter,
     ) -> Reader {
+        // A detached sink's reader goes at its sink's pace, whatever the others do.
+        let inflight = match &output {
+            Output::Sink { group: Some(_), .. } => None,
+            _ => Some(self.inflight.clone()),
+        };
         Reader {
             tail: Box::new(tail),
+            inflight,
             output,
             shutdown: self.shutdown.clone(),
             once: self.once,

@@ -77,6 +77,11 @@ const HOLD_POLL: Duration = Duration::from_millis(50);
 /// stat of the live file) — so that 1,000 containers do not cost 20,000 looks a second.
 /// Writes do not wake the hold: the readers tell `/status` the live file's size.
 const HOLD_POLL_WATCHED: Duration = Duration::from_secs(60);
+/// Batches read and not yet handed to the sinks, per source: twice the readers that run at
+/// once (one being read while the other is handed on), whatever the number of containers.
+fn inflight_batches() -> usize {
+    2 * blocking::slots()
+}
 /// Where inotify watches the root, the periodic rescan (`rescan_interval`) is a safety net
 /// only: at least this far apart.
 const RESCAN_WATCHED: Duration = Duration::from_secs(30);
@@ -127,6 +132,7 @@ impl Source for DockerJsonFile {
             tasks: JoinSet::new(),
             root_present: None,
             root_watched: false,
+            inflight: Arc::new(tokio::sync::Semaphore::new(inflight_batches())),
             pruned: false,
             ctx,
         }
@@ -188,6 +194,8 @@ struct Runner {
     root_present: Option<bool>,
     /// inotify watches the root (the periodic rescan is then a safety net only).
     root_watched: bool,
+    /// Batches read and not yet handed on, for all the source's containers together.
+    inflight: Arc<tokio::sync::Semaphore>,
     /// Checkpoints of vanished containers were dropped (at the first look at the root).
     pruned: bool,
     ctx: SourceContext,
@@ -415,6 +423,7 @@ impl Runner {
             rate_limit: self.rate_limit,
             start_at,
             watched: first.watched.clone(),
+            inflight: self.inflight.clone(),
         };
         // A child of the source's span: every log line of this container's readers names it.
         let span = tracing::info_span!("container", id = %&id[..id.floor_char_boundary(12)]);

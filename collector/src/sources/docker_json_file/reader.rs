@@ -129,6 +129,10 @@ pub struct Reader {
     /// Boxed: it moves to a pool thread and back with every batch, and the task's future
     /// would otherwise hold it twice (1,000 containers, 1,000 futures).
     pub tail: Box<ContainerTail>,
+    /// A batch is read only with one of these permits, held until the batch is handed on: so
+    /// that 1,000 containers with a backlog hold a few batches between them, not one each
+    /// (`None`: a detached sink's reader, which must not wait for the others).
+    pub inflight: Option<Arc<tokio::sync::Semaphore>>,
     pub output: Output,
     pub shutdown: Shutdown,
     /// `run --once`: read to the current end, flush partial lines, return.
@@ -153,6 +157,7 @@ impl Reader {
     pub async fn run(self) -> Option<mpsc::Receiver<LaneItem>> {
         let Reader {
             mut tail,
+            inflight,
             output,
             shutdown,
             once,
@@ -177,6 +182,9 @@ impl Reader {
         let mut safe = sent.clone();
         let mut once_flushing = false;
         let full_block = tail.read_block();
+        // A detached sink's reader may be files behind: it does not tell `/status` of the live
+        // file (the container's shared reader and its hold do).
+        let detached = matches!(output, Output::Sink { group: Some(_), .. });
         // The last batch read everything there was (the next one may run inline).
         let mut caught_up = false;
         loop {
@@ -213,6 +221,13 @@ impl Reader {
                     _ = shutdown.wait() => return None,
                 }
             }
+            let permit = match &inflight {
+                Some(s) => tokio::select! {
+                    p = s.clone().acquire_owned() => p.ok(),
+                    _ = shutdown.wait() => return None,
+                },
+                None => None,
+            };
             let read_before = tail.counts_total.read;
             let joined = if inline {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -239,11 +254,16 @@ impl Reader {
                 }
             };
             caught_up = batch.idle && batch.error.is_none();
+            if batch.idle {
+                // Before waiting for anything (the sinks, more data): a backlog's read buffer
+                // is not kept by 1,000 readers that each read their file once.
+                tail.release_idle_memory();
+            }
             rate.spend(
                 tail.counts_total.read - read_before,
                 tokio::time::Instant::now(),
             );
-            if let (Some(c), Some((ino, size))) = (&status, batch.live) {
+            if let (Some(c), Some((ino, size)), false) = (&status, batch.live, detached) {
                 c.observe_live(ino, size); // the write rate, for /status
             }
             if let Some((seq, size)) = batch.newest_size {
@@ -295,6 +315,7 @@ impl Reader {
                 }
                 sent = batch.resume;
             }
+            drop(permit); // handed on (or nothing to hand on)
             if let Some(e) = batch.error {
                 tracing::warn!(container = %id, error = %e, "reading the container's log failed; retrying");
                 tokio::select! {
@@ -329,7 +350,6 @@ impl Reader {
                     return Some(lane);
                 }
             }
-            tail.release_idle_memory();
             let poll = if control.watched.load(Ordering::Relaxed) {
                 POLL_WATCHED
             } else {

@@ -521,11 +521,11 @@ impl ContainerTail {
     }
 
     /// Gives back memory held for reading while the reader waits for more: a buffer grown
-    /// for a backlog shrinks to what is pending (a container writing now and then needs no
-    /// more than its smallest read, 4 KiB; 1,000 quiet containers must not keep 64 KiB each).
+    /// for a backlog shrinks to what is pending, and with nothing pending it goes (the next
+    /// read takes 4 KiB again; 1,000 quiet containers must not keep even that each).
     pub fn release_idle_memory(&mut self) {
         let keep = self.rb.end - self.rb.start;
-        if self.rb.buf.capacity() > (2 * keep).max(16 << 10) {
+        if keep == 0 || self.rb.buf.capacity() > (2 * keep).max(16 << 10) {
             self.rb.buf.copy_within(self.rb.start..self.rb.end, 0);
             self.rb.buf.truncate(keep);
             self.rb.buf.shrink_to_fit();
