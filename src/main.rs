@@ -326,6 +326,11 @@ fn run(
             origin.to_string(),
             reload_tx,
         ));
+        if !once {
+            tokio::spawn(logwharf_collector::memory::trim_now_and_then(
+                shutdown.clone(),
+            ));
+        }
         let reloads = (!once).then_some(reload_rx);
         Topology::run_reloadable(&config, once, shutdown, health, reloads).await
     })

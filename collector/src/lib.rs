@@ -22,6 +22,7 @@ mod inflight;
 pub mod kafka;
 pub mod listen;
 pub mod lock;
+pub mod memory;
 pub mod metrics;
 pub mod multiline;
 pub mod shutdown;

@@ -117,6 +117,8 @@ struct Reader {
     seq: u64,
     streams: [StreamState; 2],
     rewind: Rewind,
+    /// The stream had a malformed frame: what follows in it cannot be trusted (re-attach).
+    malformed: bool,
     /// Events ready to send.
     pending: Vec<Event>,
 }
@@ -150,6 +152,7 @@ pub(super) async fn follow(
         streams: Default::default(),
         pending: Vec::new(),
         rewind: Rewind::No,
+        malformed: false,
         seq: 0,
         consumed,
         id,
@@ -285,6 +288,7 @@ impl Reader {
                         // Take whatever else is already here before sending: fewer, larger batches.
                         while self.pending.len() < cfg.batch_max_events
                             && self.rewind != Rewind::Wanted
+                            && !self.malformed
                         {
                             match stream.as_mut().and_then(|s| s.next_chunk().now_or_never()) {
                                 Some(Some(Ok(more))) => self.feed(&mut demux, &mut replay, &more),
@@ -293,6 +297,10 @@ impl Reader {
                         }
                         if self.rewind == Rewind::Wanted {
                             break None;
+                        }
+                        if std::mem::take(&mut self.malformed) {
+                            reason = Attach::Error;
+                            break Some(anyhow::anyhow!("a malformed frame"));
                         }
                         self.send_holding(&mut stream, inactivity, stop).await?;
                         // Time spent waiting for the sink is not Docker's silence.
@@ -399,6 +407,7 @@ impl Reader {
                         metrics::counter!(m::DOCKER_BAD_FRAMES, "source" => self.shared.source.to_string(), "container" => self.id.clone()).increment(1);
                     }
                     tracing::warn!(container = %self.id, sink = %self.sink, error = %e, "malformed API log stream; its buffered bytes were dropped and the stream is re-read from the cursor");
+                    self.malformed = true;
                     break;
                 }
             }

@@ -219,7 +219,7 @@ pub(super) async fn run(
                 part.sink.is_some(),
                 sink.clone(),
             );
-            let Some((tail, commit_now)) = open_tail(params, &common.id).await else {
+            let Some((tail, commit_now)) = Box::pin(open_tail(params, &common.id)).await else {
                 return false;
             };
             let tracker = common.tracker(&part, &tail, commit_now);
@@ -240,7 +240,15 @@ pub(super) async fn run(
             let r = common.reader(tail, output, part.control, rate);
             running.spawn(async move { drop(r.run().await) }.in_current_span());
         }
-    } else if !start_group(&common, parts, group_control, &mut running, &mut trackers).await {
+    } else if !Box::pin(start_group(
+        &common,
+        parts,
+        group_control,
+        &mut running,
+        &mut trackers,
+    ))
+    .await
+    {
         return false;
     }
     tracing::debug!(container = %common.id, readers = running.len(), "reading container log");
@@ -290,7 +298,7 @@ async fn start_group(
         true,
         label.clone(),
     );
-    let Some((shared_tail, shared_commit)) = open_tail(params, &common.id).await else {
+    let Some((shared_tail, shared_commit)) = Box::pin(open_tail(params, &common.id)).await else {
         return false;
     };
     // The others, each at its own checkpoint.
@@ -308,7 +316,7 @@ async fn start_group(
             true,
             part.name(),
         );
-        let Some(t) = open_tail(params, &common.id).await else {
+        let Some(t) = Box::pin(open_tail(params, &common.id)).await else {
             return false;
         };
         own_tails.push(Some(t));

@@ -16,7 +16,7 @@
 
 use super::position::SavedPosition;
 use super::rotation::RotationLimits;
-use crate::metrics as m;
+use crate::metrics::{self as m, LabelValue, LazyCounter};
 use crate::time::{format_rfc3339, Fraction};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -70,8 +70,8 @@ pub struct LossCounters {
 }
 
 struct SinkLoss {
-    bytes: [metrics::Counter; 3],
-    gaps: [metrics::Counter; 3],
+    bytes: [LazyCounter; 3],
+    gaps: [LazyCounter; 3],
     /// Whether the sink reads through this reader now (`None`: always).
     attached: Option<Arc<AtomicBool>>,
 }
@@ -83,7 +83,22 @@ impl SinkLoss {
         sink: &str,
         attached: Option<Arc<AtomicBool>>,
     ) -> SinkLoss {
-        let counter = |name: &'static str, r: LossReason| metrics::counter!(name, "source" => source.to_string(), "container" => container.to_string(), "sink" => sink.to_string(), "reason" => r.label());
+        let (source, container, sink) = (
+            LabelValue::Shared(source.into()),
+            LabelValue::Shared(container.into()),
+            LabelValue::Shared(sink.into()),
+        );
+        let counter = |name: &'static str, r: LossReason| {
+            LazyCounter::new(
+                name,
+                vec![
+                    ("source", source.clone()),
+                    ("container", container.clone()),
+                    ("sink", sink.clone()),
+                    ("reason", LabelValue::Static(r.label())),
+                ],
+            )
+        };
         SinkLoss {
             bytes: LossReason::ALL.map(|r| counter(m::LOST_BYTES, r)),
             gaps: LossReason::ALL.map(|r| counter(m::LOST_GAPS, r)),

@@ -15,7 +15,7 @@
 //! sink receives the container's lines at the configured rate, independently of the others.
 
 use crate::event::ContainerMeta;
-use crate::metrics as m;
+use crate::metrics::{self as m, LabelValue, LazyCounter};
 use logwharf_config::ByteSize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -107,8 +107,16 @@ impl TokenBucket {
     }
 }
 
-fn limited_seconds(source: &str, container: &str, sink: &str) -> metrics::Counter {
-    metrics::counter!(m::RATE_LIMITED_SECONDS, "source" => source.to_string(), "container" => container.to_string(), "sink" => sink.to_string())
+fn limited_seconds(source: &str, container: &str, sink: &str) -> LazyCounter {
+    let label = |v: &str| LabelValue::Shared(v.into());
+    LazyCounter::new(
+        m::RATE_LIMITED_SECONDS,
+        vec![
+            ("source", label(source)),
+            ("container", label(container)),
+            ("sink", label(sink)),
+        ],
+    )
 }
 
 /// One reader's limit: follows the container's label, holds its bucket, counts the waits.
@@ -122,7 +130,7 @@ pub struct RateLimiter {
     reports: bool,
     source: Arc<str>,
     /// Per sink read through this reader; a shared reader's sink counts while attached.
-    limited_seconds: Vec<(metrics::Counter, Option<Arc<AtomicBool>>)>,
+    limited_seconds: Vec<(LazyCounter, Option<Arc<AtomicBool>>)>,
     /// Waited time not yet counted: the counter counts whole seconds.
     carry: f64,
 }
@@ -158,7 +166,7 @@ impl RateLimiter {
         default: Option<u64>,
         source: &str,
         reports: bool,
-        limited_seconds: Vec<(metrics::Counter, Option<Arc<AtomicBool>>)>,
+        limited_seconds: Vec<(LazyCounter, Option<Arc<AtomicBool>>)>,
     ) -> RateLimiter {
         RateLimiter {
             default,

@@ -172,7 +172,7 @@ impl Reader {
         // Lines read before the metadata is known: a bounded wait, then the id alone (later
         // batches carry the record as soon as the service has it).
         tokio::select! {
-            _ = meta.wait_known(metadata_wait) => {}
+            _ = Box::pin(meta.wait_known(metadata_wait)) => {}
             _ = shutdown.wait() => return None,
         }
         let mut sent = tail.resume_point();
@@ -237,11 +237,13 @@ impl Reader {
                 .map_err(|_| "a panic".to_string())
             } else {
                 let span = tracing::Span::current();
-                crate::tail::blocking::run(move || {
+                // Boxed, as the send below: 1,000 readers' futures would each keep room for
+                // these while they wait for data.
+                Box::pin(crate::tail::blocking::run(move || {
                     let _in = span.enter();
                     let batch = tail.next_batch(flush, Instant::now());
                     (tail, batch)
-                })
+                }))
                 .await
                 .map_err(|e| e.to_string())
             };
@@ -311,7 +313,7 @@ impl Reader {
                 tokio::select! {
                     biased;
                     _ = shutdown.wait() => return None,
-                    r = output.send(batch.events, ack_at, join_at.clone()) => if r.is_err() { return None },
+                    r = Box::pin(output.send(batch.events, ack_at, join_at.clone())) => if r.is_err() { return None },
                 }
                 sent = batch.resume;
             }

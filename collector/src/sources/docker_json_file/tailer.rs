@@ -22,7 +22,7 @@ use super::loss::{LossCounters, LossReason, LossTotals, StoppedGap};
 use super::position::{ResumePoint, SavedPosition};
 use super::rotation::RotationLimits;
 use crate::event::{ContainerMeta, Event};
-use crate::metrics as m;
+use crate::metrics::{self as m, LabelValue, LazyCounter};
 use crate::tail::file::OpenFile;
 use crate::tail::fingerprint::read_full_at;
 use crate::tail::siblings::Sibling;
@@ -117,12 +117,12 @@ pub struct TailBatch {
 /// Per-container (and per-sink) metric handles.
 pub struct TailMetrics {
     read_bytes: metrics::Counter,
-    malformed: metrics::Counter,
-    truncated: metrics::Counter,
-    skipped: metrics::Counter,
+    malformed: LazyCounter,
+    truncated: LazyCounter,
+    skipped: LazyCounter,
     /// What this reader's sink lost (`logwharf_lost_bytes_total`, `logwharf_lost_gaps_total`).
     pub loss: LossCounters,
-    rewritten: metrics::Counter,
+    rewritten: LazyCounter,
     pub files: metrics::Gauge,
 }
 
@@ -148,19 +148,31 @@ impl TailMetrics {
 
     fn with_loss(source: &str, container: &str, primary: bool, loss: LossCounters) -> TailMetrics {
         let (s, c) = (source.to_string(), container.to_string());
-        let input = |name: &'static str| {
+        let (ls, lc) = (
+            LabelValue::Shared(source.into()),
+            LabelValue::Shared(container.into()),
+        );
+        // The rare ones join the exported metrics when they first count something.
+        let rare = |name: &'static str| {
             if primary {
-                metrics::counter!(name, "source" => s.clone(), "container" => c.clone())
+                LazyCounter::new(
+                    name,
+                    vec![("source", ls.clone()), ("container", lc.clone())],
+                )
             } else {
-                metrics::Counter::noop()
+                LazyCounter::noop()
             }
         };
         TailMetrics {
-            read_bytes: input(m::SOURCE_READ_BYTES),
-            malformed: input(m::MALFORMED_LINES),
-            truncated: input(m::PARTIAL_TRUNCATED),
-            skipped: input(m::SKIPPED_BYTES),
-            rewritten: input(m::FILES_REWRITTEN),
+            read_bytes: if primary {
+                metrics::counter!(m::SOURCE_READ_BYTES, "source" => s.clone(), "container" => c)
+            } else {
+                metrics::Counter::noop()
+            },
+            malformed: rare(m::MALFORMED_LINES),
+            truncated: rare(m::PARTIAL_TRUNCATED),
+            skipped: rare(m::SKIPPED_BYTES),
+            rewritten: rare(m::FILES_REWRITTEN),
             loss,
             files: metrics::gauge!(m::FILES_WATCHED, "source" => s.clone()),
         }
@@ -169,11 +181,11 @@ impl TailMetrics {
     pub fn noop() -> TailMetrics {
         TailMetrics {
             read_bytes: metrics::Counter::noop(),
-            malformed: metrics::Counter::noop(),
-            truncated: metrics::Counter::noop(),
-            skipped: metrics::Counter::noop(),
+            malformed: LazyCounter::noop(),
+            truncated: LazyCounter::noop(),
+            skipped: LazyCounter::noop(),
             loss: LossCounters::noop(),
-            rewritten: metrics::Counter::noop(),
+            rewritten: LazyCounter::noop(),
             files: metrics::Gauge::noop(),
         }
     }
