@@ -129,9 +129,9 @@ pub struct Reader {
     /// Boxed: it moves to a pool thread and back with every batch, and the task's future
     /// would otherwise hold it twice (1,000 containers, 1,000 futures).
     pub tail: Box<ContainerTail>,
-    /// A batch is read only with one of these permits, held until the batch is handed on: so
-    /// that 1,000 containers with a backlog hold a few batches between them, not one each
-    /// (`None`: a detached sink's reader, which must not wait for the others).
+    /// A batch from the pool is read only with one of these permits, held until the batch is
+    /// handed on: so that 1,000 containers with a backlog hold a few batches between them, not
+    /// one each (`None`: a detached sink's reader, which must not wait for the others).
     pub inflight: Option<Arc<tokio::sync::Semaphore>>,
     pub output: Output,
     pub shutdown: Shutdown,
@@ -221,7 +221,10 @@ impl Reader {
                     _ = shutdown.wait() => return None,
                 }
             }
-            let permit = match &inflight {
+            // A small read of a caught-up reader takes no permit: a quiet container must not
+            // queue behind backlogs (whose readers may hold the permits while their sink's
+            // buffer share is full), and its batch is ≤ INLINE_BLOCK anyway.
+            let permit = match inflight.as_ref().filter(|_| !inline) {
                 Some(s) => tokio::select! {
                     p = s.clone().acquire_owned() => p.ok(),
                     _ = shutdown.wait() => return None,
