@@ -6,7 +6,7 @@
 //! through our descriptor until we have read it to its end and drop it. Reads go through
 //! `pread`, so several readers can share one descriptor (the json-file hold does).
 
-use super::fingerprint::{read_full_at, FileAt, Fingerprint};
+use super::fingerprint::{read_full_at, FileAt, Fingerprint, FINGERPRINT_MAX_BYTES};
 use super::siblings::Sibling;
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
@@ -14,6 +14,21 @@ use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
+
+/// Opens a log file for reading without updating its access time where the kernel allows it
+/// (the file's owner, or root): every read of a file Docker keeps writing would otherwise
+/// dirty its inode (relatime updates an access time older than the last write).
+fn open_noatime(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match File::options()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        r => r,
+    }
+}
 
 /// One file as a reader knows it. `seq` orders the files of one reader (older files have
 /// smaller numbers), so positions in different files compare correctly.
@@ -71,7 +86,7 @@ pub struct OpenFile {
 
 impl OpenFile {
     pub fn open(dir: &Path, s: &Sibling, files_gauge: &metrics::Gauge) -> io::Result<OpenFile> {
-        let file = File::open(dir.join(&s.name))?;
+        let file = open_noatime(&dir.join(&s.name))?;
         let md = file.metadata()?;
         let fp = if s.gz {
             // A damaged archive has no fingerprint; reading it reports the damage.
@@ -199,6 +214,20 @@ impl OpenFile {
     pub fn byte_at(&self, offset: u64) -> io::Result<Option<u8>> {
         let mut b = [0u8; 1];
         Ok((read_full_at(&self.file, &mut b, offset)? == 1).then_some(b[0]))
+    }
+
+    /// Whether the file still starts with the first line `fp` was taken of (plain files;
+    /// gzip does not change): reads that line's bytes only, not the whole window. (A new
+    /// first line that merely extends the old one would pass; a first line carries its
+    /// nanosecond timestamp, so it does not happen.)
+    pub fn starts_with(&self, fp: Fingerprint) -> io::Result<bool> {
+        if self.gz {
+            return Ok(true);
+        }
+        let len = (fp.len as usize).min(FINGERPRINT_MAX_BYTES);
+        let mut head = [0u8; FINGERPRINT_MAX_BYTES];
+        let n = read_full_at(&self.file, &mut head[..len], 0)?;
+        Ok(n == len && crc32fast::hash(&head[..len]) == fp.crc)
     }
 
     /// The fingerprint as the file reads now (plain files only; gzip does not change).

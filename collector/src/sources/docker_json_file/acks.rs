@@ -44,7 +44,7 @@ struct State {
 
 impl Shared {
     fn commit(&self, r: ResumePoint) {
-        self.store.set(&self.key, self.saved(&r).to_json());
+        self.store.set_json(&self.key, &self.saved(&r));
         self.tell_status(&r);
         if let Some((hold, sink)) = &self.hold {
             hold.delivered(*sink, &r);
@@ -165,7 +165,7 @@ impl AckTracker {
             if let (false, Some(r)) = (stopped, committed) {
                 self.shared
                     .store
-                    .set(&self.shared.key, self.shared.saved(&r).to_json());
+                    .set_json(&self.shared.key, &self.shared.saved(&r));
                 self.shared.tell_status(&r);
             }
         });

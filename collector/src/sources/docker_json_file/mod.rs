@@ -160,7 +160,7 @@ impl Running {
     /// Its files changed (a rotation) or events were lost: the hold looks too.
     fn wake(&self) {
         self.hold_wake.notify_one();
-        self.wake_readers();
+        self.controls.iter().for_each(ReaderControl::names_changed);
     }
 }
 

@@ -45,6 +45,10 @@ pub struct ReaderControl {
     pub removed: Arc<AtomicBool>,
     /// inotify watches the container's directory, so `wake` comes with new data.
     pub watched: Arc<AtomicBool>,
+    /// A name in the container's directory changed (or inotify lost events) since this
+    /// reader last looked for rotation: while it is clear, a caught-up reader's batch after
+    /// a write does not look (a watched directory's rotation always sets it first).
+    pub names: Arc<AtomicBool>,
 }
 
 impl ReaderControl {
@@ -55,7 +59,15 @@ impl ReaderControl {
             wake: Arc::new(Notify::new()),
             removed: self.removed.clone(),
             watched: self.watched.clone(),
+            names: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Files of the container were created, renamed or deleted (or inotify lost events):
+    /// the next batch looks for rotation.
+    pub fn names_changed(&self) {
+        self.names.store(true, Ordering::Release);
+        self.wake.notify_one();
     }
 
     pub fn mark_removed(&self) {
@@ -187,6 +199,8 @@ impl Reader {
         let detached = matches!(output, Output::Sink { group: Some(_), .. });
         // The last batch read everything there was (the next one may run inline).
         let mut caught_up = false;
+        // The reader's last wait ended with a wake-up from inotify, not a timer.
+        let mut woken = false;
         loop {
             let removed = control.removed.load(Ordering::Acquire);
             let flush = if removed {
@@ -214,6 +228,14 @@ impl Reader {
             } else {
                 block
             });
+            // A write woke a caught-up reader of a watched directory, and no name changed
+            // there: the live file is still the one held, so the batch need not stat its path
+            // (a poll, a backlog and every name change look, as does a lost inotify event).
+            let names = control.names.swap(false, Ordering::AcqRel);
+            if inline && woken && !names && control.watched.load(Ordering::Relaxed) {
+                tail.skip_rotation_look();
+            }
+            woken = false;
             if let Some(d) = rate.delay(tokio::time::Instant::now()) {
                 // Over the limit: the file keeps the lines until the bucket allows reading on.
                 tokio::select! {
@@ -375,8 +397,8 @@ impl Reader {
             tokio::select! {
                 // The source wakes readers once per batching window (`batch_window`): the
                 // writes of that time are one batch.
-                _ = control.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = control.wake.notified() => woken = true,
+                _ = tokio::time::sleep(wait) => woken = false,
                 _ = shutdown.wait() => return None,
             }
         }

@@ -232,6 +232,12 @@ pub struct ContainerTail {
     /// Without a checkpoint: the first file's order number, until its start is checkpointed
     /// ([`TailBatch::start`]).
     first_seq: Option<u64>,
+    /// The next batch does not look for rotation before it reads ([`Self::skip_rotation_look`]).
+    rotation_quiet: bool,
+    /// The current file's size as this batch stat'ed it, not yet used by a read.
+    fresh_size: Option<u64>,
+    /// The current file was stat'ed in this batch (its `seen` is its size now).
+    sized: bool,
 }
 
 /// Bytes read and not yet consumed: `buf[start..end]`, where `buf[0..end]` are the file bytes
@@ -290,6 +296,9 @@ impl ContainerTail {
             counts_total: Counts::default(),
             pending_gap: None,
             first_seq: None,
+            rotation_quiet: false,
+            fresh_size: None,
+            sized: false,
         };
         // The files wanted are those after the checkpointed one, or all of them.
         let anchor = p.saved.as_ref().map(SavedPosition::fingerprint);
@@ -454,12 +463,20 @@ impl ContainerTail {
     /// the end of what is written. Partial lines are shipped per `flush` once caught up.
     pub fn next_batch(&mut self, flush: Flush, now: Instant) -> TailBatch {
         let mut b = BatchBuilder::new(&self.settings);
+        self.fresh_size = None;
+        self.sized = false;
         // Looked for on every batch, not only at the end of the file: a reader behind a fast
-        // writer must take hold of rotated files before Docker deletes them.
-        // The same for rewriting in place: new content past our offset must not be read as
-        // the continuation of the old.
-        let filled = self
-            .refresh_rotation()
+        // writer must take hold of rotated files before Docker deletes them (unless the
+        // caller knows no name changed: see `skip_rotation_look`; the end of the file still
+        // looks). The same for rewriting in place: new content past our offset must not be
+        // read as the continuation of the old.
+        let quiet = std::mem::take(&mut self.rotation_quiet);
+        let rotation = if quiet {
+            Ok(false)
+        } else {
+            self.refresh_rotation()
+        };
+        let filled = rotation
             .and_then(|rotated| {
                 if rotated {
                     Ok(false)
@@ -494,12 +511,13 @@ impl ContainerTail {
             .filter_map(|p| p.deadline(self.settings.partial_timeout))
             .min();
         let resume = self.resume_point();
-        let newest = self
-            .queue
-            .back()
-            .or(self.current.as_ref())
-            .filter(|f| !f.gz)
-            .and_then(|f| f.size().ok().map(|s| (f.seq, f.ino, s)));
+        let newest = match (self.queue.back(), self.current.as_ref()) {
+            (Some(f), _) | (None, Some(f)) if f.gz => None,
+            // The current file was stat'ed in this batch: its size is what it has seen.
+            (None, Some(f)) if self.sized => Some((f.seq, f.ino, f.seen)),
+            (Some(f), _) | (None, Some(f)) => f.size().ok().map(|s| (f.seq, f.ino, s)),
+            (None, None) => None,
+        };
         let newest_size = newest.map(|(seq, _, size)| (seq, size));
         let live = newest.map(|(_, ino, size)| (ino, size));
         self.flush_counts();
@@ -528,6 +546,15 @@ impl ContainerTail {
         self.settings.read_buffer_bytes
     }
 
+    /// The next batch does not stat the live path for rotation before it reads: the caller
+    /// knows no name changed in the directory since the last look (inotify watches it). At
+    /// the end of the current file it still looks, so a write to a file this reader does not
+    /// hold yet (a rotation inotify could not report) is found by the read that finds
+    /// nothing.
+    pub fn skip_rotation_look(&mut self) {
+        self.rotation_quiet = true;
+    }
+
     pub fn set_read_block(&mut self, bytes: usize) {
         self.settings.read_buffer_bytes = bytes.max(4096);
     }
@@ -537,7 +564,14 @@ impl ContainerTail {
     /// read takes 4 KiB again; 1,000 quiet containers must not keep even that each).
     pub fn release_idle_memory(&mut self) {
         let keep = self.rb.end - self.rb.start;
-        if keep == 0 || self.rb.buf.capacity() > (2 * keep).max(16 << 10) {
+        if keep == 0 {
+            // To the pool the next reader's read takes it from: a buffer of its own per read
+            // would cost an allocation (and glibc's consolidation of freed chunks) per line.
+            spare::give(std::mem::take(&mut self.rb.buf));
+            (self.rb.start, self.rb.end) = (0, 0); // `discarding` holds on
+            return;
+        }
+        if self.rb.buf.capacity() > (2 * keep).max(16 << 10) {
             self.rb.buf.copy_within(self.rb.start..self.rb.end, 0);
             self.rb.buf.truncate(keep);
             self.rb.buf.shrink_to_fit();
@@ -607,7 +641,9 @@ impl ContainerTail {
                 let caught_up = rb.at_end && cur.rank == 0 && !cur.gz && self.queue.is_empty();
                 return Ok(caught_up);
             }
-            let n = read_more(rb, cur, self.settings.read_buffer_bytes)?;
+            let known = self.fresh_size.take();
+            self.sized = true;
+            let n = read_more(rb, cur, self.settings.read_buffer_bytes, known)?;
             if n > 0 {
                 self.lines.counts.read += n as u64;
                 continue;
@@ -646,6 +682,8 @@ impl ContainerTail {
     }
 
     fn switch_to(&mut self, f: OpenFile) {
+        self.fresh_size = None;
+        self.sized = false;
         tracing::debug!(container = %self.id, file = %f.name, offset = f.read_pos, "reading log file");
         self.rb.clear();
         self.current = Some(f);
@@ -838,11 +876,14 @@ impl ContainerTail {
         let size = cur.size()?;
         let rewritten = size < cur.read_pos
             || match cur.fp {
-                Some(old) => matches!(cur.current_fingerprint()?, Some(new) if new != old),
+                Some(old) => !cur.starts_with(old)?,
                 None => false,
             };
         if !rewritten {
             cur.seen = cur.seen.max(size);
+            // The read that follows uses this size rather than asking again.
+            self.fresh_size = Some(size);
+            self.sized = true;
             return Ok(false);
         }
         // Cut: what this reader had seen past what it consumed (including the head of a line
@@ -978,7 +1019,13 @@ fn last_line_end(f: &OpenFile, cap: usize) -> io::Result<u64> {
 /// Moves the unconsumed bytes to the front and reads the next block after them. The buffer
 /// grows to what the file has to offer (up to `block`): a container writing a line now and
 /// then keeps a small buffer, a backlog gets large reads.
-fn read_more(rb: &mut ReadBuf, cur: &mut OpenFile, block: usize) -> io::Result<usize> {
+/// `known`: the file's size, stat'ed just before (else it is asked for here).
+fn read_more(
+    rb: &mut ReadBuf,
+    cur: &mut OpenFile,
+    block: usize,
+    known: Option<u64>,
+) -> io::Result<usize> {
     if rb.start == rb.end {
         rb.start = 0;
         rb.end = 0;
@@ -990,11 +1037,17 @@ fn read_more(rb: &mut ReadBuf, cur: &mut OpenFile, block: usize) -> io::Result<u
     let want = if cur.gz {
         block
     } else {
-        let size = cur.size()?;
+        let size = match known {
+            Some(s) => s,
+            None => cur.size()?,
+        };
         cur.seen = cur.seen.max(size);
         let available = size.saturating_sub(cur.read_pos);
         (available.min(block as u64) as usize).max(4096)
     };
+    if rb.buf.capacity() == 0 {
+        rb.buf = spare::take();
+    }
     if rb.buf.len() - rb.end < want {
         rb.buf.resize(rb.end + want, 0);
     }
@@ -1002,6 +1055,36 @@ fn read_more(rb: &mut ReadBuf, cur: &mut OpenFile, block: usize) -> io::Result<u
     rb.end += n;
     rb.at_end = !cur.gz && cur.read_pos >= cur.seen;
     Ok(n)
+}
+
+/// Read buffers of readers that wait with nothing pending, for the next reader to read into
+/// (a few, so that 1,000 quiet containers keep none each and a burst does not keep many).
+mod spare {
+    use std::sync::Mutex;
+
+    const KEEP: usize = 8;
+    /// Larger buffers (a backlog's) are freed, not kept.
+    const MAX_BYTES: usize = 64 << 10;
+    static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+    pub fn take() -> Vec<u8> {
+        POOL.lock()
+            .map(|mut p| p.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    pub fn give(buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > MAX_BYTES {
+            return;
+        }
+        if let Ok(mut p) = POOL.lock() {
+            if p.len() < KEEP {
+                p.push(buf);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

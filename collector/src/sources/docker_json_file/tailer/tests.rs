@@ -258,6 +258,31 @@ fn rename_rotation_while_reading_every_line_once_in_order() {
 }
 
 #[test]
+fn a_batch_that_skips_the_rotation_look_still_finds_a_rotation_at_the_end_of_its_file() {
+    let c = Container::new();
+    c.append(&lines(0..10));
+    let mut t = c.start();
+    assert_eq!(texts(&drain(&mut t)), names(0..10));
+    // A write to the file held: read without looking at the live path.
+    c.append(&lines(10..12));
+    t.skip_rotation_look();
+    assert_eq!(texts(&batch(&mut t).events), names(10..12));
+    // A rotation no name change reported (inotify was not watching yet): the file held has
+    // nothing new, so the batch looks after all and reads the new live file.
+    c.rotate(false);
+    c.append(&lines(12..15));
+    t.skip_rotation_look();
+    assert_eq!(texts(&drain(&mut t)), names(12..15));
+    // And the rewrite check reads only the first line: a rewrite in place is still found.
+    let f = OpenOptions::new().write(true).open(c.path("")).unwrap();
+    f.set_len(0).unwrap();
+    drop(f);
+    c.append(&lines(100..120));
+    t.skip_rotation_look();
+    assert_eq!(texts(&drain(&mut t)), names(100..120));
+}
+
+#[test]
 fn rotated_files_are_read_to_their_end_even_after_docker_deletes_them() {
     let c = Container::new();
     c.append(&lines(0..100));
