@@ -117,6 +117,7 @@ enum Command {
 const DEFAULT_CONFIG: &str = "/etc/logwharf/logwharf.toml";
 
 fn main() -> ExitCode {
+    logwharf_collector::memory::tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {

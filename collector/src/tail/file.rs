@@ -30,6 +30,43 @@ fn open_noatime(path: &Path) -> io::Result<File> {
     }
 }
 
+static NOWAIT_UNSUPPORTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Whether [`OpenFile::read_cached`] can work here (false once the kernel said it cannot).
+pub fn cached_reads() -> bool {
+    !NOWAIT_UNSUPPORTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `pread` that fails with `EAGAIN` rather than wait for the disk.
+#[cfg(target_os = "linux")]
+fn read_nowait(file: &File, dst: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let iov = libc::iovec {
+        iov_base: dst.as_mut_ptr().cast(),
+        iov_len: dst.len(),
+    };
+    // SAFETY: one iovec over `dst`, which outlives the call; the descriptor is open.
+    let n = unsafe {
+        libc::preadv2(
+            file.as_raw_fd(),
+            &iov,
+            1,
+            offset as libc::off_t,
+            libc::RWF_NOWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_nowait(_: &File, _: &mut [u8], _: u64) -> io::Result<usize> {
+    Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+}
+
 /// One file as a reader knows it. `seq` orders the files of one reader (older files have
 /// smaller numbers), so positions in different files compare correctly.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +211,35 @@ impl OpenFile {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     r => break r?,
                 }
+            }
+        };
+        self.read_pos += n as u64;
+        self.seen = self.seen.max(self.read_pos);
+        Ok(n)
+    }
+
+    /// As [`Self::read`], but only from the page cache, never waiting for the disk: a plain
+    /// file's bytes that are cached (`preadv2` with `RWF_NOWAIT`), else
+    /// `ErrorKind::WouldBlock` — also for compressed files, and where the kernel or the file
+    /// system cannot tell (then [`cached_reads`] turns false for good). So that an async
+    /// worker may read what Docker just wrote without the risk of stalling on a disk.
+    pub fn read_cached(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        if self.gz || !cached_reads() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = loop {
+            match read_nowait(&self.file, dst, self.read_pos) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS)
+                    ) =>
+                {
+                    NOWAIT_UNSUPPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                r => break r?,
             }
         };
         self.read_pos += n as u64;
@@ -346,6 +412,16 @@ mod tests {
             all.extend_from_slice(&buf[..n]);
         }
         assert!(content.starts_with(&all));
+        // From the page cache only: a plain file just written is there; a compressed one is
+        // never read that way.
+        if cached_reads() {
+            plain.seek_to(9).unwrap();
+            let n = plain.read_cached(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"line two\nline three\n");
+        }
+        gz.rewind();
+        let e = gz.read_cached(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         plain.seek_to(18).unwrap();
         let n = plain.read(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"line three\n");

@@ -19,6 +19,7 @@ use crate::event::Event;
 use crate::multiline::StreamMergers;
 use crate::shutdown::Shutdown;
 use crate::status::{ContainerStats, PositionStats};
+use crate::tail::file::cached_reads;
 use crate::topology::{Closed, SourceOutput};
 use logwharf_config::docker::MultilineConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -201,6 +202,8 @@ impl Reader {
         let mut caught_up = false;
         // The reader's last wait ended with a wake-up from inotify, not a timer.
         let mut woken = false;
+        // The last batch found bytes the page cache did not have: the next is read on the pool.
+        let mut pool_next = false;
         loop {
             let removed = control.removed.load(Ordering::Acquire);
             let flush = if removed {
@@ -221,18 +224,24 @@ impl Reader {
                 .map_or(full_block, |b| b.min(full_block));
             // Caught up and woken: what came since is small and in the page cache (Docker just
             // wrote it), so it is read right here — a few microseconds, less than handing the
-            // batch to a pool thread and back. More than one small block goes to the pool.
-            let inline = caught_up && !once;
-            tail.set_read_block(if inline {
+            // batch to a pool thread and back. A backlog is read here too while the page cache
+            // has it (reads that never wait for the disk: `cached_only`), in full blocks: every
+            // hand-off to the pool and back costs two thread wake-ups, and with them the
+            // batches of several containers did not spread over the cores. The batch after one
+            // that found its bytes not cached goes to the pool.
+            let small = caught_up && !once;
+            let inline = small || (!pool_next && cached_reads());
+            tail.set_read_block(if small {
                 block.min(INLINE_BLOCK)
             } else {
                 block
             });
+            tail.set_cached_only(inline && cached_reads());
             // A write woke a caught-up reader of a watched directory, and no name changed
             // there: the live file is still the one held, so the batch need not stat its path
             // (a poll, a backlog and every name change look, as does a lost inotify event).
             let names = control.names.swap(false, Ordering::AcqRel);
-            if inline && woken && !names && control.watched.load(Ordering::Relaxed) {
+            if small && woken && !names && control.watched.load(Ordering::Relaxed) {
                 tail.skip_rotation_look();
             }
             woken = false;
@@ -246,7 +255,7 @@ impl Reader {
             // A small read of a caught-up reader takes no permit: a quiet container must not
             // queue behind backlogs (whose readers may hold the permits while their sink's
             // buffer share is full), and its batch is ≤ INLINE_BLOCK anyway.
-            let permit = match inflight.as_ref().filter(|_| !inline) {
+            let permit = match inflight.as_ref().filter(|_| !small) {
                 Some(s) => tokio::select! {
                     p = s.clone().acquire_owned() => p.ok(),
                     _ = shutdown.wait() => return None,
@@ -281,6 +290,7 @@ impl Reader {
                 }
             };
             caught_up = batch.idle && batch.error.is_none();
+            pool_next = batch.uncached;
             if batch.idle {
                 // Before waiting for anything (the sinks, more data): a backlog's read buffer
                 // is not kept by 1,000 readers that each read their file once.
@@ -353,6 +363,11 @@ impl Reader {
             if !batch.idle {
                 if shutdown.is_triggered() {
                     return None;
+                }
+                if inline {
+                    // A backlog read on the worker: let the worker's other tasks (sinks, other
+                    // containers) have their turn between batches.
+                    tokio::task::consume_budget().await;
                 }
                 continue;
             }

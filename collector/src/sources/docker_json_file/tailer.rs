@@ -108,6 +108,9 @@ pub struct TailBatch {
     pub live: Option<(u64, u64)>,
     /// An I/O error stopped this batch early; what was read before it is in `events`.
     pub error: Option<io::Error>,
+    /// Reading only from the page cache, this batch stopped where the next bytes are not
+    /// there (or in a compressed file): the next one must be read where it may wait.
+    pub uncached: bool,
     /// Without a checkpoint, once the first file has an identity: its start, to checkpoint
     /// at once — so that a sink that gets nothing before a restart still has a position, and
     /// finds out what Docker deleted meanwhile.
@@ -238,6 +241,10 @@ pub struct ContainerTail {
     fresh_size: Option<u64>,
     /// The current file was stat'ed in this batch (its `seen` is its size now).
     sized: bool,
+    /// Reads take only what the page cache has ([`Self::set_cached_only`]).
+    cached_only: bool,
+    /// This batch stopped where the page cache did not have the next bytes.
+    uncached: bool,
 }
 
 /// Bytes read and not yet consumed: `buf[start..end]`, where `buf[0..end]` are the file bytes
@@ -299,6 +306,8 @@ impl ContainerTail {
             rotation_quiet: false,
             fresh_size: None,
             sized: false,
+            cached_only: false,
+            uncached: false,
         };
         // The files wanted are those after the checkpointed one, or all of them.
         let anchor = p.saved.as_ref().map(SavedPosition::fingerprint);
@@ -465,6 +474,7 @@ impl ContainerTail {
         let mut b = BatchBuilder::new(&self.settings);
         self.fresh_size = None;
         self.sized = false;
+        self.uncached = false;
         // Looked for on every batch, not only at the end of the file: a reader behind a fast
         // writer must take hold of rotated files before Docker deletes them (unless the
         // caller knows no name changed: see `skip_rotation_look`; the end of the file still
@@ -537,6 +547,7 @@ impl ContainerTail {
             newest_size,
             live,
             error,
+            uncached: self.uncached,
         }
     }
 
@@ -553,6 +564,12 @@ impl ContainerTail {
     /// nothing.
     pub fn skip_rotation_look(&mut self) {
         self.rotation_quiet = true;
+    }
+
+    /// Whether the next batches read only what the page cache holds (they run on an async
+    /// worker, which must not wait for a disk): see [`TailBatch::uncached`].
+    pub fn set_cached_only(&mut self, yes: bool) {
+        self.cached_only = yes;
     }
 
     pub fn set_read_block(&mut self, bytes: usize) {
@@ -643,7 +660,19 @@ impl ContainerTail {
             }
             let known = self.fresh_size.take();
             self.sized = true;
-            let n = read_more(rb, cur, self.settings.read_buffer_bytes, known)?;
+            let n = match read_more(
+                rb,
+                cur,
+                self.settings.read_buffer_bytes,
+                known,
+                self.cached_only,
+            ) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.uncached = true;
+                    return Ok(false); // more to read, elsewhere
+                }
+                r => r?,
+            };
             if n > 0 {
                 self.lines.counts.read += n as u64;
                 continue;
@@ -1019,12 +1048,14 @@ fn last_line_end(f: &OpenFile, cap: usize) -> io::Result<u64> {
 /// Moves the unconsumed bytes to the front and reads the next block after them. The buffer
 /// grows to what the file has to offer (up to `block`): a container writing a line now and
 /// then keeps a small buffer, a backlog gets large reads.
-/// `known`: the file's size, stat'ed just before (else it is asked for here).
+/// `known`: the file's size, stat'ed just before (else it is asked for here); `cached`: read
+/// only from the page cache (`WouldBlock` otherwise).
 fn read_more(
     rb: &mut ReadBuf,
     cur: &mut OpenFile,
     block: usize,
     known: Option<u64>,
+    cached: bool,
 ) -> io::Result<usize> {
     if rb.start == rb.end {
         rb.start = 0;
@@ -1051,7 +1082,11 @@ fn read_more(
     if rb.buf.len() - rb.end < want {
         rb.buf.resize(rb.end + want, 0);
     }
-    let n = cur.read(&mut rb.buf[rb.end..])?;
+    let n = if cached {
+        cur.read_cached(&mut rb.buf[rb.end..])?
+    } else {
+        cur.read(&mut rb.buf[rb.end..])?
+    };
     rb.end += n;
     rb.at_end = !cur.gz && cur.read_pos >= cur.seen;
     Ok(n)

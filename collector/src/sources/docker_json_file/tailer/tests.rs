@@ -333,6 +333,34 @@ fn compressed_rotation_while_behind() {
 }
 
 #[test]
+fn a_batch_that_reads_only_from_the_page_cache_stops_at_a_compressed_file() {
+    let c = Container::new();
+    c.append(&lines(0..100));
+    c.rotate(true);
+    c.append(&lines(100..120));
+    let mut t = c.start();
+    // A compressed file is read through the decompressor, which may wait for the disk: a
+    // batch that must not wait stops before it and says so.
+    t.set_cached_only(true);
+    let b = batch(&mut t);
+    assert!(b.uncached && !b.idle && b.events.is_empty());
+    // As the reader does: the batch after such a one is read where it may wait, then from
+    // the cache again. Nothing is lost or repeated.
+    let mut got = Vec::new();
+    let mut uncached = true;
+    for _ in 0..1000 {
+        t.set_cached_only(!uncached);
+        let b = batch(&mut t);
+        got.extend(texts(&b.events));
+        if b.idle {
+            break;
+        }
+        uncached = b.uncached;
+    }
+    assert_eq!(got, names(0..120));
+}
+
+#[test]
 fn startup_from_a_checkpoint_inside_a_compressed_sibling() {
     let c = Container::new();
     c.append(&lines(0..10));
