@@ -29,6 +29,7 @@ use anyhow::Context;
 use globset::GlobMatcher;
 use logwharf_config::BufferType;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -76,6 +77,7 @@ impl Topology {
             sinks: BTreeMap::new(),
             sources: BTreeMap::new(),
             retiring: Vec::new(),
+            source_ended: Arc::new(tokio::sync::Notify::new()),
         };
         // Build everything before starting anything, so a bad component starts nothing.
         let built = pipeline
@@ -90,13 +92,17 @@ impl Topology {
                 .run_flusher(config.checkpoint_interval.0, shutdown.clone()),
         );
         // Until the signal (or every source has finished: `--once` at the end of its input).
-        // Finished sources are looked for on a short tick rather than awaited, so that the
-        // same loop can take a reload that replaces them.
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        // A source's end is told (not awaited), so that the same loop can take a reload that
+        // replaces them; the tick is a safety net only.
+        let ended = pipeline.source_ended.clone();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = shutdown.wait() => break,
-                _ = tick.tick() => if pipeline.sources.values().all(|s| s.task.is_finished()) {
+                _ = ended.notified() => if pipeline.all_sources_finished() {
+                    break;
+                },
+                _ = tick.tick() => if pipeline.all_sources_finished() {
                     break;
                 },
                 new = recv(&mut reloads) => match new {
@@ -154,6 +160,8 @@ struct RunningSource {
     stop: Shutdown,
     outstanding: Arc<Outstanding>,
     task: JoinHandle<()>,
+    /// Its task has ended (set just before it tells `Pipeline::source_ended`).
+    done: Arc<AtomicBool>,
 }
 
 /// A sink built, with its filter and its disk buffer.
@@ -176,6 +184,8 @@ struct Pipeline {
     sources: BTreeMap<String, RunningSource>,
     /// Sinks a reload replaced or removed, draining (each bounded by its own deadline).
     retiring: Vec<JoinHandle<()>>,
+    /// Poked whenever a source's task ends (`--once`: the run ends when all have).
+    source_ended: Arc<tokio::sync::Notify>,
 }
 
 impl Pipeline {
@@ -332,9 +342,17 @@ impl Pipeline {
         });
         let component = self.health.register(&format!("sources.{name}"));
         let span = tracing::info_span!("source", r#type = sc.type_name, name = %name);
-        let task = tokio::spawn(
-            supervise_source(component, factory, context, stop.clone()).instrument(span),
-        );
+        let (ended, done) = (self.source_ended.clone(), Arc::new(AtomicBool::new(false)));
+        let supervised = supervise_source(component, factory, context, stop.clone());
+        let task = tokio::spawn({
+            let done = done.clone();
+            async move {
+                supervised.await;
+                done.store(true, Ordering::Release);
+                ended.notify_one();
+            }
+            .instrument(span)
+        });
         self.sources.insert(
             name.to_string(),
             RunningSource {
@@ -342,8 +360,16 @@ impl Pipeline {
                 stop,
                 outstanding,
                 task,
+                done,
             },
         );
+    }
+
+    /// Every source's task has ended (`--once`: all read to the end).
+    fn all_sources_finished(&self) -> bool {
+        self.sources
+            .values()
+            .all(|s| s.done.load(Ordering::Acquire) || s.task.is_finished())
     }
 
     /// Applies `new` (see the module doc); a config whose new parts fail to build is refused
