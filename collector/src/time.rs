@@ -178,28 +178,8 @@ pub enum Fraction {
 pub fn write_rfc3339(out: &mut Vec<u8>, ns: i64, fraction: Fraction) {
     let secs = ns.div_euclid(1_000_000_000);
     let nanos = ns.rem_euclid(1_000_000_000) as u32;
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400) as u32;
     let mut buf = [0u8; 30];
-    let two = |b: &mut [u8], v: u32| {
-        b[0] = b'0' + (v / 10) as u8;
-        b[1] = b'0' + (v % 10) as u8;
-    };
-    let y = y.clamp(0, 9999) as u32;
-    buf[0] = b'0' + (y / 1000) as u8;
-    buf[1] = b'0' + (y / 100 % 10) as u8;
-    buf[2] = b'0' + (y / 10 % 10) as u8;
-    buf[3] = b'0' + (y % 10) as u8;
-    buf[4] = b'-';
-    two(&mut buf[5..], mo);
-    buf[7] = b'-';
-    two(&mut buf[8..], d);
-    buf[10] = b'T';
-    two(&mut buf[11..], sod / 3600);
-    buf[13] = b':';
-    two(&mut buf[14..], sod / 60 % 60);
-    buf[16] = b':';
-    two(&mut buf[17..], sod % 60);
+    buf[..19].copy_from_slice(&seconds_text(secs));
     let mut len = 19;
     let digits = match fraction {
         Fraction::Seconds => 0,
@@ -230,6 +210,49 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ns: i64, fraction: Fraction) {
     }
     buf[len] = b'Z';
     out.extend_from_slice(&buf[..len + 1]);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of `secs` since the epoch. A sink encodes many events of the same
+/// second in a row: the last one's text is kept per thread.
+fn seconds_text(secs: i64) -> [u8; 19] {
+    thread_local! {
+        static LAST: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
+    }
+    LAST.with(|last| {
+        let (at, text) = last.get();
+        if at == secs {
+            return text;
+        }
+        let text = format_seconds(secs);
+        last.set((secs, text));
+        text
+    })
+}
+
+fn format_seconds(secs: i64) -> [u8; 19] {
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400) as u32;
+    let mut buf = [0u8; 19];
+    let two = |b: &mut [u8], v: u32| {
+        b[0] = b'0' + (v / 10) as u8;
+        b[1] = b'0' + (v % 10) as u8;
+    };
+    let y = y.clamp(0, 9999) as u32;
+    buf[0] = b'0' + (y / 1000) as u8;
+    buf[1] = b'0' + (y / 100 % 10) as u8;
+    buf[2] = b'0' + (y / 10 % 10) as u8;
+    buf[3] = b'0' + (y % 10) as u8;
+    buf[4] = b'-';
+    two(&mut buf[5..], mo);
+    buf[7] = b'-';
+    two(&mut buf[8..], d);
+    buf[10] = b'T';
+    two(&mut buf[11..], sod / 3600);
+    buf[13] = b':';
+    two(&mut buf[14..], sod / 60 % 60);
+    buf[16] = b':';
+    two(&mut buf[17..], sod % 60);
+    buf
 }
 
 /// `ns` as an RFC 3339 string (convenience for tests and rare paths).
@@ -271,6 +294,34 @@ mod tests {
         assert_eq!(parse_rfc3339_nanos(b"2026-13-25T13:04:22Z"), None);
         assert_eq!(parse_rfc3339_nanos(b"2026-11-25T13:04:22."), None);
         assert_eq!(parse_rfc3339_nanos(b"garbage-but-long-enough"), None);
+    }
+
+    #[test]
+    fn the_kept_seconds_text_follows_every_change_of_second() {
+        // The same second twice, another, and back: each formatted right (the per-thread
+        // text of the last second is replaced, never reused for another second).
+        for ns in [
+            1_795_611_862_000_000_001_i64,
+            1_795_611_862_999_999_999,
+            1_795_611_863_000_000_000,
+            -1,
+            1_795_611_862_500_000_000,
+        ] {
+            let (secs, nanos) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+            let want = format!(
+                "{}.{nanos:09}Z",
+                std::str::from_utf8(&format_seconds(secs)).unwrap()
+            );
+            assert_eq!(format_rfc3339(ns, Fraction::Nanos), want);
+        }
+        assert_eq!(
+            format_rfc3339(-1, Fraction::Nanos),
+            "1969-12-31T23:59:59.999999999Z"
+        );
+        assert_eq!(
+            format_rfc3339(1_795_611_863_000_000_000, Fraction::Seconds),
+            "2026-11-25T13:04:23Z"
+        );
     }
 
     #[test]
