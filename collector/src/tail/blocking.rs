@@ -1,4 +1,5 @@
-//! The file sources' blocking work — a json-file reader's batch, a hold's look at its
+//! The file sources' blocking work — a json-file reader's batch that may wait for the disk (what
+//! the page cache holds is read on the async worker), a hold's look at its
 //! directory, a reader's start, the daemon log reader's reads and stats — runs on tokio's
 //! blocking pool, but at most [`slots`] jobs at a time for all of them together. So the
 //! number of threads does not grow with the number of busy containers (without the bound,

@@ -1,5 +1,6 @@
-//! One container's reader task, the async part: runs [`ContainerTail`] on the blocking pool
-//! one batch at a time, sends each batch into the pipeline (waiting there is the
+//! One container's reader task, the async part: runs [`ContainerTail`] one batch at a time —
+//! on the async worker while the page cache holds what it reads (`cached_only`), else on the
+//! blocking pool —, sends each batch into the pipeline (waiting there is the
 //! backpressure), registers its resume point with the [`AckTracker`], and waits for more data
 //! when caught up — woken by inotify (through discovery), a poll, a partial line's deadline,
 //! removal of the container, or shutdown. A container over its `rate_limit` is read more

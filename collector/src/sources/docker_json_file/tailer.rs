@@ -10,8 +10,9 @@
 //! A live file that shrank or whose first line changed was truncated or rewritten in place
 //! (copytruncate, or Docker with `max-file=1`) and is read again from 0.
 //!
-//! [`ContainerTail::next_batch`] does blocking file I/O; the async reader
-//! ([`super::reader`]) calls it on the blocking pool and sends what it returns.
+//! [`ContainerTail::next_batch`] does file I/O; the async reader ([`super::reader`]) calls it
+//! on its worker with reads that never wait for the disk ([`ContainerTail::set_cached_only`]),
+//! or on the blocking pool, and sends what it returns.
 
 use super::batch::BatchBuilder;
 use super::config::DockerJsonFileConfig;
