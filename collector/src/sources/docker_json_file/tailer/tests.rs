@@ -274,9 +274,7 @@ fn a_batch_that_skips_the_rotation_look_still_finds_a_rotation_at_the_end_of_its
     t.skip_rotation_look();
     assert_eq!(texts(&drain(&mut t)), names(12..15));
     // And the rewrite check reads only the first line: a rewrite in place is still found.
-    let f = OpenOptions::new().write(true).open(c.path("")).unwrap();
-    f.set_len(0).unwrap();
-    drop(f);
+    truncate(&c.path(""));
     c.append(&lines(100..120));
     t.skip_rotation_look();
     assert_eq!(texts(&drain(&mut t)), names(100..120));
@@ -463,9 +461,7 @@ fn reused_inode_with_other_content_does_not_match_the_checkpoint() {
     drop(t);
     // Same path, same inode, new content of the same length: the checkpoint's fingerprint
     // no longer matches, so the file is read from its start.
-    let f = OpenOptions::new().write(true).open(c.path("")).unwrap();
-    f.set_len(0).unwrap();
-    drop(f);
+    truncate(&c.path(""));
     c.append(&lines(100..105));
     assert_eq!(
         fs::metadata(c.path("")).unwrap().ino(),
@@ -503,12 +499,7 @@ fn truncation_in_place_restarts_at_zero() {
     let mut t = c.start();
     assert_eq!(drain(&mut t).len(), 50);
     // copytruncate / max-file=1: the same inode, emptied, then written again.
-    OpenOptions::new()
-        .write(true)
-        .open(c.path(""))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&c.path(""));
     c.append(&lines(50..52));
     assert_eq!(texts(&drain(&mut t)), names(50..52));
     assert_eq!(
@@ -517,9 +508,7 @@ fn truncation_in_place_restarts_at_zero() {
         "caught up when cut: nothing it had seen was lost"
     );
     // Rewritten past our offset before we looked: caught by the first line's fingerprint.
-    let f = OpenOptions::new().write(true).open(c.path("")).unwrap();
-    f.set_len(0).unwrap();
-    drop(f);
+    truncate(&c.path(""));
     c.append(&lines(100..160));
     assert_eq!(texts(&drain(&mut t)), names(100..160));
 }
