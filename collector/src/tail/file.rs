@@ -293,7 +293,8 @@ impl OpenFile {
         let len = (fp.len as usize).min(FINGERPRINT_MAX_BYTES);
         let mut head = [0u8; FINGERPRINT_MAX_BYTES];
         let n = read_full_at(&self.file, &mut head[..len], 0)?;
-        Ok(n == len && crc32fast::hash(&head[..len]) == fp.crc)
+        // Those bytes, taken as a whole first line, fingerprint as `fp` only if they are it.
+        Ok(Fingerprint::of_head(&head[..n], true) == Some(fp))
     }
 
     /// The fingerprint as the file reads now (plain files only; gzip does not change).
