@@ -3,8 +3,10 @@
 //! Docker's rotation limits `max_size`, `max_file`, `compress` ([`rotation`]).
 //!
 //! Per batch: events are grouped by their file ([`PathCache`] renders the template once per
-//! container, its values confined under the template's directory) and each group is encoded into one buffer; the groups are then written on the
-//! blocking pool by [`writer::OpenFiles`], one `write` per file unless a rotation falls inside
+//! container, its values confined under the template's directory) and each group is encoded
+//! into one buffer; the groups are then written on the blocking pool by [`writer::OpenFiles`]
+//! (a large batch is encoded there too, [`crate::util::offload`]), one `write` per file unless
+//! a rotation falls inside
 //! the group. The batch is acknowledged only when every group is in its file. A failed write is
 //! counted, logged with its path and retried with backoff from the byte where it stopped (no
 //! torn or repeated lines); after the last retry the sink fails with the error, and its
@@ -17,12 +19,13 @@ pub mod writer;
 
 use crate::encoding::Encoder;
 use crate::util::confine::Confinement;
+use crate::util::offload::POOL_MIN_EVENTS;
 use crate::util::render::{PathTemplate, RenderCache};
 use anyhow::Context;
 pub use config::FileSinkConfig;
 use logwharf_collector::backoff::Backoff;
 use logwharf_collector::metrics as m;
-use logwharf_collector::{Batch, ContainerMeta, Sink, SinkBatch, SinkInput};
+use logwharf_collector::{AckToken, Batch, ContainerMeta, Sink, SinkBatch, SinkInput};
 use logwharf_config::Template;
 use rotation::RotationPolicy;
 use std::path::Path;
@@ -85,45 +88,42 @@ impl PathCache {
 
 pub struct FileSink {
     name: Arc<str>,
-    encoder: Encoder,
-    paths: PathCache,
+    /// Away only while a pool job encodes a batch.
+    encoder: Option<Box<FileEncoder>>,
     policy: RotationPolicy,
     max_open_files: usize,
     idle_timeout: Duration,
     retry: RetryPolicy,
+}
+
+/// What encodes a batch into one group per file.
+struct FileEncoder {
+    encoder: Encoder,
+    paths: PathCache,
     /// Buffers of earlier batches, reused.
     spare: Vec<Vec<u8>>,
 }
 
-impl FileSink {
-    pub fn new(name: &str, config: &FileSinkConfig) -> FileSink {
-        FileSink {
-            name: name.into(),
-            encoder: Encoder::new(config.encoding),
-            paths: PathCache::new(name, config.path.clone()),
-            policy: RotationPolicy {
-                max_size: config.max_size.map(|s| s.0),
-                max_file: config.max_file,
-                compress: config.compress,
-            },
-            max_open_files: config.max_open_files,
-            idle_timeout: config.idle_timeout.0,
-            retry: RetryPolicy::default(),
-            spare: Vec::new(),
-        }
-    }
+/// What a pool job does: encode (many events) and write, or write the groups encoded.
+enum Work {
+    Encode(Vec<Arc<Batch>>),
+    Write(Vec<Pending>),
+}
 
-    pub fn with_retry(mut self, retry: RetryPolicy) -> FileSink {
-        self.retry = retry;
-        self
-    }
+/// The most events one pool job encodes and writes: what waits in the sink's buffer is taken
+/// together, up to this (one hand-off to the pool and back per job, not per batch).
+const JOB_MAX_EVENTS: usize = 8192;
 
-    /// Encodes `batch` into one [`Pending`] group per destination file.
-    fn encode(&mut self, batch: &Batch) -> Vec<Pending> {
+impl FileEncoder {
+    /// Encodes `batches` into one [`Pending`] group per destination file.
+    fn encode(&mut self, batches: &[Arc<Batch>]) -> Vec<Pending> {
         let mut groups: Vec<Pending> = Vec::new();
         // Consecutive events of the same container (the usual case) skip the lookup.
         let mut last: Option<(*const ContainerMeta, usize)> = None;
-        for event in &batch.events {
+        for (batch, event) in batches
+            .iter()
+            .flat_map(|b| b.events.iter().map(move |e| (b, e)))
+        {
             let key = event
                 .container
                 .as_ref()
@@ -154,36 +154,84 @@ impl FileSink {
         }
         groups
     }
+}
 
-    /// Writes one batch, retrying failures; an error once the retries are spent.
+impl FileSink {
+    pub fn new(name: &str, config: &FileSinkConfig) -> FileSink {
+        FileSink {
+            name: name.into(),
+            encoder: Some(Box::new(FileEncoder {
+                encoder: Encoder::new(config.encoding),
+                paths: PathCache::new(name, config.path.clone()),
+                spare: Vec::new(),
+            })),
+            policy: RotationPolicy {
+                max_size: config.max_size.map(|s| s.0),
+                max_file: config.max_file,
+                compress: config.compress,
+            },
+            max_open_files: config.max_open_files,
+            idle_timeout: config.idle_timeout.0,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> FileSink {
+        self.retry = retry;
+        self
+    }
+
+    fn encoder(&mut self) -> &mut FileEncoder {
+        self.encoder
+            .as_mut()
+            .expect("the encoder is back after each write")
+    }
+
+    /// Encodes and writes `batches`, retrying failures; an error once the retries are spent.
+    /// Many events are encoded in the pool job that writes them, beside the reading that feeds
+    /// the sink (why: [`crate::util::offload`]); a few here.
     async fn deliver(
         &mut self,
         files: &mut Option<OpenFiles>,
-        batch: &Batch,
-        mut groups: Vec<Pending>,
+        batches: Vec<Arc<Batch>>,
     ) -> anyhow::Result<()> {
         let mut backoff = self.retry.backoff();
         let mut attempt = 0;
-        loop {
+        let events: usize = batches.iter().map(|b| b.len()).sum();
+        let mut work = if events >= POOL_MIN_EVENTS {
+            Work::Encode(batches)
+        } else {
+            Work::Write(self.encoder().encode(&batches))
+        };
+        let groups = loop {
             let mut set = files
                 .take()
                 .expect("the open files are back after each write");
-            let (set, back, errors) = tokio::task::spawn_blocking(move || {
+            let mut encoder = self
+                .encoder
+                .take()
+                .expect("the encoder is back after each write");
+            let (set, back, groups, errors) = tokio::task::spawn_blocking(move || {
+                let mut groups = match work {
+                    Work::Encode(batches) => encoder.encode(&batches),
+                    Work::Write(groups) => groups,
+                };
                 let mut errors = Vec::new();
                 for g in groups.iter_mut() {
                     if let Err(e) = set.write(g) {
                         errors.push(e);
                     }
                 }
-                (set, groups, errors)
+                (set, encoder, groups, errors)
             })
             .await
             .context("file writer task")?;
             *files = Some(set);
-            groups = back;
+            self.encoder = Some(back);
             if errors.is_empty() {
-                break;
+                break groups;
             }
+            work = Work::Write(groups);
             for e in &errors {
                 metrics::counter!(m::SINK_ERRORS, "sink" => self.name.to_string(), "kind" => e.kind)
                     .increment(1);
@@ -206,24 +254,40 @@ impl FileSink {
                 .retrying(&format!("writing {}: {first}", first.path.display()));
             tokio::time::sleep(delay).await;
             attempt += 1;
-        }
+        };
         let bytes: usize = groups.iter().map(|g| g.buf.len()).sum();
-        metrics::counter!(m::SINK_EVENTS, "sink" => self.name.to_string())
-            .increment(batch.len() as u64);
+        metrics::counter!(m::SINK_EVENTS, "sink" => self.name.to_string()).increment(events as u64);
         metrics::counter!(m::SINK_BYTES, "sink" => self.name.to_string()).increment(bytes as u64);
+        let spare = &mut self.encoder().spare;
         for g in groups {
-            if self.spare.len() < 16 && g.buf.capacity() <= 4 << 20 {
-                self.spare.push(g.buf);
+            if spare.len() < 16 && g.buf.capacity() <= 4 << 20 {
+                spare.push(g.buf);
             }
         }
         Ok(())
     }
 
-    async fn handle(&mut self, files: &mut Option<OpenFiles>, sb: SinkBatch) -> anyhow::Result<()> {
-        let (batch, ack) = sb.into_parts();
-        let groups = self.encode(&batch);
-        self.deliver(files, &batch, groups).await?;
-        ack.delivered();
+    /// Delivers `first` and what else waits in the buffer now (up to [`JOB_MAX_EVENTS`]).
+    async fn handle(
+        &mut self,
+        files: &mut Option<OpenFiles>,
+        input: &mut SinkInput,
+        first: SinkBatch,
+    ) -> anyhow::Result<()> {
+        let mut events = first.batch.len();
+        let (mut batches, mut acks) = (Vec::new(), Vec::new());
+        let mut next = Some(first);
+        while let Some(sb) = next.take() {
+            let (batch, ack) = sb.into_parts();
+            batches.push(batch);
+            acks.push(ack);
+            if events < JOB_MAX_EVENTS {
+                next = input.try_recv();
+                events += next.as_ref().map_or(0, |sb| sb.batch.len());
+            }
+        }
+        self.deliver(files, batches).await?;
+        acks.into_iter().for_each(AckToken::delivered);
         Ok(())
     }
 }
@@ -243,7 +307,7 @@ impl Sink for FileSink {
         loop {
             tokio::select! {
                 sb = input.recv() => match sb {
-                    Some(sb) => self.handle(&mut files, sb).await?,
+                    Some(sb) => self.handle(&mut files, &mut input, sb).await?,
                     None => break,
                 },
                 _ = idle.tick() => {

@@ -2,7 +2,8 @@
 //! source) over the Forward protocol.
 //!
 //! Each group from the shared batcher (bounded by `batch.max_events`, `max_bytes`, `timeout`)
-//! becomes one PackedForward message per tag ([`chunk`]), gzip-compressed with
+//! becomes one PackedForward message per tag ([`chunk`]; a large group is encoded on the
+//! blocking pool, [`crate::util::offload`]), gzip-compressed with
 //! `compress = "gzip"`, with records like Docker's fluentd driver writes them ([`record`]).
 //! With `require_ack` every message carries a `chunk` id and the group is delivered only when
 //! the server has acked all of them; no ack within `ack_timeout`, a write error or a closed
@@ -18,6 +19,7 @@ pub mod record;
 pub mod transport;
 
 use crate::util::batcher::next_group;
+use crate::util::offload::{self, Offload};
 use chunk::{ChunkBuilder, Message};
 pub use config::{FluentdSinkConfig, ForwardCompression};
 use logwharf_collector::backoff::Backoff;
@@ -184,7 +186,7 @@ impl Fluentd {
 impl Sink for Fluentd {
     async fn run(self: Box<Self>, mut input: SinkInput) -> anyhow::Result<()> {
         let c = &self.config;
-        let mut builder = ChunkBuilder::new(
+        let mut builder = Offload::new(ChunkBuilder::new(
             RecordEncoder::for_sink(
                 &self.name,
                 c.tag.clone(),
@@ -194,13 +196,16 @@ impl Sink for Fluentd {
             ),
             c.compress == ForwardCompression::Gzip,
             c.require_ack,
-        );
+        ));
         let events_out = metrics::counter!(m::SINK_EVENTS, "sink" => self.name.clone());
         let bytes_out = metrics::counter!(m::SINK_BYTES, "sink" => self.name.clone());
         let mut conn: Option<Connection> = None;
         let mut backoff = Backoff::network();
         while let Some(group) = next_group(&mut input, &c.batch).await {
-            let msgs = builder.build(&group);
+            let events = offload::events(&group);
+            let (group, msgs) = builder
+                .encode(group, events, |b: &mut ChunkBuilder, g: &Vec<_>| b.build(g))
+                .await?;
             let written = self.deliver(&mut conn, &msgs, &mut backoff).await;
             let n: usize = msgs.iter().map(|m| m.events).sum();
             events_out.increment(n as u64);

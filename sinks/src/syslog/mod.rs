@@ -2,7 +2,8 @@
 //! does it ([`format`]), over TCP, UDP, TCP+TLS or a unix socket (the shared [`SocketWriter`]).
 //!
 //! The task gathers batches with the shared batcher, encodes the whole group into one buffer
-//! (one write for many lines on stream transports), writes it, and only then acknowledges the
+//! (one write for many lines on stream transports; a large group on the blocking pool,
+//! crate::util::offload), writes it, and only then acknowledges the
 //! batches. Reconnecting, the resend window and at-least-once delivery are the socket writer's
 //! (crate::util::socket).
 //!
@@ -24,6 +25,7 @@ pub mod format;
 use crate::util::batcher::next_group;
 use crate::util::confine::{Charset, Confinement};
 use crate::util::dead_letter::DeadLetters;
+use crate::util::offload::{self, Offload};
 use crate::util::render::{NameTemplate, RenderCache};
 use crate::util::socket::SocketWriter;
 use crate::util::transport::Connector;
@@ -31,7 +33,7 @@ use bytes::Bytes;
 pub use config::SyslogSinkConfig;
 use format::{EncodeStats, Formatter};
 use logwharf_collector::metrics as m;
-use logwharf_collector::{Event, Sink, SinkInput};
+use logwharf_collector::{Event, Sink, SinkBatch, SinkInput};
 use logwharf_config::Template;
 use std::sync::Arc;
 
@@ -88,12 +90,58 @@ impl TagCache {
 /// The running sink.
 pub struct SyslogSink {
     config: SyslogSinkConfig,
-    formatter: Formatter,
-    tags: TagCache,
+    encoder: Offload<GroupEncoder>,
     writer: SocketWriter,
     metrics: Metrics,
     /// Where the whole event of a datagram cut at its cap goes.
     dead_letters: DeadLetters,
+}
+
+/// What encodes a group (on the blocking pool for a large one: [`Offload`]).
+struct GroupEncoder {
+    formatter: Formatter,
+    tags: TagCache,
+    /// Datagrams cut at the cap are noted, for the dead-letter file.
+    note_cut: bool,
+    /// The largest group's bytes so far: the next buffer's capacity.
+    cap: usize,
+}
+
+/// One group, encoded.
+struct Encoded {
+    buf: Vec<u8>,
+    /// Where each message ends in `buf`.
+    ends: Vec<usize>,
+    /// (batch in the group, event in the batch) of datagrams cut at the cap.
+    cut: Vec<(usize, usize)>,
+    stats: EncodeStats,
+    events: usize,
+}
+
+impl GroupEncoder {
+    fn encode(&mut self, group: &[SinkBatch]) -> Encoded {
+        let mut e = Encoded {
+            buf: Vec::with_capacity(self.cap),
+            ends: Vec::new(),
+            cut: Vec::new(),
+            stats: EncodeStats::default(),
+            events: 0,
+        };
+        for (g, sb) in group.iter().enumerate() {
+            for (i, ev) in sb.batch.events.iter().enumerate() {
+                let tag = self.tags.get(ev);
+                let truncated = e.stats.truncated;
+                self.formatter
+                    .encode(&mut e.buf, &mut e.ends, ev, &tag, &mut e.stats);
+                if e.stats.truncated > truncated && self.note_cut {
+                    e.cut.push((g, i));
+                }
+            }
+            e.events += sb.batch.len();
+        }
+        self.cap = self.cap.max(e.buf.len());
+        e
+    }
 }
 
 struct Metrics {
@@ -143,8 +191,12 @@ impl SyslogSink {
             config.resend_window_age.0,
         );
         Ok(SyslogSink {
-            formatter,
-            tags: TagCache::for_sink(name, config.tag.clone()),
+            encoder: Offload::new(GroupEncoder {
+                formatter,
+                tags: TagCache::for_sink(name, config.tag.clone()),
+                note_cut: dead_letters.is_enabled(),
+                cap: 64 << 10,
+            }),
             writer,
             metrics: Metrics {
                 events: metrics::counter!(m::SINK_EVENTS, "sink" => name.to_string()),
@@ -160,45 +212,32 @@ impl SyslogSink {
 #[async_trait::async_trait]
 impl Sink for SyslogSink {
     async fn run(mut self: Box<Self>, mut input: SinkInput) -> anyhow::Result<()> {
-        let mut ends = Vec::new();
-        // (batch in the group, event in the batch) of datagrams cut at the cap.
-        let mut cut: Vec<(usize, usize)> = Vec::new();
-        let mut cap = 64 << 10;
         let batch = self.config.batch;
         while let Some(group) = next_group(&mut input, &batch).await {
-            let mut buf = Vec::with_capacity(cap);
-            ends.clear();
-            let mut stats = EncodeStats::default();
-            let mut events = 0;
-            for (g, sb) in group.iter().enumerate() {
-                for (i, ev) in sb.batch.events.iter().enumerate() {
-                    let tag = self.tags.get(ev);
-                    let truncated = stats.truncated;
-                    self.formatter
-                        .encode(&mut buf, &mut ends, ev, &tag, &mut stats);
-                    if stats.truncated > truncated && self.dead_letters.is_enabled() {
-                        cut.push((g, i));
-                    }
-                }
-                events += sb.batch.len();
-            }
-            cap = cap.max(buf.len());
-            let n = buf.len();
-            self.writer.deliver(Bytes::from(buf), &ends).await;
-            for run in cut.chunk_by(|a, b| a.0 == b.0) {
+            let events = offload::events(&group);
+            let (group, e) = self
+                .encoder
+                .encode(
+                    group,
+                    events,
+                    |enc: &mut GroupEncoder, g: &Vec<SinkBatch>| enc.encode(g),
+                )
+                .await?;
+            let n = e.buf.len();
+            self.writer.deliver(Bytes::from(e.buf), &e.ends).await;
+            for run in e.cut.chunk_by(|a, b| a.0 == b.0) {
                 let batch = &group[run[0].0].batch;
                 let refused = run.iter().map(|&(_, i)| &batch.events[i]);
                 self.dead_letters
                     .write(&batch.source, refused, "datagram_truncated");
             }
-            cut.clear();
             for sb in group {
                 sb.into_parts().1.delivered();
             }
-            self.metrics.events.increment(events as u64);
+            self.metrics.events.increment(e.events as u64);
             self.metrics.bytes.increment(n as u64);
-            if stats.truncated > 0 {
-                self.metrics.truncated.increment(stats.truncated as u64);
+            if e.stats.truncated > 0 {
+                self.metrics.truncated.increment(e.stats.truncated as u64);
             }
         }
         self.writer.shutdown().await;

@@ -10,6 +10,11 @@ use std::sync::Arc;
 /// becomes a slice of it when the batch is finished (one allocation per batch, not per line).
 /// Buffers are sized to what the batch holds — a batch can sit in a sink's buffer for a
 /// long time, and a one-line batch must not pin a block-sized allocation.
+///
+/// A large batch's events share a copy of the container's record of their own
+/// ([`PRIVATE_META_AFTER`]): with the one record of the container, every event's `Arc` clone
+/// here and its drop in the sink, on another core, bounced one reference count between the
+/// cores (a locked increment and decrement per line: ≈ 9 % of a run into the file sink).
 pub(super) struct BatchBuilder {
     pub msgs: BytesMut,
     pub events: Vec<Event>,
@@ -19,7 +24,13 @@ pub(super) struct BatchBuilder {
     max_events: usize,
     max_bytes: usize,
     now_ns: Option<i64>,
+    /// The container's record this batch copied, and the copy its later events share.
+    private_meta: Option<(Arc<ContainerMeta>, Arc<ContainerMeta>)>,
 }
+
+/// Events of a batch that share the container's own record; the rest share the batch's copy
+/// (a trickle's one-line batches copy nothing).
+const PRIVATE_META_AFTER: usize = 64;
 
 const OWNED: (usize, usize) = (usize::MAX, 0);
 
@@ -33,6 +44,22 @@ impl BatchBuilder {
             max_events: s.batch_max_events,
             max_bytes: s.batch_max_bytes,
             now_ns: None,
+            private_meta: None,
+        }
+    }
+
+    /// The record the next event carries: `meta`, or this batch's copy of it.
+    fn container(&mut self, meta: &Arc<ContainerMeta>) -> Arc<ContainerMeta> {
+        if self.events.len() < PRIVATE_META_AFTER {
+            return meta.clone();
+        }
+        match &self.private_meta {
+            Some((of, copy)) if Arc::ptr_eq(of, meta) => copy.clone(),
+            _ => {
+                let copy = Arc::new(ContainerMeta::clone(meta));
+                self.private_meta = Some((meta.clone(), copy.clone()));
+                copy
+            }
         }
     }
 
@@ -73,12 +100,13 @@ impl BatchBuilder {
         meta: &Arc<ContainerMeta>,
     ) {
         self.ranges.push((mark, self.msgs.len()));
+        let container = Some(self.container(meta));
         self.events.push(Event {
             time_ns,
             stream,
             flags,
             message: Bytes::new(),
-            container: Some(meta.clone()),
+            container,
             attrs,
             fields: None,
         });
@@ -95,12 +123,13 @@ impl BatchBuilder {
     ) {
         self.owned_bytes += message.len();
         self.ranges.push(OWNED);
+        let container = Some(self.container(meta));
         self.events.push(Event {
             time_ns,
             stream,
             flags,
             message,
-            container: Some(meta.clone()),
+            container,
             attrs,
             fields: None,
         });
@@ -123,5 +152,46 @@ impl BatchBuilder {
             }
         }
         events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_batchs_later_events_share_a_copy_of_the_record_and_a_new_record_is_copied_again() {
+        let settings = TailSettings::default();
+        let mut b = BatchBuilder::new(&settings);
+        let meta = Arc::new(ContainerMeta::from_id("c".repeat(64)));
+        let push = |b: &mut BatchBuilder, m: &Arc<ContainerMeta>| {
+            b.reserve_for(8, 8);
+            let mark = b.msgs.len();
+            b.msgs.extend_from_slice(b"x");
+            b.push_from(mark, 0, Stream::Stdout, EventFlags::default(), None, m)
+        };
+        for _ in 0..PRIVATE_META_AFTER + 2 {
+            push(&mut b, &meta);
+        }
+        // Metadata arrived mid-batch: a new record, copied for the batch too.
+        let named = Arc::new(ContainerMeta {
+            name: Some("web".into()),
+            ..(*meta).clone()
+        });
+        push(&mut b, &named);
+        let events = b.finish();
+        let carried: Vec<_> = events
+            .iter()
+            .map(|e| e.container.clone().unwrap())
+            .collect();
+        assert!(carried[..PRIVATE_META_AFTER]
+            .iter()
+            .all(|c| Arc::ptr_eq(c, &meta)));
+        let copy = &carried[PRIVATE_META_AFTER];
+        assert!(!Arc::ptr_eq(copy, &meta) && **copy == *meta);
+        assert!(Arc::ptr_eq(&carried[PRIVATE_META_AFTER + 1], copy));
+        let last = carried.last().unwrap();
+        assert!(!Arc::ptr_eq(last, &named) && **last == *named);
+        assert!(events.iter().all(|e| &e.message[..] == b"x"));
     }
 }
