@@ -218,20 +218,30 @@ fn write_json_string_with(out: &mut Vec<u8>, bytes: &[u8], style: JsonStyle, new
     out.reserve(bytes.len() + 2 + 2 * newline as usize);
     out.push(b'"');
     let go = style != JsonStyle::Standard;
-    // Valid UTF-8 is the rule; std's validator has a word-at-a-time ASCII fast path.
-    match std::str::from_utf8(bytes) {
-        Ok(s) if go => escape_valid::<true>(out, s.as_bytes(), table),
-        Ok(s) => escape_valid::<false>(out, s.as_bytes(), table),
-        Err(_) => {
-            for chunk in bytes.utf8_chunks() {
-                let valid = chunk.valid().as_bytes();
-                if go {
-                    escape_valid::<true>(out, valid, table);
-                } else {
-                    escape_valid::<false>(out, valid, table);
-                }
-                for _ in chunk.invalid() {
-                    out.extend_from_slice(replacement);
+    // Valid UTF-8 is the rule, and ASCII most of it: the ASCII prefix is escaped in the same
+    // pass that checks it; from its first other byte on (a character boundary), std's
+    // validator (word-at-a-time) decides.
+    let ascii = if go {
+        escape_valid::<true, true>(out, bytes, table)
+    } else {
+        escape_valid::<false, true>(out, bytes, table)
+    };
+    let rest = &bytes[ascii..];
+    if !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(s) if go => _ = escape_valid::<true, false>(out, s.as_bytes(), table),
+            Ok(s) => _ = escape_valid::<false, false>(out, s.as_bytes(), table),
+            Err(_) => {
+                for chunk in rest.utf8_chunks() {
+                    let valid = chunk.valid().as_bytes();
+                    if go {
+                        escape_valid::<true, false>(out, valid, table);
+                    } else {
+                        escape_valid::<false, false>(out, valid, table);
+                    }
+                    for _ in chunk.invalid() {
+                        out.extend_from_slice(replacement);
+                    }
                 }
             }
         }
@@ -306,14 +316,21 @@ fn any_special<const GO: bool>(w: u64) -> bool {
 }
 
 /// Escapes valid UTF-8 `s` by `table`, copying unescaped runs in one piece; skips 8 bytes at a
-/// time while none of them needs escaping.
-fn escape_valid<const GO: bool>(out: &mut Vec<u8>, s: &[u8], table: &[u8; 256]) {
+/// time while none of them needs escaping. With `ASCII`, `s` may be any bytes: it stops before
+/// the first byte that is not ASCII. The bytes it took.
+fn escape_valid<const GO: bool, const ASCII: bool>(
+    out: &mut Vec<u8>,
+    s: &[u8],
+    table: &[u8; 256],
+) -> usize {
     const HEXDIGITS: &[u8; 16] = b"0123456789abcdef";
+    const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut start = 0;
     let mut i = 0;
     while i < s.len() {
         while let Some(w) = s.get(i..i + 8) {
-            if any_special::<GO>(u64::from_le_bytes(w.try_into().expect("8 bytes"))) {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            if any_special::<GO>(w) || (ASCII && w & HIGH != 0) {
                 break;
             }
             i += 8;
@@ -321,6 +338,10 @@ fn escape_valid<const GO: bool>(out: &mut Vec<u8>, s: &[u8], table: &[u8; 256]) 
         let stop = (i + 8).min(s.len());
         while i < stop {
             let b = s[i];
+            if ASCII && !b.is_ascii() {
+                out.extend_from_slice(&s[start..i]);
+                return i;
+            }
             let e = table[b as usize];
             if e == LIT {
                 i += 1;
@@ -357,6 +378,7 @@ fn escape_valid<const GO: bool>(out: &mut Vec<u8>, s: &[u8], table: &[u8; 256]) 
         }
     }
     out.extend_from_slice(&s[start..]);
+    s.len()
 }
 
 #[cfg(test)]
