@@ -203,14 +203,31 @@ impl SinkTarget {
 pub struct SourceOutput {
     source: Arc<str>,
     targets: Arc<[SinkTarget]>,
-    /// Whether sends count the source's event metrics (one view per sink counts only once).
-    counts: bool,
+    /// The source's event metrics, where sends count them (of one reader's views per sink,
+    /// only the first counts, so they do not grow with the number of sinks).
+    counts: Option<SourceCounts>,
     /// The flow its batches belong to in the sinks' buffers: every [`SourceOutput::only`]
     /// view is a flow of its own, served round-robin with the others ([`crate::flows`]).
     flow: u64,
     /// Batches sent and not yet settled by every sink, so that a reload can wait for them
     /// before the source's next instance reads from its checkpoints.
     outstanding: Option<Arc<Outstanding>>,
+}
+
+/// A source's event counters, resolved once (not per batch: a trickle's batches are one line).
+#[derive(Clone)]
+pub(crate) struct SourceCounts {
+    events: metrics::Counter,
+    bytes: metrics::Counter,
+}
+
+impl SourceCounts {
+    pub(crate) fn new(source: &str) -> SourceCounts {
+        SourceCounts {
+            events: metrics::counter!(m::SOURCE_EVENTS, "source" => source.to_string()),
+            bytes: metrics::counter!(m::SOURCE_BYTES, "source" => source.to_string()),
+        }
+    }
 }
 
 /// Flow ids of [`SourceOutput::only`] views (0: a source's own output).
@@ -256,7 +273,7 @@ impl SourceOutput {
                 .map(SinkTarget::shared)
                 .into_iter()
                 .collect(),
-            counts: self.counts && i == 0,
+            counts: self.counts.clone().filter(|_| i == 0),
             flow: NEXT_FLOW.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             outstanding: self.outstanding.clone(),
         }
@@ -291,11 +308,9 @@ impl SourceOutput {
             return Ok(());
         }
         let bytes: usize = batch.events.iter().map(Event::size).sum();
-        if self.counts {
-            metrics::counter!(m::SOURCE_EVENTS, "source" => self.source.to_string())
-                .increment(batch.events.len() as u64);
-            metrics::counter!(m::SOURCE_BYTES, "source" => self.source.to_string())
-                .increment(bytes as u64);
+        if let Some(c) = &self.counts {
+            c.events.increment(batch.events.len() as u64);
+            c.bytes.increment(bytes as u64);
             status::global()
                 .source(&self.source)
                 .sent(batch.events.len() as u64, bytes as u64);
@@ -306,7 +321,7 @@ impl SourceOutput {
             None => on_done,
         };
         let taps = status::global().taps();
-        if self.counts && taps.active() {
+        if self.counts.is_some() && taps.active() {
             taps.offer(&self.source, None, &batch, bytes);
         }
         let token = AckToken::new(on_done);
@@ -380,7 +395,7 @@ impl SourceOutput {
             SourceOutput {
                 source: source.into(),
                 targets: targets.into(),
-                counts: true,
+                counts: Some(SourceCounts::new(source)),
                 flow: 0,
                 outstanding: None,
             },
@@ -497,7 +512,7 @@ mod tests {
             SourceOutput {
                 source: "src".into(),
                 targets: targets.into(),
-                counts: true,
+                counts: Some(SourceCounts::new("src")),
                 flow: 0,
                 outstanding: None,
             },
@@ -565,7 +580,7 @@ mod tests {
         let out = SourceOutput {
             source: "src".into(),
             targets: Arc::new([target]),
-            counts: true,
+            counts: Some(SourceCounts::new("src")),
             flow: 0,
             outstanding: None,
         };
@@ -608,7 +623,7 @@ mod tests {
         let out = SourceOutput {
             source: "src".into(),
             targets: Arc::new([SinkTarget::new("s".into(), tx, &buffer)]),
-            counts: true,
+            counts: Some(SourceCounts::new("src")),
             flow: 0,
             outstanding: None,
         };
@@ -668,7 +683,7 @@ mod tests {
         let out = SourceOutput {
             source: "src".into(),
             targets: Arc::new([SinkTarget::new("s".into(), tx, &cfg).with_disk(w)]),
-            counts: true,
+            counts: Some(SourceCounts::new("src")),
             flow: 0,
             outstanding: None,
         };

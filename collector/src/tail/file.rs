@@ -291,8 +291,17 @@ impl OpenFile {
             return Ok(true);
         }
         let len = (fp.len as usize).min(FINGERPRINT_MAX_BYTES);
-        let mut head = [0u8; FINGERPRINT_MAX_BYTES];
-        let n = read_full_at(&self.file, &mut head[..len], 0)?;
+        // First lines are short: a small buffer, not a zeroed page, for every batch that looks.
+        let mut small = [0u8; 512];
+        let mut large = Vec::new();
+        let head = match small.get_mut(..len) {
+            Some(h) => h,
+            None => {
+                large.resize(len, 0);
+                &mut large[..]
+            }
+        };
+        let n = read_full_at(&self.file, head, 0)?;
         // Those bytes, taken as a whole first line, fingerprint as `fp` only if they are it.
         Ok(Fingerprint::of_head(&head[..n], true) == Some(fp))
     }
@@ -373,6 +382,27 @@ mod tests {
     use flate2::Compression;
     use std::fs;
     use std::io::Write;
+
+    #[test]
+    fn a_file_starts_with_its_fingerprinted_first_line_short_or_long() {
+        let d = tempfile::tempdir().unwrap();
+        let g = metrics::Gauge::noop();
+        for first_len in [40, 511, 512, 513, 3000] {
+            let first = "x".repeat(first_len);
+            fs::write(d.path().join("a-json.log"), format!("{first}\nnext\n")).unwrap();
+            let listed = list_siblings(d.path(), "a-json.log").unwrap();
+            let f = OpenFile::open(d.path(), &listed[0], &g).unwrap();
+            let fp = f.fp.expect("a complete first line");
+            assert!(f.starts_with(fp).unwrap(), "{first_len}");
+            // Rewritten in place with another first line of the same length: not the same.
+            let other = format!("{}y\nnext\n", "x".repeat(first_len - 1));
+            fs::write(d.path().join("a-json.log"), other).unwrap();
+            assert!(!f.starts_with(fp).unwrap(), "{first_len}");
+            // Cut short: not the same either.
+            fs::write(d.path().join("a-json.log"), &first[..first_len / 2]).unwrap();
+            assert!(!f.starts_with(fp).unwrap(), "{first_len}");
+        }
+    }
 
     #[test]
     fn reads_plain_and_gzip_and_seeks_in_decompressed_bytes() {

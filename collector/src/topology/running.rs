@@ -14,7 +14,7 @@
 //! position stored) before a new instance opens the same directory and reads on from there.
 
 use super::reload::{fingerprint, prints, Outstanding, Plan};
-use super::{first_then, open_disk_buffer, SinkTarget, SourceOutput};
+use super::{first_then, open_disk_buffer, SinkTarget, SourceCounts, SourceOutput};
 use crate::buffer::disk::{DiskBuffer, DiskWriter};
 use crate::checkpoint::CheckpointStore;
 use crate::filter::SinkFilter;
@@ -320,7 +320,7 @@ impl Pipeline {
         let out = SourceOutput {
             source: name.clone(),
             targets: mine.iter().map(|s| s.target.clone()).collect(),
-            counts: true,
+            counts: Some(SourceCounts::new(&name)),
             flow: 0,
             outstanding: Some(outstanding.clone()),
         };
