@@ -111,8 +111,10 @@ enum Work {
 }
 
 /// The most events one pool job encodes and writes: what waits in the sink's buffer is taken
-/// together, up to this (one hand-off to the pool and back per job, not per batch).
-const JOB_MAX_EVENTS: usize = 8192;
+/// together, up to this (one hand-off to the pool and back per job, not per batch). Not more:
+/// the job's buffer (≈ 1.3 MB of JSON here) should stay in the cache until it is written —
+/// with 8,192, one core spent 15 % more CPU per GB.
+const JOB_MAX_EVENTS: usize = 4096;
 
 impl FileEncoder {
     /// Encodes `batches` into one [`Pending`] group per destination file.
