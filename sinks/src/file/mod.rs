@@ -2,16 +2,16 @@
 //! (`/var/log/logwharf/{{.Name}}.log`), as JSON events or Docker's json-file lines, with
 //! Docker's rotation limits `max_size`, `max_file`, `compress` ([`rotation`]).
 //!
-//! Per batch: events are grouped by their file ([`PathCache`] renders the template once per
-//! container, its values confined under the template's directory) and each group is encoded
-//! into one buffer; the groups are then written on the blocking pool by [`writer::OpenFiles`]
-//! (a large batch is encoded there too, [`crate::util::offload`]), one `write` per file unless
-//! a rotation falls inside
-//! the group. The batch is acknowledged only when every group is in its file. A failed write is
-//! counted, logged with its path and retried with backoff from the byte where it stopped (no
-//! torn or repeated lines); after the last retry the sink fails with the error, and its
-//! supervisor restarts it with the batch (whose groups already written are then written again:
-//! at-least-once).
+//! Per job — a batch and the others waiting in the buffer, up to [`JOB_MAX_EVENTS`]: events
+//! are grouped by their file ([`PathCache`] renders the template once per container, its
+//! values confined under the template's directory) and each group is encoded into one buffer;
+//! the groups are then written on the blocking pool by [`writer::OpenFiles`] (many events are
+//! encoded there too, [`crate::util::offload`]), one `write` per file unless a rotation falls
+//! inside the group. The job's batches are acknowledged only when every group is in its file.
+//! A failed write is counted, logged with its path and retried with backoff from the byte where
+//! it stopped (no torn or repeated lines); after the last retry the sink fails with the error,
+//! and its supervisor restarts it with the batches (whose groups already written are then
+//! written again: at-least-once).
 
 pub mod config;
 pub mod rotation;
